@@ -1,0 +1,311 @@
+// A timm-compatible Vision Transformer (timm 1.0.x models/vision_transformer.py): same submodule names, so the
+// state-dict keys are timm's and a timm checkpoint loads strictly; same arithmetic, so outputs match to float error.
+// Tuners attach at the named insertion points of each block (see InsertionPoints.cs); the model knows no method.
+using TorchSharp;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+using static TorchSharp.torch.nn;
+using F = TorchSharp.torch.nn.functional;
+
+namespace PeftSharp.Models;
+
+/// <summary>Image to patch tokens: a Conv2d with kernel = stride = patch size, flattened row-major to [B, N, D].</summary>
+public sealed class PatchEmbed : nn.Module<Tensor, Tensor>
+{
+    public Module<Tensor, Tensor> proj;
+
+    public PatchEmbed(int patchSize, int inChans, int embedDim, bool bias) : base("PatchEmbed")
+    {
+        proj = nn.Conv2d(inChans, embedDim, kernel_size: (patchSize, patchSize), stride: (patchSize, patchSize), bias: bias);
+        RegisterComponents();
+    }
+
+    public override Tensor forward(Tensor x) => proj.forward(x).flatten(2).transpose(1, 2);
+}
+
+/// <summary>Multi-head self-attention with a fused qkv projection (rows q|k|v, each head-major).</summary>
+public sealed class Attention : nn.Module<Tensor, Tensor>
+{
+    public Module<Tensor, Tensor> qkv;
+    public Dropout attn_drop;
+    public Module<Tensor, Tensor> proj;
+    public Dropout proj_drop;
+    readonly int numHeads;
+    readonly double attnDropRate;
+    readonly Attachments<KeyValueTuner> keyValueTuners = new();
+
+    public Attention(int dim, int numHeads, bool qkvBias, double attnDrop, double projDrop) : base("Attention")
+    {
+        this.numHeads = numHeads;
+        attnDropRate = attnDrop;
+        qkv = nn.Linear(dim, dim * 3, hasBias: qkvBias);
+        attn_drop = nn.Dropout(attnDrop);
+        proj = nn.Linear(dim, dim);
+        proj_drop = nn.Dropout(projDrop);
+        RegisterComponents();
+    }
+
+    public int NumHeads => numHeads;
+    public Attachments<KeyValueTuner> KeyValueTuners => keyValueTuners;
+
+    public override Tensor forward(Tensor x) => forward(x, null);
+
+    /// <param name="mask">Additive attention mask [N, N] (−inf where masked), or null.</param>
+    public Tensor forward(Tensor x, Tensor? mask)
+    {
+        long b = x.shape[0], n = x.shape[1], c = x.shape[2];
+        var parts = qkv.forward(x).reshape(b, n, 3, numHeads, c / numHeads).permute(2, 0, 3, 1, 4).unbind(0);
+        Tensor q = parts[0], k = parts[1], v = parts[2];
+        foreach (var tuner in keyValueTuners.Items)
+        {
+            long before = k.shape[2];
+            (k, v) = tuner.Extend(k, v);
+            // Prefix keys are visible from every position: extend the mask with zero columns in front.
+            if (mask is not null && k.shape[2] > before)
+                mask = cat(new[] { zeros(mask.shape[0], k.shape[2] - before, dtype: mask.dtype, device: mask.device), mask }, 1);
+        }
+        var y = F.scaled_dot_product_attention(q, k, v, mask, training ? attnDropRate : 0.0, false);
+        y = y.transpose(1, 2).reshape(b, n, c);
+        return proj_drop.forward(proj.forward(y));
+    }
+
+    public void AttachKeyValueTuner(string name, KeyValueTuner tuner) => keyValueTuners.Add(this, name, tuner);
+}
+
+/// <summary>fc1 → act → drop → fc2 → drop.</summary>
+public sealed class Mlp : nn.Module<Tensor, Tensor>
+{
+    public Module<Tensor, Tensor> fc1;
+    public Module<Tensor, Tensor> act;
+    public Dropout drop1;
+    public Module<Tensor, Tensor> fc2;
+    public Dropout drop2;
+
+    public Mlp(int dim, int hidden, string actLayer, double drop) : base("Mlp")
+    {
+        fc1 = nn.Linear(dim, hidden);
+        act = actLayer == "quick_gelu" ? new QuickGelu() : nn.GELU();
+        drop1 = nn.Dropout(drop);
+        fc2 = nn.Linear(hidden, dim);
+        drop2 = nn.Dropout(drop);
+        RegisterComponents();
+    }
+
+    public override Tensor forward(Tensor x) =>
+        drop2.forward(fc2.forward(drop1.forward(act.forward(fc1.forward(x)))));
+}
+
+/// <summary>OpenAI CLIP's activation: x · sigmoid(1.702 x).</summary>
+public sealed class QuickGelu : nn.Module<Tensor, Tensor>
+{
+    public QuickGelu() : base("QuickGELU") { }
+    public override Tensor forward(Tensor x) => x * sigmoid(1.702 * x);
+}
+
+/// <summary>Per-channel learnable scale of a residual branch (CaiT / timm LayerScale); key "gamma".</summary>
+public sealed class LayerScale : nn.Module<Tensor, Tensor>
+{
+    public Parameter gamma;
+
+    public LayerScale(int dim, double initValue) : base("LayerScale")
+    {
+        gamma = new Parameter(full(dim, initValue));
+        RegisterComponents();
+    }
+
+    public override Tensor forward(Tensor x) => x * gamma;
+}
+
+/// <summary>Stochastic depth: drops a whole residual branch per sample during training, scaled by 1/keep.</summary>
+public sealed class DropPath : nn.Module<Tensor, Tensor>
+{
+    readonly double rate;
+
+    public DropPath(double rate) : base("DropPath") => this.rate = rate;
+
+    public override Tensor forward(Tensor x)
+    {
+        if (rate == 0 || !training) return x;
+        double keep = 1 - rate;
+        var shape = new long[x.dim()];
+        Array.Fill(shape, 1L);
+        shape[0] = x.shape[0];
+        var mask = empty(shape, dtype: x.dtype, device: x.device).bernoulli_(keep).div_(keep);
+        return x * mask;
+    }
+}
+
+/// <summary>A pre-norm transformer block: x + attn(norm1(x)), then x + mlp(norm2(x)), with tuner insertion points.</summary>
+public sealed class Block : nn.Module<Tensor, Tensor>
+{
+    public Module<Tensor, Tensor> norm1;
+    public Attention attn;
+    public Module<Tensor, Tensor> ls1;
+    public Module<Tensor, Tensor> drop_path1;
+    public Module<Tensor, Tensor> norm2;
+    public Mlp mlp;
+    public Module<Tensor, Tensor> ls2;
+    public Module<Tensor, Tensor> drop_path2;
+    readonly PointAttachments<InsertionPoint, BlockTuner> tuners = new();
+
+    public Block(int dim, int numHeads, double mlpRatio, bool qkvBias, double? initValues, double projDrop,
+                 double attnDrop, double dropPath, double normEps, string actLayer) : base("Block")
+    {
+        norm1 = nn.LayerNorm(dim, eps: normEps);
+        attn = new Attention(dim, numHeads, qkvBias, attnDrop, projDrop);
+        ls1 = initValues is double g1 ? new LayerScale(dim, g1) : nn.Identity();
+        drop_path1 = dropPath > 0 ? new DropPath(dropPath) : nn.Identity();
+        norm2 = nn.LayerNorm(dim, eps: normEps);
+        mlp = new Mlp(dim, (int)(dim * mlpRatio), actLayer, projDrop);
+        ls2 = initValues is double g2 ? new LayerScale(dim, g2) : nn.Identity();
+        drop_path2 = dropPath > 0 ? new DropPath(dropPath) : nn.Identity();
+        RegisterComponents();
+    }
+
+    public PointAttachments<InsertionPoint, BlockTuner> Tuners => tuners;
+
+    /// <summary>Registers <paramref name="tuner"/> under <paramref name="name"/> (its state-dict prefix in this block)
+    /// and calls it at each of <paramref name="points"/>, after tuners attached earlier.</summary>
+    public void Attach(string name, BlockTuner tuner, params InsertionPoint[] points) => tuners.Add(this, name, tuner, points);
+
+    public override Tensor forward(Tensor x) => forward(x, TokenLayout.Sequence(), null);
+
+    public Tensor forward(Tensor x, TokenLayout layout, Tensor? mask)
+    {
+        x = tuners.Sequential(InsertionPoint.BlockInput, x, layout);
+        x = Branch(x, layout, norm1, h => attn.forward(h, mask), ls1, drop_path1, InsertionPoint.AttnInput,
+                   InsertionPoint.AttnOutput, InsertionPoint.AttnParallelResidual, InsertionPoint.AttnParallelNormed,
+                   InsertionPoint.AttnScale);
+        x = Branch(x, layout, norm2, mlp.forward, ls2, drop_path2, InsertionPoint.MlpInput, InsertionPoint.MlpOutput,
+                   InsertionPoint.MlpParallelResidual, InsertionPoint.MlpParallelNormed, InsertionPoint.MlpScale);
+        return tuners.Sequential(InsertionPoint.BlockOutput, x, layout);
+    }
+
+    Tensor Branch(Tensor x, TokenLayout layout, Module<Tensor, Tensor> norm, Func<Tensor, Tensor> sublayer,
+                  Module<Tensor, Tensor> ls, Module<Tensor, Tensor> dropPath, InsertionPoint input,
+                  InsertionPoint output, InsertionPoint parallelResidual, InsertionPoint parallelNormed,
+                  InsertionPoint scale)
+    {
+        var normed = norm.forward(x);
+        var y = sublayer(tuners.Sequential(input, normed, layout));
+        y = dropPath.forward(ls.forward(tuners.Sequential(output, y, layout)));
+        // Parallel branches get their own layer scale and drop-path draw, as in the unifying study's block.
+        foreach (var t in tuners.At(parallelResidual)) y = y + dropPath.forward(ls.forward(t.Apply(parallelResidual, x, layout)));
+        foreach (var t in tuners.At(parallelNormed)) y = y + dropPath.forward(ls.forward(t.Apply(parallelNormed, normed, layout)));
+        return x + tuners.Sequential(scale, y, layout);
+    }
+}
+
+/// <summary>The Vision Transformer, timm layout: patch_embed, cls_token, reg_token, pos_embed, pos_drop, norm_pre,
+/// blocks, norm, fc_norm, head_drop, head.</summary>
+public sealed class VisionTransformer : nn.Module<Tensor, Tensor>
+{
+    public PatchEmbed patch_embed;
+    public Parameter? cls_token;
+    public Parameter? reg_token;
+    public Parameter pos_embed;
+    public Dropout pos_drop;
+    public Module<Tensor, Tensor> norm_pre;
+    public ModuleList<Block> blocks;
+    public Module<Tensor, Tensor> norm;
+    public Module<Tensor, Tensor> fc_norm;
+    public Dropout head_drop;
+    public Module<Tensor, Tensor> head;
+    readonly PointAttachments<EncoderPoint, EncoderTuner> tuners = new();
+
+    public VisionTransformer(VitConfig config) : base("VisionTransformer")
+    {
+        Config = config.Validate();
+        var c = Config;
+        patch_embed = new PatchEmbed(c.PatchSize, c.InChans, c.EmbedDim, bias: !c.PreNorm);
+        cls_token = c.ClassToken ? new Parameter(zeros(1, 1, c.EmbedDim)) : null;
+        reg_token = c.RegTokens > 0 ? new Parameter(zeros(1, c.RegTokens, c.EmbedDim)) : null;
+        int embedLen = c.NoEmbedClass ? c.NumPatches : c.NumPatches + c.NumPrefixTokens;
+        pos_embed = new Parameter(zeros(1, embedLen, c.EmbedDim));
+        pos_drop = nn.Dropout(c.PosDropRate);
+        norm_pre = c.PreNorm ? nn.LayerNorm(c.EmbedDim, eps: c.NormEps) : nn.Identity();
+        // Stochastic depth grows linearly with depth, as timm's dpr.
+        blocks = nn.ModuleList(Enumerable.Range(0, c.Depth).Select(i => new Block(
+            c.EmbedDim, c.NumHeads, c.MlpRatio, c.QkvBias, c.InitValues, c.ProjDropRate, c.AttnDropRate,
+            c.Depth > 1 ? c.DropPathRate * i / (c.Depth - 1) : c.DropPathRate, c.NormEps, c.ActLayer)).ToArray());
+        norm = c.FinalNorm && !c.UseFcNorm ? nn.LayerNorm(c.EmbedDim, eps: c.NormEps) : nn.Identity();
+        fc_norm = c.FinalNorm && c.UseFcNorm ? nn.LayerNorm(c.EmbedDim, eps: c.NormEps) : nn.Identity();
+        head_drop = nn.Dropout(c.DropRate);
+        head = c.NumClasses > 0 ? nn.Linear(c.EmbedDim, c.NumClasses, hasBias: c.HeadBias) : nn.Identity();
+        RegisterComponents();
+        InitWeights.Vit(this);
+    }
+
+    public VitConfig Config { get; private set; }
+    public int EmbedDim => Config.EmbedDim;
+    public PointAttachments<EncoderPoint, EncoderTuner> Tuners => tuners;
+
+    public void Attach(string name, EncoderTuner tuner, params EncoderPoint[] points) => tuners.Add(this, name, tuner, points);
+
+    /// <summary>Replaces the classifier (a new zero-bias trunc-normal Linear, or Identity for 0 classes).</summary>
+    public void ResetClassifier(int numClasses)
+    {
+        var newHead = numClasses > 0 ? nn.Linear(EmbedDim, numClasses, hasBias: Config.HeadBias) : (Module<Tensor, Tensor>)nn.Identity();
+        if (newHead is Linear linear) InitWeights.TimmLinear(linear);
+        ModuleSurgery.Replace(this, "head", newHead.to(pos_embed.device));
+        Config = Config with { NumClasses = numClasses };
+    }
+
+    public override Tensor forward(Tensor x) => ForwardHead(ForwardFeatures(x, out var layout), layout);
+
+    /// <summary>Tokens after the final norm, [B, prefix + prompts + patches, D] (timm's forward_features).</summary>
+    public Tensor ForwardFeatures(Tensor x, out TokenLayout layout) => ForwardFeatures(x, out layout, 0, Config.Depth);
+
+    /// <summary>Runs blocks [firstBlock, endBlock); from block 0 the input is an image batch, else the tokens
+    /// entering firstBlock (used to cache a frozen prefix of the network). The final norm runs when endBlock = depth.</summary>
+    public Tensor ForwardFeatures(Tensor x, out TokenLayout layout, int firstBlock, int endBlock, TokenLayout? inputLayout = null)
+    {
+        if (firstBlock == 0)
+        {
+            if (x.dim() != 4 || x.shape[1] != Config.InChans)
+                throw new PeftSharpException($"model input: expected [B, {Config.InChans}, H, W], got [{string.Join(", ", x.shape)}]");
+            if (x.shape[2] != Config.ImgSize || x.shape[3] != Config.ImgSize)
+                throw new PeftSharpException($"model input: expected {Config.ImgSize}x{Config.ImgSize} images, got {x.shape[2]}x{x.shape[3]}");
+            layout = new TokenLayout(Config.NumPrefixTokens, Config.GridSize, Config.GridSize);
+            x = norm_pre.forward(tuners.Sequential(EncoderPoint.AfterEmbedding, PositionEmbed(patch_embed.forward(x)), layout));
+        }
+        else
+        {
+            layout = inputLayout ?? new TokenLayout(Config.NumPrefixTokens, Config.GridSize, Config.GridSize);
+        }
+        for (int i = firstBlock; i < endBlock; i++) x = blocks[i].forward(x, layout, null);
+        return endBlock == Config.Depth ? norm.forward(x) : x;
+    }
+
+    /// <summary>Pooling, fc_norm, head dropout and head (timm's forward_head); pre_logits stops before the head.</summary>
+    public Tensor ForwardHead(Tensor tokens, TokenLayout layout, bool preLogits = false)
+    {
+        var pooled = Config.GlobalPool == "avg"
+            ? tokens[.., layout.PatchStart..].mean(new long[] { 1 })
+            : tokens[.., 0];
+        pooled = head_drop.forward(fc_norm.forward(pooled));
+        return preLogits ? pooled : head.forward(pooled);
+    }
+
+    public Tensor ForwardHead(Tensor tokens, bool preLogits = false) =>
+        ForwardHead(tokens, new TokenLayout(Config.NumPrefixTokens, Config.GridSize, Config.GridSize), preLogits);
+
+    Tensor PositionEmbed(Tensor x)
+    {
+        long b = x.shape[0];
+        var prefix = new List<Tensor>();
+        if (cls_token is not null) prefix.Add(cls_token.expand(b, -1, -1));
+        if (reg_token is not null) prefix.Add(reg_token.expand(b, -1, -1));
+        if (Config.NoEmbedClass)
+        {
+            x = x + pos_embed;
+            if (prefix.Count > 0) x = cat(prefix.Append(x).ToArray(), 1);
+        }
+        else
+        {
+            if (prefix.Count > 0) x = cat(prefix.Append(x).ToArray(), 1);
+            x = x + pos_embed;
+        }
+        return pos_drop.forward(x);
+    }
+}

@@ -1,0 +1,100 @@
+using PeftSharp.Models;
+using TorchSharp;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+using static TorchSharp.torch.nn;
+
+namespace PeftSharp.Tuners.Methods;
+
+/// <summary>
+/// ConvPass (Jie &amp; Deng 2022): parallel to the attention and to the MLP, fed the LayerNorm output:
+/// Down → QuickGELU → 3×3 conv over the patch grid → QuickGELU → dropout → Up, times s. Tokens that are not patches
+/// (class, registers, prompts) are convolved as 1×1 maps, as ConvPass does for the class token. The conv starts as
+/// identity at its centre (or Xavier), Up starts at zero. Parameters per adapter 2Dr + 9r² + 2r + D.
+/// </summary>
+public sealed class ConvPass : TunerMethod
+{
+    public override string Id => "convpass";
+    public override string Summary => "convolutional bypasses parallel to attention and MLP";
+    public override string Reference => "Jie & Deng 2022 (Convpass); placement as in the unifying study";
+    public override bool Mergeable => false;
+    public override IReadOnlyList<HyperSpec> Hypers => new[]
+    {
+        HyperSpec.Int("rank", 8, new[] { 8, 16 }, "bottleneck channels r"),
+        HyperSpec.Double("scale", 10, new[] { 0.01, 0.1, 1, 10, 100 }, "output scale s", min: 0),
+        HyperSpec.Double("dropout", 0.1, Array.Empty<double>(), "dropout before Up", min: 0, max: 0.99),
+        HyperSpec.Bool("xavier", false, "Xavier-initialise the conv instead of an identity centre", new[] { true, false }),
+    };
+
+    public override AppliedTuner Apply(TunableEncoder encoder, Hyperparameters h)
+    {
+        encoder.RequireVit(Id);
+        var attached = new List<(Block Block, string Name, ConvBypass Module)>();
+        foreach (var block in encoder.Blocks)
+            foreach (var (name, point) in new[] { ("convpass_attn", InsertionPoint.AttnParallelNormed), ("convpass_mlp", InsertionPoint.MlpParallelNormed) })
+            {
+                var module = new ConvBypass(encoder.EmbedDim, h.Int("rank"), h.Double("scale"), h.Double("dropout"), h.Bool("xavier"));
+                block.Attach(name, module, point);
+                attached.Add((block, name, module));
+            }
+        return new HookTuner(this, h, encoder, attached.SelectMany(a => a.Module.parameters()),
+                             () => attached.ForEach(a => a.Block.Tuners.Remove(a.Block, a.Name)));
+    }
+}
+
+public sealed class ConvBypass : BlockTuner
+{
+    public Linear adapter_down;
+    public Conv2d adapter_conv;
+    public Linear adapter_up;
+    public Dropout dropout;
+    readonly double scale;
+    readonly int rank;
+
+    public ConvBypass(int dim, int rank, double scale, double dropoutRate, bool xavier) : base("ConvBypass")
+    {
+        this.rank = rank;
+        this.scale = scale;
+        adapter_down = Linear(dim, rank);
+        adapter_conv = Conv2d(rank, rank, 3, padding: 1);
+        adapter_up = Linear(rank, dim);
+        dropout = Dropout(dropoutRate);
+        using (no_grad())
+        {
+            if (xavier) init.xavier_uniform_(adapter_conv.weight!);
+            else
+            {
+                init.zeros_(adapter_conv.weight!);
+                adapter_conv.weight![.., .., 1, 1].add_(eye(rank));
+            }
+            init.zeros_(adapter_conv.bias!);
+            init.xavier_uniform_(adapter_down.weight!);
+            init.zeros_(adapter_down.bias!);
+            init.zeros_(adapter_up.weight!);
+            init.zeros_(adapter_up.bias!);
+        }
+        RegisterComponents();
+    }
+
+    static Tensor QuickGelu(Tensor x) => x * sigmoid(1.702 * x);
+
+    public override Tensor Apply(InsertionPoint point, Tensor x, TokenLayout layout)
+    {
+        if (!layout.HasGrid) throw new PeftSharpException("convpass needs a patch grid (an image encoder)");
+        long b = x.shape[0];
+        int start = layout.PatchStart, h = layout.GridHeight, w = layout.GridWidth;
+        var down = QuickGelu(adapter_down.forward(x));
+        var patches = down[.., start..].reshape(b, h, w, rank).permute(0, 3, 1, 2);
+        patches = adapter_conv.forward(patches).permute(0, 2, 3, 1).reshape(b, (long)h * w, rank);
+        var parts = new List<Tensor>();
+        if (start > 0)
+        {
+            // Each non-patch token as a 1×1 map: with padding 1 only the kernel centre and the bias touch it.
+            var tokens = down[.., ..start].reshape(b * start, rank, 1, 1);
+            parts.Add(adapter_conv.forward(tokens).reshape(b, start, rank));
+        }
+        parts.Add(patches);
+        var mixed = dropout.forward(QuickGelu(cat(parts.ToArray(), 1)));
+        return adapter_up.forward(mixed) * scale;
+    }
+}

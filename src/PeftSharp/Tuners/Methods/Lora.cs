@@ -1,0 +1,191 @@
+using PeftSharp.Models;
+using TorchSharp;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+using static TorchSharp.torch.nn;
+using F = TorchSharp.torch.nn.functional;
+
+namespace PeftSharp.Tuners.Methods;
+
+/// <summary>
+/// LoRA (Hu et al. 2021): y = W x + s · B A dropout(x), A Kaiming-uniform, B zero. Defaults follow the unifying
+/// study's code: targets q, k and v of the fused qkv (one A, B emitting 3D rows), input dropout 0.1, no α/r scaling
+/// (alpha unset means s = 1). With alpha, s = alpha / r, or alpha / √r with rslora=true (Kalajdzievski 2023).
+/// Targets are any Linear layers by name ("proj", "mlp.fc1", "blocks.*.attn.qkv"); "q", "k", "v" select row
+/// sections of the fused qkv.
+/// </summary>
+public sealed class Lora : TunerMethod
+{
+    public override string Id => "lora";
+    public override string Summary => "low-rank update B·A of the targeted Linear layers (default q,k,v of qkv)";
+    public override bool Mergeable => true;
+    public override string Reference => "Hu et al. 2021; the unifying study's code (targets q,k,v, dropout 0.1, unscaled)";
+    public override IReadOnlyList<HyperSpec> Hypers => LoraHypers;
+
+    internal static readonly IReadOnlyList<HyperSpec> LoraHypers = new[]
+    {
+        HyperSpec.Int("rank", 8, new[] { 1, 8, 16, 32 }, "rank r of the update"),
+        HyperSpec.OptionalDouble("alpha", "scaling numerator: s = alpha/r (or alpha/√r with rslora); unset = 1, as in the study"),
+        HyperSpec.Bool("rslora", false, "rank-stabilised scaling alpha/√r"),
+        HyperSpec.Double("dropout", 0.1, Array.Empty<double>(), "dropout on the LoRA input", min: 0, max: 0.99),
+        HyperSpec.List("targets", "q,k,v", "q,k,v select sections of the fused qkv; other names or patterns select Linear layers"),
+    };
+
+    public override AppliedTuner Apply(TunableEncoder encoder, Hyperparameters h) => ApplyLora(this, encoder, h, dora: false);
+
+    internal static AppliedTuner ApplyLora(TunerMethod method, TunableEncoder encoder, Hyperparameters h, bool dora)
+    {
+        int rank = h.Int("rank");
+        double? alpha = h.OptionalDouble("alpha");
+        double scaling = alpha is double a ? (h.Bool("rslora") ? a / Math.Sqrt(rank) : a / rank) : 1.0;
+        var targets = h.List("targets");
+        var sections = targets.Where(t => t is "q" or "k" or "v").Select(t => "qkv".IndexOf(t[0])).OrderBy(i => i).ToArray();
+        var names = targets.Where(t => t is not ("q" or "k" or "v")).ToList();
+        if (sections.Length > 0 && names.Contains("qkv"))
+            throw new PeftSharpException($"method '{method.Id}': targets name both 'qkv' and its sections q/k/v");
+
+        var wrappers = new List<LoraLinear>();
+        void WrapAll(IEnumerable<string> patterns, int[]? rows)
+        {
+            foreach (var (path, module) in TargetMatcher.Find<Linear>(encoder.Root, patterns, method.Id))
+            {
+                var wrapper = new LoraLinear(module, rank, scaling, h.Double("dropout"), rows, dora);
+                TargetMatcher.Wrap(encoder.Root, path, wrapper);
+                wrappers.Add(wrapper);
+            }
+        }
+        if (sections.Length > 0) WrapAll(new[] { "attn.qkv" }, sections.Length == 3 ? null : sections);
+        if (names.Count > 0) WrapAll(names, null);
+        return new WrapperTuner<LoraLinear>(method, h, encoder, wrappers, w => w.TrainableParameters(), w => w.Fold(), w => w.FoldTargets());
+    }
+}
+
+/// <summary>
+/// DoRA (Liu et al. 2024): W' = m · (W + s·B A) / ‖W + s·B A‖ (norm per output row, treated as a constant in the
+/// gradient as the paper recommends), m initialised to ‖W‖. Trains LoRA's A, B plus m (out_features per layer).
+/// </summary>
+public sealed class Dora : TunerMethod
+{
+    public override string Id => "dora";
+    public override string Summary => "weight-decomposed LoRA: learned magnitude × normalised (W + B·A)";
+    public override bool Mergeable => true;
+    public override string Reference => "Liu et al., ICML 2024; Hugging Face peft's DoRA layer";
+    public override IReadOnlyList<HyperSpec> Hypers => Lora.LoraHypers;
+
+    public override AppliedTuner Apply(TunableEncoder encoder, Hyperparameters h) => Lora.ApplyLora(this, encoder, h, dora: true);
+}
+
+/// <summary>A Linear with a LoRA (optionally DoRA) branch; keys lora_A.weight, lora_B.weight, lora_magnitude_vector.</summary>
+public sealed class LoraLinear : ModuleWrapper
+{
+    public Linear lora_A;
+    public Linear lora_B;
+    public Dropout lora_dropout;
+    public Parameter? lora_magnitude_vector;
+    readonly double scaling;
+    readonly double dropoutRate;
+    readonly int[]? rowSections;
+    readonly long sectionSize;
+
+    public LoraLinear(Module<Tensor, Tensor> baseLayer, int rank, double scaling, double dropout, int[]? rowSections, bool dora)
+        : base("LoraLinear", baseLayer)
+    {
+        var linear = InnermostLinear;
+        long inFeatures = linear.weight!.shape[1], outFeatures = linear.weight.shape[0];
+        this.scaling = scaling;
+        dropoutRate = dropout;
+        this.rowSections = rowSections;
+        sectionSize = outFeatures / 3;
+        long outRows = rowSections is null ? outFeatures : sectionSize * rowSections.Length;
+        lora_A = Linear(inFeatures, rank, hasBias: false);
+        lora_B = Linear(rank, outRows, hasBias: false);
+        lora_dropout = Dropout(dropout);
+        using (no_grad())
+        {
+            init.kaiming_uniform_(lora_A.weight!, a: Math.Sqrt(5));
+            init.zeros_(lora_B.weight!);
+        }
+        if (dora)
+            using (no_grad()) lora_magnitude_vector = new Parameter(RowNorms(linear.weight).detach().clone());
+        RegisterComponents();
+    }
+
+    public double Scaling => scaling;
+    public int[]? RowSections => rowSections;
+
+    internal IEnumerable<Parameter> TrainableParameters()
+    {
+        yield return lora_A.weight!;
+        yield return lora_B.weight!;
+        if (lora_magnitude_vector is not null) yield return lora_magnitude_vector;
+    }
+
+    /// <summary>s · B A as a full [out, in] matrix (zero rows outside the selected sections).</summary>
+    public Tensor DeltaWeight()
+    {
+        var delta = lora_B.weight!.matmul(lora_A.weight!) * scaling;
+        return ScatterRows(delta);
+    }
+
+    /// <summary>Places rows computed for the selected q/k/v sections into a tensor over all qkv rows (last dim for
+    /// activations, first for weights).</summary>
+    Tensor ScatterRows(Tensor partial, bool lastDim = false)
+    {
+        if (rowSections is null) return partial;
+        var parts = new List<Tensor>();
+        int taken = 0;
+        for (int s = 0; s < 3; s++)
+        {
+            if (rowSections.Contains(s))
+            {
+                parts.Add(lastDim ? partial[.., .., (int)(taken * sectionSize)..(int)((taken + 1) * sectionSize)]
+                                  : partial[(int)(taken * sectionSize)..(int)((taken + 1) * sectionSize)]);
+                taken++;
+            }
+            else
+            {
+                var shape = partial.shape.ToArray();
+                shape[lastDim ? shape.Length - 1 : 0] = sectionSize;
+                parts.Add(zeros(shape, dtype: partial.dtype, device: partial.device));
+            }
+        }
+        return cat(parts.ToArray(), lastDim ? -1 : 0);
+    }
+
+    public override Tensor forward(Tensor x)
+    {
+        var result = base_layer.forward(x);
+        if (Merged) return result;
+        var dropped = lora_dropout.forward(x);
+        var delta = ScatterRows(lora_B.forward(lora_A.forward(dropped)) * scaling, lastDim: true);
+        if (lora_magnitude_vector is null) return result + delta;
+
+        // DoRA: result + (m/‖W+ΔW‖ − 1)·(W x) + m/‖W+ΔW‖ · ΔW x, the norm detached (peft's formulation).
+        var weight = InnermostLinear.weight!;
+        Tensor norm;
+        using (no_grad()) norm = RowNorms(weight + DeltaWeight());
+        var magnitudeScale = lora_magnitude_vector / norm;
+        // With active dropout the base term must see the same dropped input as the LoRA term.
+        var baseWithoutBias = training && dropoutRate > 0 ? F.linear(dropped, weight) : WithoutBias(result);
+        return result + (magnitudeScale - 1) * baseWithoutBias + magnitudeScale * delta;
+    }
+
+    static Tensor RowNorms(Tensor weight) => weight.pow(2).sum(1).sqrt();
+
+    Tensor WithoutBias(Tensor result) => InnermostLinear.bias is Tensor b ? result - b : result;
+
+    internal IEnumerable<Tensor> FoldTargets()
+    {
+        yield return InnermostLinear.weight!;
+    }
+
+    /// <summary>W ← W + s·B A (LoRA), or W ← m · (W + s·B A)/‖·‖ (DoRA; the bias is unchanged, as in DoRA).</summary>
+    internal void Fold()
+    {
+        var weight = InnermostLinear.weight!;
+        var merged = weight + DeltaWeight();
+        if (lora_magnitude_vector is not null)
+            merged = merged * (lora_magnitude_vector / RowNorms(merged)).unsqueeze(1);
+        weight.copy_(merged);
+    }
+}

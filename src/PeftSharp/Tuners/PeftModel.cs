@@ -1,0 +1,162 @@
+using System.Globalization;
+using PeftSharp.Models;
+using TorchSharp;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+
+namespace PeftSharp.Tuners;
+
+/// <summary>What to tune besides the methods' own parameters.</summary>
+public sealed record PeftOptions
+{
+    /// <summary>Train the classification head (default; the study trains a fresh head with every method).</summary>
+    public bool TrainHead { get; init; } = true;
+    /// <summary>For CLIP: which towers the methods apply to ("visual", "text" or both).</summary>
+    public IReadOnlyList<string> Towers { get; init; } = new[] { "visual" };
+}
+
+/// <summary>
+/// A model with one or more PEFT methods applied (Hugging Face peft's PeftModel): everything frozen but the methods'
+/// parameters (and the head unless told otherwise); summary of trainable parameters; merge, unmerge and
+/// merge-and-unload; the adapter-only state that <see cref="AdapterFiles"/> saves.
+/// </summary>
+public sealed class PeftModel
+{
+    readonly List<AppliedTuner> tuners = new();
+    readonly Dictionary<Tensor, Tensor> mergeSnapshots = new(ReferenceEqualityComparer.Instance);
+
+    PeftModel(nn.Module root, IReadOnlyList<TunableEncoder> encoders, string methodSpec, PeftOptions options)
+    {
+        Root = root;
+        Encoders = encoders;
+        MethodSpec = methodSpec;
+        Options = options;
+    }
+
+    public nn.Module Root { get; }
+    public IReadOnlyList<TunableEncoder> Encoders { get; }
+    public string MethodSpec { get; }
+    public PeftOptions Options { get; }
+    public IReadOnlyList<AppliedTuner> Tuners => tuners;
+    public bool IsMerged => tuners.Any(t => t.Merged);
+    public bool Mergeable => tuners.All(t => t.Method.Mergeable);
+
+    /// <summary>The ViT this wraps (for a CLIP model, its image tower).</summary>
+    public VisionTransformer Vit => Root as VisionTransformer ?? (Root as ClipModel)?.visual
+        ?? throw new InvalidOperationException("not a vision model");
+
+    /// <summary>Applies the methods of <paramref name="methodSpec"/> ("lora", "ssf+lora") to a ViT.</summary>
+    public static PeftModel Create(VisionTransformer model, string methodSpec, IReadOnlyDictionary<string, string>? settings = null,
+                                   PeftOptions? options = null) =>
+        Build(model, new[] { TunableEncoder.Of(model) }, methodSpec, settings, options ?? new PeftOptions());
+
+    /// <summary>Applies the methods to the chosen CLIP towers (the image tower by default).</summary>
+    public static PeftModel Create(ClipModel model, string methodSpec, IReadOnlyDictionary<string, string>? settings = null,
+                                   PeftOptions? options = null)
+    {
+        options ??= new PeftOptions { TrainHead = false };
+        var encoders = options.Towers.Select(t => t switch
+        {
+            "visual" => TunableEncoder.Of(model.visual, "visual"),
+            "text" => TunableEncoder.Of(model.text, "text"),
+            _ => throw new PeftSharpException($"CLIP tower '{t}': expected 'visual' or 'text'"),
+        }).ToList();
+        return Build(model, encoders, methodSpec, settings, options);
+    }
+
+    static PeftModel Build(nn.Module root, IReadOnlyList<TunableEncoder> encoders, string methodSpec,
+                           IReadOnlyDictionary<string, string>? settings, PeftOptions options)
+    {
+        var methods = TunerRegistry.Parse(methodSpec);
+        var perMethod = TunerRegistry.RouteSettings(methods, settings ?? new Dictionary<string, string>());
+        var model = new PeftModel(root, encoders, string.Join("+", methods.Select(m => m.Id)), options);
+        foreach (var method in methods)
+        {
+            var hypers = Hyperparameters.Create(method.Id, method.Hypers, perMethod[method]);
+            foreach (var encoder in encoders) model.tuners.Add(method.Apply(encoder, hypers));
+        }
+        // Tuner layers are created on the CPU; follow the base model to its device.
+        var device = root.parameters().First().device;
+        if (device.type != DeviceType.CPU) root.to(device);
+        model.ResetTrainable();
+        return model;
+    }
+
+    /// <summary>Freezes everything, then unfreezes the methods' parameters and (optionally) the head.</summary>
+    public void ResetTrainable()
+    {
+        foreach (var p in Root.parameters()) p.requires_grad = false;
+        foreach (var p in tuners.SelectMany(t => t.TrainableParameters())) p.requires_grad = true;
+        if (Options.TrainHead)
+            foreach (var (_, p) in HeadParameters()) p.requires_grad = true;
+    }
+
+    /// <summary>The classification head's parameters (for CLIP: the image projection).</summary>
+    public IEnumerable<(string Name, Parameter Parameter)> HeadParameters() =>
+        Root.named_parameters().Where(p => IsHeadName(p.name));
+
+    public bool IsHeadName(string name) => Root is ClipModel
+        ? name.StartsWith("visual.head.", StringComparison.Ordinal)
+        : TunableEncoder.IsHead(name);
+
+    /// <summary>Trainable parameters with their names, in registration order (what the optimizer gets).</summary>
+    public List<(string Name, Parameter Parameter)> TrainableParameters() =>
+        Root.named_parameters().Where(p => p.parameter.requires_grad).Select(p => (p.name, p.parameter)).ToList();
+
+    public long CountTrainable(bool includeHead = false) =>
+        TrainableParameters().Where(p => includeHead || !IsHeadName(p.Name)).Sum(p => p.Parameter.numel());
+
+    public long CountTotal() => Root.parameters().Sum(p => p.numel());
+
+    /// <summary>peft's print_trainable_parameters line (head included, as it trains).</summary>
+    public string Summary()
+    {
+        long trainable = CountTrainable(includeHead: true), total = CountTotal();
+        return string.Create(CultureInfo.InvariantCulture,
+            $"trainable params: {trainable:N0} (method {CountTrainable():N0}, head {trainable - CountTrainable():N0}) || all params: {total:N0} || trainable%: {100.0 * trainable / total:F4}");
+    }
+
+    /// <summary>Folds every method into the base weights (exact unmerge keeps a copy of what merging overwrites).</summary>
+    public void Merge()
+    {
+        var notMergeable = tuners.Where(t => !t.Method.Mergeable).Select(t => t.Method.Id).Distinct().ToList();
+        if (notMergeable.Count > 0)
+            throw new PeftSharpException($"cannot merge: {string.Join(", ", notMergeable)} {(notMergeable.Count == 1 ? "is" : "are")} not linear on the frozen path (mergeable: lora, dora, ssf, repadapter, fact-tt, fact-tk, bitfit, layernorm, difffit, linear, full, partial-k)");
+        using var _ = no_grad();
+        foreach (var target in tuners.SelectMany(t => t.MergeTargets()))
+            if (!mergeSnapshots.ContainsKey(target)) mergeSnapshots[target] = target.detach().clone();
+        foreach (var t in tuners.OrderBy(t => t.MergePhase)) t.Merge();
+    }
+
+    /// <summary>Restores the base weights bit-exactly and reactivates the methods.</summary>
+    public void Unmerge()
+    {
+        using var _ = no_grad();
+        foreach (var (target, copy) in mergeSnapshots)
+        {
+            target.copy_(copy);
+            copy.Dispose();
+        }
+        mergeSnapshots.Clear();
+        for (int i = tuners.Count - 1; i >= 0; i--) tuners[i].MarkUnmerged();
+    }
+
+    /// <summary>
+    /// Merges, then removes every tuner structure: the root is left with exactly timm's modules and state-dict keys
+    /// (zero inference overhead; saves as an ordinary checkpoint). This PeftModel is unusable afterwards.
+    /// </summary>
+    public nn.Module MergeAndUnload()
+    {
+        Merge();
+        foreach (var t in tuners) t.Detach();
+        // Outermost wrappers first: each is replaced by the plain module under all of its wrappers.
+        foreach (var (path, module) in Root.named_modules().ToList())
+            if (module is ModuleWrapper wrapper && !path.Contains(".base_layer", StringComparison.Ordinal) && ModuleSurgery.Find(Root, path) == wrapper)
+                ModuleSurgery.ReplaceAt(Root, path, wrapper.Innermost);
+        foreach (var copy in mergeSnapshots.Values) copy.Dispose();
+        mergeSnapshots.Clear();
+        tuners.Clear();
+        foreach (var p in Root.parameters()) p.requires_grad = false;
+        return Root;
+    }
+}

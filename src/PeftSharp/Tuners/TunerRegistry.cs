@@ -1,0 +1,75 @@
+using PeftSharp.Tuners.Methods;
+
+namespace PeftSharp.Tuners;
+
+/// <summary>Every method by the id users type; composition with '+' ("ssf+lora").</summary>
+public static class TunerRegistry
+{
+    public static readonly IReadOnlyList<TunerMethod> All = new TunerMethod[]
+    {
+        new LinearProbe(), new FullFineTuning(), new PartialK(),
+        new VptShallow(), new VptDeep(),
+        new BitFit(), new LayerNormTuning(), new DiffFit(), new Ssf(),
+        new PfeifferAdapter(), new HoulsbyAdapter(), new AdaptFormer(), new ConvPass(), new RepAdapter(),
+        new Lora(), new Dora(), new FactTt(), new FactTk(), new PrefixTuning(),
+    };
+
+    /// <summary>The sixteen methods of the unifying study (Mai et al., CVPR 2025), in its table order.</summary>
+    public static readonly IReadOnlyList<string> StudyMethods = new[]
+    {
+        "linear", "full", "vpt-shallow", "vpt-deep", "bitfit", "layernorm", "difffit", "ssf", "adapter-pfeiffer",
+        "adapter-houlsby", "adaptformer", "convpass", "repadapter", "lora", "fact-tt", "fact-tk",
+    };
+
+    public static TunerMethod Get(string id) =>
+        All.FirstOrDefault(m => m.Id == id.Trim().ToLowerInvariant())
+        ?? throw new PeftSharpException($"unknown method '{id}' (known: {string.Join(", ", All.Select(m => m.Id))})");
+
+    public static List<TunerMethod> Parse(string spec)
+    {
+        if (string.IsNullOrWhiteSpace(spec)) throw new PeftSharpException("no method given (e.g. --method lora or --method ssf+lora)");
+        var methods = spec.Split('+', StringSplitOptions.TrimEntries).Select(Get).ToList();
+        var repeated = methods.GroupBy(m => m.Id).FirstOrDefault(g => g.Count() > 1);
+        if (repeated != null) throw new PeftSharpException($"method '{repeated.Key}' appears twice in '{spec}'");
+        return methods;
+    }
+
+    /// <summary>
+    /// Splits "name=value" settings between methods: "lora.rank" goes to lora; a plain "rank" to every method in the
+    /// spec that declares it. A setting no method declares is an error naming the methods and their hyperparameters.
+    /// </summary>
+    public static Dictionary<TunerMethod, Dictionary<string, string>> RouteSettings(
+        IReadOnlyList<TunerMethod> methods, IReadOnlyDictionary<string, string> settings)
+    {
+        var routed = methods.ToDictionary(m => m, _ => new Dictionary<string, string>());
+        foreach (var (key, value) in settings)
+        {
+            int dot = key.IndexOf('.');
+            if (dot > 0)
+            {
+                var method = methods.FirstOrDefault(m => m.Id == key[..dot])
+                    ?? throw new PeftSharpException($"setting '{key}': method '{key[..dot]}' is not among {string.Join("+", methods.Select(m => m.Id))}");
+                routed[method][key[(dot + 1)..]] = value;
+                continue;
+            }
+            var takers = methods.Where(m => m.Hypers.Any(h => h.Name == key)).ToList();
+            if (takers.Count == 0)
+                throw new PeftSharpException($"unknown hyperparameter '{key}' for {string.Join("+", methods.Select(m => m.Id))} (known: {string.Join(", ", methods.SelectMany(m => m.Hypers.Select(h => h.Name)).Distinct().DefaultIfEmpty("none"))})");
+            foreach (var m in takers) routed[m][key] = value;
+        }
+        return routed;
+    }
+
+    /// <summary>Parses "key=value" strings (the CLI's repeated --set).</summary>
+    public static Dictionary<string, string> ParseSettings(IEnumerable<string> sets)
+    {
+        var result = new Dictionary<string, string>();
+        foreach (var s in sets)
+        {
+            int eq = s.IndexOf('=');
+            if (eq <= 0) throw new PeftSharpException($"--set '{s}': expected key=value (e.g. rank=8)");
+            result[s[..eq].Trim()] = s[(eq + 1)..].Trim();
+        }
+        return result;
+    }
+}

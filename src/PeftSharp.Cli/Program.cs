@@ -6,7 +6,7 @@ using PeftSharp.Cli.Commands;
 // anything else is a bug and prints one line too (the trace only with PEFTSHARP_DEBUG=1), exit 1.
 var verbs = new ICommand[]
 {
-    new ForwardCommand(), new InspectCommand(),
+    new ForwardCommand(), new InspectCommand(), new MethodsCommand(),
 };
 
 if (args.Length == 0 || args[0] is "help" or "--help" or "-h")

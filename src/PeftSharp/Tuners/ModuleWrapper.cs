@@ -3,6 +3,7 @@ using PeftSharp.Models;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
+using static TorchSharp.torch.nn;
 
 namespace PeftSharp.Tuners;
 

@@ -2,6 +2,7 @@ using PeftSharp.Models;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
+using static TorchSharp.torch.nn;
 
 namespace PeftSharp.Tuners.Methods;
 

@@ -1,0 +1,186 @@
+using System.Globalization;
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using PeftSharp.Checkpoints;
+using PeftSharp.Models;
+using PeftSharp.Tuners.Methods;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace PeftSharp.Tuners;
+
+/// <summary>
+/// Adapter-only files: a folder with adapter_config.json (method, hyperparameters, base model, head) and
+/// adapter_model.safetensors (the trainable tensors under their timm-style names, wrapper paths removed).
+/// LoRA additionally reads and writes Hugging Face peft's format (peft_type LORA, keys
+/// base_model.model.&lt;path&gt;.lora_A.weight / lora_B.weight, scaling lora_alpha / r).
+/// </summary>
+public static class AdapterFiles
+{
+    public const string ConfigFile = "adapter_config.json";
+    public const string WeightsFile = "adapter_model.safetensors";
+    const string HfPrefix = "base_model.model.";
+
+    /// <summary>The name a parameter has without the wrappers' "base_layer" segments.</summary>
+    public static string CanonicalName(string name) => name.Replace(".base_layer", "", StringComparison.Ordinal);
+
+    /// <summary>Saves the trainable tensors and the configuration needed to rebuild them on a fresh base.</summary>
+    public static void Save(PeftModel model, string directory, string? baseCheckpoint = null)
+    {
+        if (model.IsMerged) throw new PeftSharpException("cannot save adapter files of a merged model; unmerge first");
+        Directory.CreateDirectory(directory);
+        var tensors = model.TrainableParameters().ToDictionary(p => CanonicalName(p.Name), p => (Tensor)p.Parameter.detach().cpu());
+        var config = new JsonObject
+        {
+            ["format"] = "peftsharp-adapter",
+            ["version"] = 1,
+            ["method"] = model.MethodSpec,
+            ["hyper"] = HyperJson(model),
+            ["train_head"] = model.Options.TrainHead,
+            ["towers"] = new JsonArray(model.Options.Towers.Select(t => (JsonNode)t).ToArray()),
+            ["base_model"] = new JsonObject
+            {
+                ["config"] = JsonNode.Parse(model.Vit.Config.ToJson()),
+                ["checkpoint"] = baseCheckpoint,
+            },
+            ["num_classes"] = model.Vit.Config.NumClasses,
+        };
+        WriteAtomically(Path.Combine(directory, ConfigFile), config.ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
+        SafeTensors.Save(Path.Combine(directory, WeightsFile), tensors, new Dictionary<string, string> { ["format"] = "pt" });
+    }
+
+    /// <summary>
+    /// Applies the saved methods to <paramref name="baseModel"/> (freshly loaded, unmodified) and loads the saved
+    /// tensors; the classifier is resized first when the adapter was trained for another number of classes.
+    /// Reads Hugging Face peft LoRA folders too.
+    /// </summary>
+    public static PeftModel Load(VisionTransformer baseModel, string directory)
+    {
+        string configPath = Path.Combine(directory, ConfigFile), weightsPath = Path.Combine(directory, WeightsFile);
+        if (!File.Exists(configPath)) throw new PeftSharpException($"{configPath}: adapter config not found");
+        if (!File.Exists(weightsPath)) throw new PeftSharpException($"{weightsPath}: adapter weights not found");
+        JsonObject config;
+        try { config = JsonNode.Parse(File.ReadAllText(configPath)) as JsonObject ?? throw new PeftSharpException($"{configPath}: expected a JSON object"); }
+        catch (JsonException e) { throw new PeftSharpException($"{configPath}: invalid JSON ({e.Message.Split('\n')[0]})"); }
+
+        if (config["peft_type"] is not null) return LoadHuggingFace(baseModel, config, configPath, weightsPath);
+        if (config["format"]?.GetValue<string>() != "peftsharp-adapter")
+            throw new PeftSharpException($"{configPath}: not a PeftSharp or Hugging Face peft adapter config (no 'format' or 'peft_type')");
+
+        string method = config["method"]?.GetValue<string>() ?? throw new PeftSharpException($"{configPath}: missing 'method'");
+        var settings = new Dictionary<string, string>();
+        if (config["hyper"] is JsonObject hyper)
+            foreach (var (m, values) in hyper)
+                foreach (var (k, v) in (JsonObject)values!)
+                    settings[$"{m}.{k}"] = v is JsonValue jv && jv.TryGetValue(out double d) ? d.ToString("R", CultureInfo.InvariantCulture) : v!.ToString();
+        int classes = config["num_classes"]?.GetValue<int>() ?? baseModel.Config.NumClasses;
+        if (classes != baseModel.Config.NumClasses) baseModel.ResetClassifier(classes);
+        var options = new PeftOptions { TrainHead = config["train_head"]?.GetValue<bool>() ?? true };
+        var model = PeftModel.Create(baseModel, method, settings, options);
+        LoadTensors(model, weightsPath, name => name);
+        return model;
+    }
+
+    /// <summary>Writes a LoRA model in Hugging Face peft's format (targets must be whole Linear layers).</summary>
+    public static void SaveHuggingFace(PeftModel model, string directory, string? baseModelName = null)
+    {
+        var lora = model.Tuners.OfType<WrapperTuner<LoraLinear>>().ToList();
+        if (lora.Count != 1 || model.Tuners.Count != 1 || model.Tuners[0].Method is not (Lora or Dora))
+            throw new PeftSharpException("Hugging Face peft format holds a single LoRA or DoRA adapter; this model has " + model.MethodSpec);
+        var wrappers = lora[0].Wrappers;
+        if (wrappers.Any(w => w.RowSections is not null))
+            throw new PeftSharpException("Hugging Face peft format cannot express LoRA on a subset of q, k, v of the fused qkv; use targets q,k,v or qkv");
+        var paths = model.Root.named_modules().Where(m => m.module is LoraLinear).Select(m => m.name).ToList();
+        var targets = paths.Select(p => p.Split('.')[^1]).Distinct().ToList();
+        int rank = model.Tuners[0].Hypers.Int("rank");
+        double? alpha = model.Tuners[0].Hypers.OptionalDouble("alpha");
+        bool rslora = model.Tuners[0].Hypers.Bool("rslora");
+        var tensors = new Dictionary<string, Tensor>();
+        foreach (var (name, p) in model.TrainableParameters())
+            tensors[HfPrefix + CanonicalName(name)] = p.detach().cpu();
+        var config = new JsonObject
+        {
+            ["peft_type"] = "LORA", ["task_type"] = null, ["base_model_name_or_path"] = baseModelName,
+            ["r"] = rank, ["lora_alpha"] = alpha ?? (rslora ? Math.Sqrt(rank) : rank),
+            ["lora_dropout"] = model.Tuners[0].Hypers.Double("dropout"),
+            ["target_modules"] = new JsonArray(targets.Select(t => (JsonNode)t).ToArray()),
+            ["bias"] = "none", ["use_rslora"] = rslora, ["use_dora"] = model.Tuners[0].Method is Dora,
+            ["init_lora_weights"] = true, ["inference_mode"] = true, ["fan_in_fan_out"] = false,
+            ["modules_to_save"] = model.Options.TrainHead ? new JsonArray("head") : null,
+        };
+        Directory.CreateDirectory(directory);
+        WriteAtomically(Path.Combine(directory, ConfigFile), config.ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
+        SafeTensors.Save(Path.Combine(directory, WeightsFile), tensors, new Dictionary<string, string> { ["format"] = "pt" });
+    }
+
+    static PeftModel LoadHuggingFace(VisionTransformer baseModel, JsonObject config, string configPath, string weightsPath)
+    {
+        string type = config["peft_type"]!.GetValue<string>();
+        if (type != "LORA") throw new PeftSharpException($"{configPath}: peft_type '{type}' is not supported (only LORA)");
+        int r = config["r"]?.GetValue<int>() ?? throw new PeftSharpException($"{configPath}: missing 'r'");
+        double alpha = config["lora_alpha"]?.GetValue<double>() ?? r;
+        bool rslora = config["use_rslora"]?.GetValue<bool>() ?? false;
+        bool dora = config["use_dora"]?.GetValue<bool>() ?? false;
+        var targets = config["target_modules"] switch
+        {
+            JsonArray a => a.Select(t => t!.GetValue<string>()).ToList(),
+            JsonValue v => new List<string> { v.GetValue<string>() },
+            _ => throw new PeftSharpException($"{configPath}: missing 'target_modules'"),
+        };
+        if (config["bias"]?.GetValue<string>() is string bias && bias != "none")
+            throw new PeftSharpException($"{configPath}: bias '{bias}' is not supported (only 'none')");
+        bool head = config["modules_to_save"] is JsonArray saved && saved.Any(m => m!.GetValue<string>() is "head" or "classifier");
+        var settings = new Dictionary<string, string>
+        {
+            ["rank"] = r.ToString(CultureInfo.InvariantCulture), ["alpha"] = alpha.ToString("R", CultureInfo.InvariantCulture),
+            ["rslora"] = rslora ? "true" : "false",
+            ["dropout"] = (config["lora_dropout"]?.GetValue<double>() ?? 0).ToString("R", CultureInfo.InvariantCulture),
+            ["targets"] = string.Join(",", targets),
+        };
+        using (var file = SafeTensorsFile.Open(weightsPath))
+            if (file.Contains(HfPrefix + "head.weight") && file.Info(HfPrefix + "head.weight").Shape[0] != baseModel.Config.NumClasses)
+                baseModel.ResetClassifier((int)file.Info(HfPrefix + "head.weight").Shape[0]);
+        var model = PeftModel.Create(baseModel, dora ? "dora" : "lora", settings, new PeftOptions { TrainHead = head });
+        LoadTensors(model, weightsPath, name => name.StartsWith(HfPrefix, StringComparison.Ordinal) ? name[HfPrefix.Length..] : name);
+        return model;
+    }
+
+    static void LoadTensors(PeftModel model, string weightsPath, Func<string, string> fileToCanonical)
+    {
+        var byCanonical = model.TrainableParameters().ToDictionary(p => CanonicalName(p.Name), p => p.Parameter);
+        using var file = SafeTensorsFile.Open(weightsPath);
+        var seen = new HashSet<string>();
+        using (no_grad())
+        {
+            foreach (var info in file.Tensors)
+            {
+                string name = fileToCanonical(info.Name);
+                if (!byCanonical.TryGetValue(name, out var target))
+                    throw new PeftSharpException($"{weightsPath}: tensor '{info.Name}' matches no trainable parameter of {model.MethodSpec}");
+                if (!info.Shape.SequenceEqual(target.shape))
+                    throw new PeftSharpException($"{weightsPath}: tensor '{info.Name}' has shape [{string.Join(", ", info.Shape)}], the model expects [{string.Join(", ", target.shape)}]");
+                using var value = file.ReadTensor(info.Name);
+                target.copy_(value);
+                seen.Add(name);
+            }
+        }
+        var missing = byCanonical.Keys.Where(k => !seen.Contains(k)).ToList();
+        if (missing.Count > 0)
+            throw new PeftSharpException($"{weightsPath}: missing tensors for {string.Join(", ", missing.Take(6))}{(missing.Count > 6 ? $" (+{missing.Count - 6} more)" : "")}");
+    }
+
+    static JsonObject HyperJson(PeftModel model)
+    {
+        var o = new JsonObject();
+        foreach (var t in model.Tuners.GroupBy(t => t.Method.Id).Select(g => g.First()))
+            o[t.Method.Id] = t.Hypers.ToJson();
+        return o;
+    }
+
+    static void WriteAtomically(string path, string text)
+    {
+        string tmp = path + ".tmp";
+        File.WriteAllText(tmp, text);
+        File.Move(tmp, path, overwrite: true);
+    }
+}

@@ -6,9 +6,9 @@ cd "$(dirname "$0")/.."
 log=$(mktemp)
 dotnet test -c Release tests/PeftSharp.Tests/PeftSharp.Tests.csproj --logger "console;verbosity=normal" "$@" 2>&1 | tee "$log"
 status=${PIPESTATUS[0]}
-summary=$(grep -E "^(Passed|Failed)!" "$log" | tail -1)
-passed=$(sed -nE 's/.*Passed: +([0-9]+).*/\1/p' <<<"$summary")
-failed=$(sed -nE 's/.*Failed: +([0-9]+).*/\1/p' <<<"$summary")
+# The runner's summary block: "Total tests: N", then "Passed: N" / "Failed: N" lines.
+passed=$(grep -E "^ +Passed: +[0-9]+$" "$log" | tail -1 | grep -oE "[0-9]+")
+failed=$(grep -E "^ +Failed: +[0-9]+$" "$log" | tail -1 | grep -oE "[0-9]+")
 rm -f "$log"
 if [ -n "$passed" ]; then
   echo "tests: ${passed} passed, ${failed:-0} failed"

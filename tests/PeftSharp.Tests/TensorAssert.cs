@@ -25,5 +25,5 @@ public static class TensorAssert
     }
 
     public static void Identical(Tensor expected, Tensor actual, string what = "") =>
-        Assert.True(expected.shape.SequenceEqual(actual.shape) && expected.equal(actual).item<bool>(), $"{what}: tensors differ");
+        Assert.True(expected.shape.SequenceEqual(actual.shape) && expected.eq(actual).all().item<bool>(), $"{what}: tensors differ");
 }

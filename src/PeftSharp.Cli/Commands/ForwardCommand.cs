@@ -1,5 +1,6 @@
 using PeftSharp.Checkpoints;
 using PeftSharp.Models;
+using TorchSharp;
 using static TorchSharp.torch;
 
 namespace PeftSharp.Cli.Commands;
@@ -26,7 +27,8 @@ public sealed class ForwardCommand : ICommand
 
         var loaded = ModelCheckpoints.LoadVit(checkpoint, config);
         using var model = loaded.Model;
-        model.to(device).eval();
+        model.to(device);
+        model.eval();
         using var io = SafeTensorsFile.Open(input);
         if (!io.Contains("input"))
             throw new PeftSharpException($"{input}: no tensor named 'input' (has: {string.Join(", ", io.Tensors.Select(t => t.Name))})");

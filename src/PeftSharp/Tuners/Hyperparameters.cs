@@ -14,7 +14,7 @@ public sealed record HyperSpec(string Name, HyperKind Kind, object Default, obje
                                bool Nullable = false)
 {
     public static HyperSpec Int(string name, int @default, int[] grid, string help, int min = 1, int max = int.MaxValue) =>
-        new(name, HyperKind.Int, @default, grid.Cast<object>().ToArray(), help, min, max);
+        new(name, HyperKind.Int, @default, grid.Cast<object>().ToArray(), help, min, max == int.MaxValue ? double.PositiveInfinity : max);
 
     public static HyperSpec Double(string name, double @default, double[] grid, string help,
                                    double min = double.NegativeInfinity, double max = double.PositiveInfinity) =>

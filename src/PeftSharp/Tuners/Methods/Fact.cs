@@ -230,18 +230,28 @@ public sealed class FactLinear : ModuleWrapper
             case FactLayerKind.Fc1:
             {
                 var t = dropout.forward(f.u.forward(x).matmul(Core(0)));
-                var chunks = t.unflatten(-1, new long[] { ratio, -1 });
+                var chunks = SplitLast(t, ratio);
                 delta = f.v.forward(chunks).flatten(-2);
                 break;
             }
             default:
             {
-                var u = f.u.forward(x.unflatten(-1, new long[] { ratio, -1 })).flatten(-2);
+                var u = f.u.forward(SplitLast(x, ratio)).flatten(-2);
                 delta = f.v.forward(dropout.forward(u.matmul(Core(0))));
                 break;
             }
         }
         return y + delta * scale;
+    }
+
+    /// <summary>[..., n] → [..., parts, n / parts].</summary>
+    static Tensor SplitLast(Tensor t, int parts)
+    {
+        var shape = t.shape.ToList();
+        long last = shape[^1];
+        shape[^1] = parts;
+        shape.Add(last / parts);
+        return t.reshape(shape.ToArray());
     }
 
     /// <summary>s · V Mᵀ U per section, laid out as the wrapped layer's [out, in] weight.</summary>

@@ -2,7 +2,6 @@ using PeftSharp.Models;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
-using static TorchSharp.torch.nn;
 
 namespace PeftSharp.Tuners.Methods;
 
@@ -50,7 +49,7 @@ public sealed class ScaleShift : ModuleWrapper
     public Parameter ssf_shift;
     readonly int channelDim;
 
-    public ScaleShift(Module<Tensor, Tensor> baseLayer, int channels, int channelDim) : base("ScaleShift", baseLayer)
+    public ScaleShift(nn.Module<Tensor, Tensor> baseLayer, int channels, int channelDim) : base("ScaleShift", baseLayer)
     {
         this.channelDim = channelDim;
         ssf_scale = new Parameter(normal(1.0, 0.02, new long[] { channels }));

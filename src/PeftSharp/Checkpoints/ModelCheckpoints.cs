@@ -19,8 +19,12 @@ public static class ModelCheckpoints
     /// A position embedding for another grid is resampled bicubically, as timm does; a head of another size is kept
     /// freshly initialised when <paramref name="config"/> asks for a different number of classes.
     /// </summary>
-    public static LoadedModel<VisionTransformer> LoadVit(string path, VitConfig? config = null, bool strict = true)
+    /// <param name="adjust">Applied to the resolved config before the model is built (e.g. the task's number of
+    /// classes, the training drop-path rate).</param>
+    public static LoadedModel<VisionTransformer> LoadVit(string path, VitConfig? config = null, bool strict = true,
+                                                         Func<VitConfig, VitConfig>? adjust = null)
     {
+        if (!File.Exists(path)) throw new PeftSharpException($"{path}: checkpoint file not found");
         using var file = SafeTensorsFile.Open(path);
         var raw = new SafeTensorsSource(file);
         var convention = KeyMaps.Detect(raw.Keys);
@@ -28,6 +32,7 @@ public static class ModelCheckpoints
         string configSource;
         if (config != null) configSource = "given";
         else (config, configSource) = ResolveVitConfig(file, source, convention);
+        if (adjust != null) config = adjust(config).Validate(path);
 
         var model = new VisionTransformer(config);
         var adapted = AdaptPositionEmbedding(source, model);
@@ -44,6 +49,16 @@ public static class ModelCheckpoints
             report.ThrowUnlessStrict(path, allowedMissing: name => headDiffers && name.StartsWith("head.", StringComparison.Ordinal)
                                                                   || convention == KeyConvention.OpenAiClipVisual && name == "head.weight" && !source.Contains("head.weight"));
         return new LoadedModel<VisionTransformer>(model, report, convention, configSource);
+    }
+
+    /// <summary>The architecture of a ViT checkpoint (metadata, config.json or shapes), without loading its weights.</summary>
+    public static VitConfig ReadVitConfig(string path)
+    {
+        if (!File.Exists(path)) throw new PeftSharpException($"{path}: checkpoint file not found");
+        using var file = SafeTensorsFile.Open(path);
+        var raw = new SafeTensorsSource(file);
+        var convention = KeyMaps.Detect(raw.Keys);
+        return ResolveVitConfig(file, KeyMaps.VitToTimm(raw, convention), convention).Item1;
     }
 
     /// <summary>Loads a whole open_clip CLIP model (open_clip / OpenAI key names).</summary>

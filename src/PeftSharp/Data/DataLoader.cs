@@ -170,13 +170,21 @@ public sealed class DataLoader : IDisposable
     /// The batches of epoch <paramref name="epoch"/> (0-based). Its order (when shuffling) and augmentation depend
     /// only on the seed and the epoch number, so any epoch can be replayed. One epoch may be enumerated at a time.
     /// </summary>
-    public IEnumerable<Batch> Epoch(int epoch)
+    public IEnumerable<Batch> Epoch(int epoch) =>
+        Enumerate(EpochOrder(epoch), new Random(DeriveSeed(Options.Seed, epoch, stream: 1)));
+
+    /// <summary>The dataset indices epoch <paramref name="epoch"/> serves, in its batch order (batches are consecutive
+    /// runs of <see cref="DataLoaderOptions.BatchSize"/>), for callers that batch cached features the same way.</summary>
+    public int[] EpochOrder(int epoch)
     {
         ArgumentOutOfRangeException.ThrowIfNegative(epoch);
         int[] order = (int[])_usable.Clone();
         if (Options.Shuffle) Shuffle(order, new Random(DeriveSeed(Options.Seed, epoch, stream: 0)));
-        return Enumerate(order, new Random(DeriveSeed(Options.Seed, epoch, stream: 1)));
+        return order;
     }
+
+    /// <summary>The label of a dataset index.</summary>
+    public long Label(int index) => _labels[index];
 
     IEnumerable<Batch> Enumerate(int[] order, Random augmentationRng)
     {

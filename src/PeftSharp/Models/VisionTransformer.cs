@@ -257,8 +257,10 @@ public sealed class VisionTransformer : nn.Module<Tensor, Tensor>
     public Tensor ForwardFeatures(Tensor x, out TokenLayout layout) => ForwardFeatures(x, out layout, 0, Config.Depth);
 
     /// <summary>Runs blocks [firstBlock, endBlock); from block 0 the input is an image batch, else the tokens
-    /// entering firstBlock (used to cache a frozen prefix of the network). The final norm runs when endBlock = depth.</summary>
-    public Tensor ForwardFeatures(Tensor x, out TokenLayout layout, int firstBlock, int endBlock, TokenLayout? inputLayout = null)
+    /// entering firstBlock (to run a frozen prefix of the network separately). The final norm runs when
+    /// <paramref name="finalNorm"/> is true (by default when endBlock = depth).</summary>
+    public Tensor ForwardFeatures(Tensor x, out TokenLayout layout, int firstBlock, int endBlock, TokenLayout? inputLayout = null,
+                                  bool? finalNorm = null)
     {
         if (firstBlock == 0)
         {
@@ -274,7 +276,7 @@ public sealed class VisionTransformer : nn.Module<Tensor, Tensor>
             layout = inputLayout ?? new TokenLayout(Config.NumPrefixTokens, Config.GridSize, Config.GridSize);
         }
         for (int i = firstBlock; i < endBlock; i++) x = blocks[i].forward(x, layout, null);
-        return endBlock == Config.Depth ? norm.forward(x) : x;
+        return finalNorm ?? endBlock == Config.Depth ? norm.forward(x) : x;
     }
 
     /// <summary>Pooling, fc_norm, head dropout and head (timm's forward_head); pre_logits stops before the head.</summary>

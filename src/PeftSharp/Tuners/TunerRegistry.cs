@@ -60,6 +60,17 @@ public static class TunerRegistry
         return routed;
     }
 
+    /// <summary>The full hyperparameters (defaults filled in) each method of a spec would get, as
+    /// {"method": {"name": value}} JSON, without building a model; validates everything.</summary>
+    public static System.Text.Json.Nodes.JsonObject ResolveHypers(string spec, IReadOnlyDictionary<string, string> settings)
+    {
+        var methods = Parse(spec);
+        var routed = RouteSettings(methods, settings);
+        var result = new System.Text.Json.Nodes.JsonObject();
+        foreach (var m in methods) result[m.Id] = Hyperparameters.Create(m.Id, m.Hypers, routed[m]).ToJson();
+        return result;
+    }
+
     /// <summary>Parses "key=value" strings (the CLI's repeated --set).</summary>
     public static Dictionary<string, string> ParseSettings(IEnumerable<string> sets)
     {

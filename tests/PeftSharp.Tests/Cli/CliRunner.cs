@@ -11,6 +11,16 @@ public static class CliRunner
 
     public static Result RunIn(string? workingDirectory, params string[] args)
     {
+        using var p = Start(workingDirectory, args);
+        var stdout = p.StandardOutput.ReadToEndAsync();
+        var stderr = p.StandardError.ReadToEndAsync();
+        if (!p.WaitForExit(600_000)) p.Kill(entireProcessTree: true);
+        return new Result(p.ExitCode, stdout.Result, stderr.Result);
+    }
+
+    /// <summary>Starts the program without waiting (output redirected; the caller reads or kills it).</summary>
+    public static Process Start(string? workingDirectory, params string[] args)
+    {
         var psi = new ProcessStartInfo("dotnet")
         {
             RedirectStandardOutput = true,
@@ -21,11 +31,7 @@ public static class CliRunner
         psi.ArgumentList.Add(Path.Combine(AppContext.BaseDirectory, "PeftSharp.Cli.dll"));
         foreach (var a in args) psi.ArgumentList.Add(a);
         psi.Environment.Remove("PEFTSHARP_DEBUG");
-        using var p = Process.Start(psi)!;
-        var stdout = p.StandardOutput.ReadToEndAsync();
-        var stderr = p.StandardError.ReadToEndAsync();
-        if (!p.WaitForExit(600_000)) p.Kill(entireProcessTree: true);
-        return new Result(p.ExitCode, stdout.Result, stderr.Result);
+        return Process.Start(psi)!;
     }
 
     /// <summary>A failed run: non-zero exit, exactly one line on stderr containing <paramref name="expected"/>.</summary>

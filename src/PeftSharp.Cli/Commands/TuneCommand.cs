@@ -1,0 +1,69 @@
+using System.Globalization;
+using PeftSharp.Results;
+using PeftSharp.Training;
+
+namespace PeftSharp.Cli.Commands;
+
+/// <summary>The study protocol on one task: grid search on train800/val200, retrain the best, report test.</summary>
+public sealed class TuneCommand : ICommand
+{
+    public string Name => "tune";
+    public string Summary => "grid-search a method on train800/val200, retrain the best on train800val200, report test";
+    public IEnumerable<string> Flags => SharedOptions.Flags;
+    public string Usage => """
+        peftsharp tune --data TASK_DIR --method ID [backbone] [--grid study|none|key=v1,v2 ...] [--lrs 1e-3,1e-2]
+                       [--wds 1e-4,1e-3] [--seeds 42,43,...] [training options]
+          TASK_DIR is a VTAB-1K task folder (train800.txt, val200.txt, train800val200.txt, test.txt).
+          --grid study (default) searches the method's grid from the study; --grid none uses defaults/--set;
+          repeated --grid key=v1,v2 give an explicit grid. Rerunning the same command skips finished runs.
+        """ + "\n" + SharedOptions.Usage;
+
+    public int Run(CommandLine line)
+    {
+        string data = line.Require("data");
+        string method = line.Require("method");
+        var settings = SharedOptions.Settings(line);
+        var grids = line.GetAll("grid");
+        var spec = new TuneSpec
+        {
+            TaskDirectory = data, Backbone = SharedOptions.Backbone(line), Method = method, Settings = settings,
+            MethodGrid = Grid(grids, method, settings),
+            Lrs = line.Get("lrs") is string lrs ? SharedOptions.ParseDoubles(Name, "lrs", lrs) : new[] { 1e-3, 1e-2 },
+            WeightDecays = line.Get("wds") is string wds ? SharedOptions.ParseDoubles(Name, "wds", wds) : new[] { 1e-4, 1e-3 },
+            Train = SharedOptions.Train(line),
+            Seeds = line.Get("seeds") is string seeds ? seeds.Split(',').Select(s => int.TryParse(s, out int v) ? v : throw new PeftSharpException($"tune: --seeds expects integers, got '{s}'")).ToArray() : new[] { line.Int("seed", 42) },
+        };
+        var device = Devices.Parse(line.Get("device"));
+        bool quiet = line.Flag("quiet");
+        using var db = ResultsDb.Open(SharedOptions.Db(line));
+        line.RejectUnknown();
+
+        var result = ConsoleObserver.Run(quiet, observer => new StudyProtocol(new RunExecutor(db, device, observer)).Tune(spec));
+        Console.WriteLine($"sweep {result.SweepId}: {result.Search.Count} search runs ({result.Search.Count(r => r.Status == RunStatus.Failed)} failed)");
+        if (result.Best == null)
+        {
+            Console.Error.WriteLine("tune: no search run finished; nothing to retrain");
+            return 1;
+        }
+        Console.WriteLine($"best on val200: top-1 {100 * result.Best.Top1:F2}% with lr={result.Best.Spec.Lr:G3} wd={result.Best.Spec.WeightDecay:G3} {result.Best.Spec.HyperJson}");
+        foreach (var r in result.Final)
+            Console.WriteLine($"test top-1 (seed {r.Spec.Seed}): {(r.Top1 is double t ? (100 * t).ToString("F2", CultureInfo.InvariantCulture) + "%" : "failed: " + r.Error)}");
+        if (result.Mean is double mean)
+            Console.WriteLine(result.StdDev is double sd ? $"test top-1 mean {mean:F2} ± {sd:F2} over {result.TestTop1.Count} seeds" : $"test top-1 {mean:F2}");
+        return result.Final.All(r => r.Status == RunStatus.Finished) ? 0 : 1;
+    }
+
+    static Dictionary<string, string[]> Grid(IReadOnlyList<string> grids, string method, IReadOnlyDictionary<string, string> settings)
+    {
+        if (grids.Count == 0 || grids is ["study"]) return TuneSpec.StudyGrid(method, settings);
+        if (grids is ["none"]) return new Dictionary<string, string[]>();
+        var grid = new Dictionary<string, string[]>();
+        foreach (var g in grids)
+        {
+            int eq = g.IndexOf('=');
+            if (eq <= 0) throw new PeftSharpException($"tune: --grid '{g}': expected study, none or key=v1,v2,...");
+            grid[g[..eq]] = g[(eq + 1)..].Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
+        }
+        return grid;
+    }
+}

@@ -1,0 +1,156 @@
+using System.Globalization;
+using System.Security.Cryptography;
+using System.Text;
+using System.Text.Json.Nodes;
+using PeftSharp.Data;
+using PeftSharp.Results;
+using PeftSharp.Tuners;
+using TorchSharp;
+using DataLoader = PeftSharp.Data.DataLoader;
+
+namespace PeftSharp.Training;
+
+/// <summary>A tune request: one task, one method (or composition), the grid, the training settings, the seeds.</summary>
+public sealed record TuneSpec
+{
+    public required string TaskDirectory { get; init; }
+    public required BackboneSpec Backbone { get; init; }
+    public required string Method { get; init; }
+    /// <summary>Fixed hyperparameters (--set), applied to every grid point.</summary>
+    public IReadOnlyDictionary<string, string> Settings { get; init; } = new Dictionary<string, string>();
+    /// <summary>The method's own grid: hyperparameter → values (text, as --set takes them).</summary>
+    public IReadOnlyDictionary<string, string[]> MethodGrid { get; init; } = new Dictionary<string, string[]>();
+    public IReadOnlyList<double> Lrs { get; init; } = new[] { 1e-3, 1e-2 };
+    public IReadOnlyList<double> WeightDecays { get; init; } = new[] { 1e-4, 1e-3 };
+    public TrainOptions Train { get; init; } = new();
+    /// <summary>The search uses the first seed; the chosen configuration is retrained once per seed.</summary>
+    public IReadOnlyList<int> Seeds { get; init; } = new[] { 42 };
+
+    /// <summary>The study's grid for a method: every hyperparameter's grid (methods.md), unless fixed by --set.</summary>
+    public static Dictionary<string, string[]> StudyGrid(string methodSpec, IReadOnlyDictionary<string, string> fixedSettings)
+    {
+        var methods = TunerRegistry.Parse(methodSpec);
+        var grid = new Dictionary<string, string[]>();
+        foreach (var m in methods)
+            foreach (var h in m.Hypers.Where(h => h.Grid.Length > 0))
+            {
+                string name = methods.Count > 1 ? $"{m.Id}.{h.Name}" : h.Name;
+                if (fixedSettings.ContainsKey(name) || fixedSettings.ContainsKey(h.Name)) continue;
+                grid[name] = h.Grid.Select(HyperSpec.Fmt).ToArray();
+            }
+        return grid;
+    }
+
+    /// <summary>Every grid point: lr × wd × the method grid, in a fixed order.</summary>
+    public IReadOnlyList<(double Lr, double Wd, Dictionary<string, string> Settings)> Points()
+    {
+        var combos = new List<Dictionary<string, string>> { new(Settings) };
+        foreach (var (name, values) in MethodGrid.OrderBy(g => g.Key, StringComparer.Ordinal))
+            combos = combos.SelectMany(c => values.Select(v => new Dictionary<string, string>(c) { [name] = v })).ToList();
+        return (from lr in Lrs from wd in WeightDecays from c in combos select (lr, wd, c)).ToList();
+    }
+}
+
+/// <summary>What a tune produced: the chosen configuration and its test accuracy per seed.</summary>
+public sealed record TuneResult(string SweepId, RunRecord? Best, IReadOnlyList<RunRecord> Search, IReadOnlyList<RunRecord> Final)
+{
+    public IReadOnlyList<double> TestTop1 => Final.Where(r => r.Top1 != null).Select(r => r.Top1!.Value * 100).ToList();
+    public double? Mean => TestTop1.Count > 0 ? TestTop1.Average() : null;
+    public double? StdDev => TestTop1.Count > 1 ? Math.Sqrt(TestTop1.Sum(t => (t - Mean!.Value) * (t - Mean.Value)) / (TestTop1.Count - 1)) : null;
+}
+
+/// <summary>
+/// The unifying study's protocol: each configuration of lr × wd × the method's grid trains on train800 and is
+/// scored on val200 at the last epoch; the best is retrained on train800val200 and scored on test. Images are decoded
+/// once per split for the whole sweep. Rerunning the same tune skips every finished run.
+/// </summary>
+public sealed class StudyProtocol
+{
+    readonly RunExecutor executor;
+
+    public StudyProtocol(RunExecutor executor) => this.executor = executor;
+
+    public TuneResult Tune(TuneSpec spec)
+    {
+        var task = VtabTask.Open(spec.TaskDirectory);
+        var points = spec.Points();
+        foreach (var (_, _, settings) in points) TunerRegistry.ResolveHypers(spec.Method, settings);   // fail fast on a bad grid
+        int size = spec.Backbone.ImageSize();
+        string sweep = SweepId(spec, task);
+        string checkpoint = spec.Backbone.CheckpointIdentity();
+
+        RunRequest Request(RunStage stage, DataLoader train, DataLoader eval, double lr, double wd, int seed, Dictionary<string, string> settings) =>
+            new(new RunSpec
+            {
+                Stage = stage, Dataset = task.Name, TrainSplit = stage == RunStage.Search ? "train800" : "train800val200",
+                EvalSplit = stage == RunStage.Search ? "val200" : "test", Method = spec.Method,
+                HyperJson = TunerRegistry.ResolveHypers(spec.Method, settings).ToJsonString(),
+                Lr = lr, WeightDecay = wd, Seed = seed, Epochs = spec.Train.Epochs, BatchSize = spec.Train.BatchSize,
+                TrainingJson = TrainingJson(spec.Train), ModelJson = spec.Backbone.ModelJson, Checkpoint = checkpoint, SweepId = sweep,
+            }, spec.Backbone, settings, spec.Train with { Lr = lr, WeightDecay = wd, Seed = seed }, train, eval, task.NumClasses, task.Directory);
+
+        var search = new List<RunRecord>();
+        using (var train = Loader(task.Train800, size, spec.Train, shuffle: true))
+        using (var val = Loader(task.Val200, size, spec.Train, shuffle: false))
+        {
+            for (int i = 0; i < points.Count; i++)
+            {
+                var (lr, wd, settings) = points[i];
+                search.Add(executor.Execute(Request(RunStage.Search, train, val, lr, wd, spec.Seeds[0], settings),
+                                            $"{task.Name} {spec.Method} search {i + 1}/{points.Count}"));
+            }
+        }
+        var best = Best(search);
+        var final = new List<RunRecord>();
+        if (best != null)
+        {
+            // search[i] is the run of points[i].
+            var settings = points[search.IndexOf(best)].Settings;
+            using var trainVal = Loader(task.Train800Val200, size, spec.Train, shuffle: true);
+            using var test = Loader(task.Test, size, spec.Train, shuffle: false);
+            for (int s = 0; s < spec.Seeds.Count; s++)
+                final.Add(executor.Execute(Request(RunStage.Final, trainVal, test, best.Spec.Lr, best.Spec.WeightDecay, spec.Seeds[s], settings),
+                                           $"{task.Name} {spec.Method} final (seed {spec.Seeds[s]})"));
+        }
+        return new TuneResult(sweep, best, search, final);
+    }
+
+    /// <summary>Highest val top-1; ties go to the lower lr, then the lower wd, then the hyperparameter text.</summary>
+    public static RunRecord? Best(IEnumerable<RunRecord> search) =>
+        search.Where(r => r.Status == RunStatus.Finished && r.Top1 != null)
+              .OrderByDescending(r => r.Top1).ThenBy(r => r.Spec.Lr).ThenBy(r => r.Spec.WeightDecay)
+              .ThenBy(r => r.Spec.HyperJson, StringComparer.Ordinal).FirstOrDefault();
+
+    public static DataLoader Loader(ImageDataset data, int size, TrainOptions train, bool shuffle) =>
+        new(data, new DataLoaderOptions
+        {
+            ImageSize = size, BatchSize = train.BatchSize, Shuffle = shuffle, Seed = train.Seed,
+            Normalization = Normalization.FromName(train.Normalization),
+            Augmentation = shuffle && train.Augment ? Augmentation.ManyShot : null,
+        });
+
+    public static string TrainingJson(TrainOptions t) => new JsonObject
+    {
+        ["warmup_epochs"] = t.WarmupEpochs, ["warmup_lr"] = t.WarmupLr, ["min_lr"] = t.MinLr,
+        ["label_smoothing"] = t.LabelSmoothing, ["drop_path"] = t.DropPath, ["grad_clip"] = t.GradClip,
+        ["normalization"] = t.Normalization, ["augment"] = t.Augment, ["cache_frozen_features"] = t.CacheFrozenFeatures,
+        ["schedule"] = "cosine-per-epoch",
+    }.ToJsonString();
+
+    /// <summary>A deterministic id for the sweep, so rerunning the same tune resumes it (and only it).</summary>
+    static string SweepId(TuneSpec spec, VtabTask task)
+    {
+        var o = new JsonObject
+        {
+            ["task"] = task.Name, ["method"] = spec.Method,
+            ["settings"] = new JsonObject(spec.Settings.OrderBy(kv => kv.Key, StringComparer.Ordinal).Select(kv => KeyValuePair.Create(kv.Key, (JsonNode?)kv.Value))),
+            ["grid"] = new JsonObject(spec.MethodGrid.OrderBy(kv => kv.Key, StringComparer.Ordinal).Select(kv => KeyValuePair.Create(kv.Key, (JsonNode?)new JsonArray(kv.Value.Select(v => (JsonNode)v).ToArray())))),
+            ["lrs"] = new JsonArray(spec.Lrs.Select(v => (JsonNode)v).ToArray()),
+            ["wds"] = new JsonArray(spec.WeightDecays.Select(v => (JsonNode)v).ToArray()),
+            ["model"] = spec.Backbone.ModelJson, ["training"] = TrainingJson(spec.Train), ["epochs"] = spec.Train.Epochs,
+            ["batch"] = spec.Train.BatchSize, ["seed"] = spec.Seeds[0],
+        };
+        var hash = SHA256.HashData(Encoding.UTF8.GetBytes(o.ToJsonString()));
+        return $"{task.Name}/{spec.Method}/{Convert.ToHexStringLower(hash)[..12]}";
+    }
+}

@@ -1,0 +1,239 @@
+using System.Diagnostics;
+using PeftSharp.Checkpoints;
+using PeftSharp.Data;
+using PeftSharp.Models;
+using PeftSharp.Tuners;
+using TorchSharp;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+using F = TorchSharp.torch.nn.functional;
+using DataLoader = PeftSharp.Data.DataLoader;
+using Optimizer = TorchSharp.Modules.AdamW;
+
+namespace PeftSharp.Training;
+
+/// <summary>One optimisation step's progress, for progress bars and logs.</summary>
+public sealed record TrainProgress(int Epoch, int Epochs, int Step, int StepsPerEpoch, double Loss, double Lr, double ImagesPerSecond);
+
+public sealed record TrainResult(int Epochs, double FinalLoss, IReadOnlyList<double> EpochLosses, double Seconds,
+                                 double ImagesPerSecond, bool UsedFeatureCache, int FirstTrainableBlock);
+
+/// <summary>
+/// Trains a <see cref="PeftModel"/>'s trainable parameters with AdamW (only those: AdamW keeps state for every tensor
+/// it is given) under timm's per-epoch cosine schedule with warm-up, label smoothing, optional gradient clipping.
+/// Work a method does not need is skipped: blocks before the first one holding a trainable parameter run without
+/// autograd, and when only the head trains its input features are computed once and reused every epoch.
+/// </summary>
+public sealed class Trainer
+{
+    readonly PeftModel peft;
+    readonly VisionTransformer vit;
+    readonly TrainOptions options;
+    readonly Device device;
+
+    public Trainer(PeftModel peft, TrainOptions options, Device device)
+    {
+        this.peft = peft;
+        vit = peft.Root as VisionTransformer
+              ?? throw new PeftSharpException("the trainer trains image classifiers (a ViT with a head); wrap CLIP's image tower as a ViT");
+        this.options = options.Validate();
+        this.device = device;
+        FirstTrainableBlock = FindFirstTrainableBlock(peft);
+    }
+
+    /// <summary>Index of the first block with a trainable parameter (depth when none has one).</summary>
+    public int FirstTrainableBlock { get; }
+
+    /// <summary>True when only the head trains, so frozen features can be cached.</summary>
+    public bool OnlyHeadTrains => peft.TrainableParameters().All(p => peft.IsHeadName(p.Name));
+
+    public TrainResult Fit(DataLoader train, IProgress<TrainProgress>? progress = null, TrainCheckpoint? checkpoint = null,
+                           CancellationToken cancel = default)
+    {
+        var parameters = peft.TrainableParameters().Select(p => p.Parameter).ToList();
+        if (parameters.Count == 0) throw new PeftSharpException("nothing to train: the method and head have no trainable parameters");
+        var optimizer = optim.AdamW(parameters, lr: options.Lr, weight_decay: options.WeightDecay);
+        var schedule = options.Schedule;
+        int startEpoch = 0;
+        var losses = new List<double>();
+        if (checkpoint?.TryRestore(peft, optimizer, out startEpoch, losses) == true && startEpoch >= options.Epochs)
+            return new TrainResult(options.Epochs, losses.LastOrDefault(double.NaN), losses, 0, 0, false, FirstTrainableBlock);
+
+        bool cache = options.CacheFrozenFeatures && OnlyHeadTrains && train.Options.Augmentation is null;
+        using var features = cache ? FrozenFeatures(train) : null;
+        var watch = Stopwatch.StartNew();
+        long images = 0;
+        for (int epoch = startEpoch; epoch < options.Epochs; epoch++)
+        {
+            double lr = schedule.LearningRate(epoch);
+            foreach (var group in optimizer.ParamGroups) group.LearningRate = lr;
+            vit.train();
+            double sum = 0;
+            int steps = 0;
+            foreach (var (inputs, labels, count) in Batches(train, epoch, features))
+            {
+                cancel.ThrowIfCancellationRequested();
+                using var scope = NewDisposeScope();
+                optimizer.zero_grad();
+                var logits = features is null ? Logits(inputs.to(device)) : vit.head.forward(vit.head_drop.forward(inputs.to(device)));
+                var loss = F.cross_entropy(logits, labels.to(device), label_smoothing: options.LabelSmoothing);
+                double value = loss.item<float>();
+                if (!double.IsFinite(value))
+                    throw new PeftSharpException($"training diverged: loss is {value} at epoch {epoch + 1}, step {steps + 1} (learning rate {lr:G3}); lower --lr or enable gradient clipping");
+                loss.backward();
+                if (options.GradClip is double clip) nn.utils.clip_grad_norm_(parameters, clip);
+                optimizer.step();
+                sum += value;
+                steps++;
+                images += count;
+                progress?.Report(new TrainProgress(epoch + 1, options.Epochs, steps, StepsPerEpoch(train), value, lr,
+                                                   images / Math.Max(watch.Elapsed.TotalSeconds, 1e-9)));
+            }
+            losses.Add(steps > 0 ? sum / steps : double.NaN);
+            checkpoint?.Save(peft, optimizer, epoch + 1, losses);
+        }
+        vit.eval();
+        double seconds = watch.Elapsed.TotalSeconds;
+        return new TrainResult(options.Epochs, losses.LastOrDefault(double.NaN), losses, seconds, images / Math.Max(seconds, 1e-9),
+                               features is not null, FirstTrainableBlock);
+    }
+
+    /// <summary>The training forward: frozen leading blocks run without autograd, the rest with it.</summary>
+    public Tensor Logits(Tensor images)
+    {
+        int depth = vit.Config.Depth;
+        Tensor tokens;
+        TokenLayout layout;
+        if (FirstTrainableBlock > 0)
+        {
+            using (no_grad()) tokens = vit.ForwardFeatures(images, out layout, 0, FirstTrainableBlock, finalNorm: false);
+            tokens = vit.ForwardFeatures(tokens, out layout, FirstTrainableBlock, depth, layout);
+        }
+        else tokens = vit.ForwardFeatures(images, out layout, 0, depth);
+        return vit.ForwardHead(tokens, layout);
+    }
+
+    static int StepsPerEpoch(DataLoader loader) => loader.BatchesPerEpoch;
+
+    /// <summary>Image batches from the loader, or the same batches (same order) of cached features.</summary>
+    IEnumerable<(Tensor Inputs, Tensor Labels, int Count)> Batches(DataLoader train, int epoch, Tensor? features)
+    {
+        if (features is null)
+        {
+            foreach (var batch in train.Epoch(epoch))
+                using (batch) yield return (batch.Images, batch.Labels, batch.Size);
+            yield break;
+        }
+        int[] order = train.EpochOrder(epoch);
+        int size = train.Options.BatchSize;
+        for (int b = 0; b < train.BatchesPerEpoch; b++)
+        {
+            var indices = order[(b * size)..Math.Min((b + 1) * size, order.Length)];
+            using var rows = tensor(indices.Select(i => (long)i).ToArray());
+            using var inputs = features.index_select(0, rows);
+            using var labels = tensor(indices.Select(train.Label).ToArray());
+            yield return (inputs, labels, indices.Length);
+        }
+    }
+
+    /// <summary>Pre-logit features of every training image (frozen backbone, eval mode), indexed by dataset index.</summary>
+    Tensor FrozenFeatures(DataLoader train)
+    {
+        vit.eval();
+        using var _ = inference_mode();
+        var result = zeros(train.Dataset.Count, vit.EmbedDim);
+        foreach (var batch in train.Epoch(0))
+        {
+            using (batch)
+            using (var scope = NewDisposeScope())
+            {
+                var tokens = vit.ForwardFeatures(batch.Images.to(device), out var layout);
+                var pooled = vit.ForwardHead(tokens, layout, preLogits: true).cpu();
+                using var rows = tensor(batch.Indices.Select(i => (long)i).ToArray());
+                result.index_copy_(0, rows, pooled);
+            }
+        }
+        return result.to(device);
+    }
+
+    static int FindFirstTrainableBlock(PeftModel peft)
+    {
+        int depth = peft.Vit.Config.Depth;
+        int first = depth;
+        foreach (var (name, _) in peft.TrainableParameters())
+        {
+            if (peft.IsHeadName(name) || name.StartsWith("norm.", StringComparison.Ordinal) || name.StartsWith("fc_norm.", StringComparison.Ordinal))
+                continue;
+            var parts = name.Split('.');
+            // Anything outside the blocks (embeddings, norm_pre, encoder prompts, shared FacT factors) acts from block 0.
+            if (parts[0] != "blocks" || !int.TryParse(parts[1], out int block)) return 0;
+            first = Math.Min(first, block);
+        }
+        return first;
+    }
+}
+
+/// <summary>
+/// The trainable state of a run after each epoch (tuned tensors, AdamW state, epoch, epoch losses, RNG state), saved
+/// atomically so an interrupted run resumes where it stopped.
+/// </summary>
+public sealed class TrainCheckpoint
+{
+    public TrainCheckpoint(string directory) => Directory = directory;
+
+    public string Directory { get; }
+    string Tensors => Path.Combine(Directory, "trainable.safetensors");
+    string OptimizerState => Path.Combine(Directory, "optimizer.bin");
+
+    public void Save(PeftModel peft, Optimizer optimizer, int epochsDone, IReadOnlyList<double> losses)
+    {
+        System.IO.Directory.CreateDirectory(Directory);
+        var tensors = peft.TrainableParameters().ToDictionary(p => AdapterFiles.CanonicalName(p.Name), p => (Tensor)p.Parameter.detach().cpu());
+        tensors["__rng_state__"] = get_rng_state();
+        string optimizerTmp = OptimizerState + ".tmp";
+        optimizer.save_state_dict(optimizerTmp);
+        // The tensor file is the commit point: it is written last and names the epoch.
+        File.Move(optimizerTmp, OptimizerState + $".{epochsDone}", overwrite: true);
+        SafeTensors.Save(Tensors, tensors, new Dictionary<string, string>
+        {
+            ["epochs_done"] = epochsDone.ToString(System.Globalization.CultureInfo.InvariantCulture),
+            ["losses"] = string.Join(",", losses.Select(l => l.ToString("R", System.Globalization.CultureInfo.InvariantCulture))),
+        });
+        foreach (var stale in System.IO.Directory.EnumerateFiles(Directory, "optimizer.bin.*").Where(f => !f.EndsWith($".{epochsDone}", StringComparison.Ordinal)))
+            File.Delete(stale);
+    }
+
+    public bool TryRestore(PeftModel peft, Optimizer optimizer, out int epochsDone, List<double> losses)
+    {
+        epochsDone = 0;
+        if (!File.Exists(Tensors)) return false;
+        using var file = SafeTensorsFile.Open(Tensors);
+        epochsDone = int.Parse(file.Metadata["epochs_done"], System.Globalization.CultureInfo.InvariantCulture);
+        string optimizerFile = OptimizerState + $".{epochsDone}";
+        if (!File.Exists(optimizerFile))
+            throw new PeftSharpException($"{Directory}: checkpoint of epoch {epochsDone} has no optimizer state ({Path.GetFileName(optimizerFile)} missing)");
+        var byName = peft.TrainableParameters().ToDictionary(p => AdapterFiles.CanonicalName(p.Name), p => p.Parameter);
+        using (no_grad())
+        {
+            foreach (var (name, parameter) in byName)
+            {
+                if (!file.Contains(name)) throw new PeftSharpException($"{Tensors}: no tensor '{name}'; the checkpoint belongs to another method or model");
+                using var value = file.ReadTensor(name);
+                if (!value.shape.SequenceEqual(parameter.shape))
+                    throw new PeftSharpException($"{Tensors}: '{name}' has shape [{string.Join(", ", value.shape)}], expected [{string.Join(", ", parameter.shape)}]");
+                parameter.copy_(value);
+            }
+        }
+        optimizer.load_state_dict(optimizerFile);
+        set_rng_state(file.ReadTensor("__rng_state__"));
+        losses.Clear();
+        losses.AddRange(file.Metadata["losses"].Split(',', StringSplitOptions.RemoveEmptyEntries)
+                            .Select(s => double.Parse(s, System.Globalization.CultureInfo.InvariantCulture)));
+        return true;
+    }
+
+    public void Delete()
+    {
+        if (System.IO.Directory.Exists(Directory)) System.IO.Directory.Delete(Directory, recursive: true);
+    }
+}

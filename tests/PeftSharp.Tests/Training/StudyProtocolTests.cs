@@ -1,0 +1,130 @@
+using Microsoft.Data.Sqlite;
+using PeftSharp.Results;
+using PeftSharp.Tests.Cli;
+using PeftSharp.Training;
+using static TorchSharp.torch;
+
+namespace PeftSharp.Tests.Training;
+
+public class StudyProtocolTests
+{
+    static readonly Lazy<string> Task = new(() => TinyVtab.Create());
+
+    static TuneSpec Spec(string method, Dictionary<string, string[]>? grid = null) => new()
+    {
+        TaskDirectory = Task.Value, Backbone = new BackboneSpec(null, null, TinyVtab.Backbone), Method = method,
+        MethodGrid = grid ?? new Dictionary<string, string[]>(), Lrs = new[] { 1e-3, 1e-2 }, WeightDecays = new[] { 1e-4 },
+        Train = new TrainOptions { Epochs = 2, WarmupEpochs = 1, BatchSize = 16, DropPath = 0.1 },
+    };
+
+    sealed class Counter : IRunObserver
+    {
+        public int Started, Skipped, Finished, Failed;
+        public void RunStarting(RunSpec spec, string label) => Started++;
+        public void RunSkipped(RunRecord finished, string label) => Skipped++;
+        public void Training(TrainProgress progress) { }
+        public void RunFinished(RunRecord record, string label) => Finished++;
+        public void RunFailed(RunSpec spec, string label, string error) => Failed++;
+    }
+
+    [Fact]
+    public void Tune_searches_the_grid_retrains_the_best_and_a_rerun_skips_everything()
+    {
+        string db = Path.Combine(TestFiles.TempDir(), "results.db");
+        var spec = Spec("lora", new Dictionary<string, string[]> { ["rank"] = new[] { "2", "4" } });
+        var counter = new Counter();
+        TuneResult result;
+        using (var results = ResultsDb.Open(db))
+            result = new StudyProtocol(new RunExecutor(results, CPU, counter)).Tune(spec);
+        Assert.Equal(4, result.Search.Count);
+        Assert.All(result.Search, r => Assert.Equal(RunStatus.Finished, r.Status));
+        Assert.Equal(result.Search.Max(r => r.Top1), result.Best!.Top1);
+        var final = Assert.Single(result.Final);
+        Assert.Equal("test", final.Spec.EvalSplit);
+        Assert.Equal("train800val200", final.Spec.TrainSplit);
+        Assert.Equal(result.Best.Spec.Lr, final.Spec.Lr);
+        Assert.Equal(result.Best.Spec.HyperJson, final.Spec.HyperJson);
+        Assert.Equal(5, counter.Finished);
+
+        var again = new Counter();
+        using (var results = ResultsDb.Open(db))
+        {
+            var rerun = new StudyProtocol(new RunExecutor(results, CPU, again)).Tune(spec);
+            Assert.Equal(result.Final[0].Top1, rerun.Final[0].Top1);
+            Assert.Equal(5, results.Runs().Count);
+            Assert.Equal(32, results.Predictions(final.Id).Count);
+        }
+        Assert.Equal(0, again.Started);
+        Assert.Equal(5, again.Skipped);
+    }
+
+    [Theory]
+    [InlineData("linear")]
+    [InlineData("vpt-deep")]
+    [InlineData("adapter-houlsby")]
+    [InlineData("ssf+lora")]
+    public void Tune_runs_the_protocol_for_other_methods(string method)
+    {
+        string db = Path.Combine(TestFiles.TempDir(), "results.db");
+        using var results = ResultsDb.Open(db);
+        var result = new StudyProtocol(new RunExecutor(results, CPU)).Tune(Spec(method));
+        Assert.Equal(2, result.Search.Count);
+        Assert.Equal(RunStatus.Finished, Assert.Single(result.Final).Status);
+        Assert.All(results.Runs(), r => Assert.Equal(method, r.Spec.Method));
+    }
+
+    [Fact]
+    public void Seeds_give_a_mean_and_standard_deviation()
+    {
+        using var results = ResultsDb.Open(Path.Combine(TestFiles.TempDir(), "results.db"));
+        var result = new StudyProtocol(new RunExecutor(results, CPU)).Tune(Spec("bitfit") with { Lrs = new[] { 1e-2 }, Seeds = new[] { 1, 2, 3 } });
+        Assert.Equal(3, result.Final.Count);
+        Assert.NotNull(result.Mean);
+        Assert.NotNull(result.StdDev);
+        Assert.Equal(new[] { 1, 2, 3 }, result.Final.Select(r => r.Spec.Seed));
+    }
+
+    [Fact]
+    public void A_killed_tune_resumes_without_redoing_finished_runs()
+    {
+        string dir = TestFiles.TempDir();
+        string db = Path.Combine(dir, "results.db");
+        string[] args =
+        {
+            "tune", "--data", Task.Value, "--checkpoint", TinyVtab.Backbone, "--method", "lora", "--grid", "rank=1,2,3,4",
+            "--lrs", "1e-3,2e-3", "--wds", "1e-4", "--epochs", "3", "--warmup", "1", "--batch-size", "16", "--db", db, "--quiet",
+        };
+        // Start the sweep, wait until two runs are finished, kill it mid-run.
+        using var process = CliRunner.Start(dir, args);
+        var deadline = DateTime.UtcNow.AddMinutes(3);
+        while (FinishedRuns(db) < 2 && DateTime.UtcNow < deadline && !process.HasExited) Thread.Sleep(200);
+        Assert.False(process.HasExited, "the sweep ended before it could be killed");
+        process.Kill(entireProcessTree: true);
+        process.WaitForExit();
+        int finishedBefore = FinishedRuns(db);
+        Assert.InRange(finishedBefore, 2, 7);
+
+        var r = CliRunner.RunIn(dir, args);
+        Assert.True(r.ExitCode == 0, r.Stderr + r.Stdout);
+        Assert.Contains("already finished", r.Stdout);
+        using var results = ResultsDb.Open(db);
+        var runs = results.Runs();
+        Assert.Equal(9, runs.Count(x => x.Status == RunStatus.Finished));
+        Assert.Equal(runs.Count, runs.Select(x => x.Key).Distinct().Count());
+        Assert.Equal("ok", results.CheckIntegrity());
+    }
+
+    static int FinishedRuns(string db)
+    {
+        if (!File.Exists(db)) return 0;
+        try
+        {
+            using var c = new SqliteConnection($"Data Source={db};Mode=ReadOnly");
+            c.Open();
+            using var cmd = c.CreateCommand();
+            cmd.CommandText = "SELECT COUNT(*) FROM runs WHERE status = 'finished'";
+            return Convert.ToInt32(cmd.ExecuteScalar());
+        }
+        catch (SqliteException) { return 0; }
+    }
+}

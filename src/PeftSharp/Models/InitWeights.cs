@@ -5,13 +5,15 @@ using static TorchSharp.torch;
 namespace PeftSharp.Models;
 
 /// <summary>timm's default ViT initialisation ('' weight_init): trunc-normal(0.02) pos_embed and Linear weights, zero
-/// biases, cls/reg tokens N(0, 1e-6); LayerNorm 1/0 and the patch conv keep PyTorch's defaults.</summary>
+/// biases, cls/reg tokens N(0, 1e-6); LayerNorm 1/0 and the patch conv keep PyTorch's defaults.
+/// TorchSharp 0.107's nn.init.trunc_normal_ occasionally writes NaN (about one element in five million, seen
+/// here), which silently ruins a model; <see cref="TruncNormal"/> replaces it.</summary>
 public static class InitWeights
 {
     public static void Vit(VisionTransformer model)
     {
         using var _ = no_grad();
-        nn.init.trunc_normal_(model.pos_embed, std: 0.02);
+        TruncNormal(model.pos_embed, 0.02);
         if (model.cls_token is not null) nn.init.normal_(model.cls_token, std: 1e-6);
         if (model.reg_token is not null) nn.init.normal_(model.reg_token, std: 1e-6);
         foreach (var (_, module) in model.named_modules())
@@ -21,7 +23,23 @@ public static class InitWeights
     public static void TimmLinear(Linear linear)
     {
         using var _ = no_grad();
-        nn.init.trunc_normal_(linear.weight, std: 0.02);
+        TruncNormal(linear.weight!, 0.02);
         if (linear.bias is not null) nn.init.zeros_(linear.bias);
+    }
+
+    /// <summary>timm's trunc_normal_(std, a=-2, b=2): normal samples, those outside [a, b] (absolute bounds, as in
+    /// timm) drawn again.</summary>
+    public static void TruncNormal(Tensor t, double std, double a = -2, double b = 2)
+    {
+        using var _ = no_grad();
+        t.normal_(0, std);
+        for (int attempt = 0; attempt < 100; attempt++)
+        {
+            using var outside = t.lt(a).logical_or(t.gt(b)).logical_or(t.isnan());
+            if (!outside.any().item<bool>()) return;
+            using var fresh = empty_like(t).normal_(0, std);
+            t.copy_(where(outside, fresh, t));
+        }
+        t.clamp_(a, b);
     }
 }

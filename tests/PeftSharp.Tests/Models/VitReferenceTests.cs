@@ -125,3 +125,24 @@ public class VitReferenceTests
         return c.HeadBias ? logits + w["head.bias"] : logits;
     }
 }
+
+public class InitWeightsTests
+{
+    [Fact]
+    public void Truncated_normal_init_never_writes_nan_and_keeps_the_bounds()
+    {
+        // TorchSharp's own trunc_normal_ wrote a NaN in about one of fifty 576×192 draws; ours must not.
+        TorchSharp.torch.manual_seed(1);
+        for (int i = 0; i < 60; i++)
+        {
+            var t = TorchSharp.torch.empty(576, 192);
+            InitWeights.TruncNormal(t, 0.02);
+            Assert.False(t.isnan().any().item<bool>(), $"draw {i} has NaN");
+            Assert.True(t.abs().max().item<float>() <= 2f);
+        }
+        var wide = TorchSharp.torch.empty(100_000);
+        InitWeights.TruncNormal(wide, 1.0, -0.5, 0.5);
+        Assert.True(wide.abs().max().item<float>() <= 0.5f);
+        Assert.InRange(wide.std().item<float>(), 0.27, 0.30);   // std of N(0,1) truncated to ±0.5 ≈ 0.2863
+    }
+}

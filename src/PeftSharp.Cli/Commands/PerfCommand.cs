@@ -1,0 +1,56 @@
+using System.Text.Json;
+using PeftSharp.Benchmarks;
+using PeftSharp.Models;
+using PeftSharp.Tuners;
+
+namespace PeftSharp.Cli.Commands;
+
+/// <summary>Throughput and memory per method: the speed claims of the README are measured here.</summary>
+public sealed class PerfCommand : ICommand
+{
+    public string Name => "perf";
+    public string Summary => "measure training/inference images/s, merged vs bare, peak memory, per method";
+    public IEnumerable<string> Flags => new[] { "help", "json" };
+    public string Usage => """
+        peftsharp perf [--model PRESET | --config JSON] [--methods linear,full,lora,...] [--batch 64] [--steps 6]
+                       [--warmup 2] [--threads N] [--device cpu|cuda] [--json]
+          Default shape: ViT-Tiny (192 wide, 12 blocks, 3 heads) at 32 px with 4-px patches, batch 64, 10 classes.
+          Ratios (method vs full fine-tuning, merged vs bare backbone) are the figures to compare across machines.
+        """;
+
+    public int Run(CommandLine line)
+    {
+        var model = VitConfig.Resolve(line.Get("model") ?? (line.Get("config") == null ? "vit_tiny_patch4_32" : null), line.Get("config"))!
+            with { NumClasses = 10 };
+        var methods = line.Get("methods")?.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).ToList()
+                      ?? TunerRegistry.All.Select(m => m.Id).ToList();
+        foreach (var m in methods) TunerRegistry.Parse(m);
+        var options = new PerfOptions
+        {
+            Model = model, Methods = methods, Batch = line.Int("batch", 64), Steps = line.Int("steps", 6),
+            WarmupSteps = line.Int("warmup", 2), Device = Devices.Parse(line.Get("device")),
+        };
+        int threads = line.Int("threads", Environment.ProcessorCount);
+        bool json = line.Flag("json");
+        line.RejectUnknown();
+        if (options.Batch < 1 || options.Steps < 1 || options.WarmupSteps < 0 || threads < 1)
+            throw new PeftSharpException("perf: --batch, --steps and --threads must be >= 1, --warmup >= 0");
+        TorchSharp.torch.set_num_threads(threads);
+
+        var report = PerfBenchmark.Run(options, json ? null : new Progress<string>(Console.WriteLine));
+        if (json)
+        {
+            Console.WriteLine(report.ToJson().ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
+            return 0;
+        }
+        double full = report.Methods.FirstOrDefault(m => m.Method == "full")?.TrainImagesPerSecond ?? double.NaN;
+        Console.WriteLine();
+        Console.WriteLine($"{"method",-18} {"train img/s",12} {"vs full",8} {"infer",9} {"merged",9} {"merged/bare",12} {"peak RSS MiB",13} {"trainable",12}");
+        foreach (var m in report.Methods)
+            Console.WriteLine($"{m.Method,-18} {m.TrainImagesPerSecond,12:F1} {m.TrainImagesPerSecond / full,8:F2} {m.InferImagesPerSecond,9:F1} " +
+                              $"{(m.InferMergedImagesPerSecond is double v ? v.ToString("F1") : "-"),9} {(m.InferMergedImagesPerSecond is double r ? (r / report.BareInferImagesPerSecond).ToString("F3") : "-"),12} " +
+                              $"{m.PeakRssBytes / 1048576.0,13:F0} {m.TrainableParams,12:N0}");
+        Console.WriteLine($"bare backbone inference {report.BareInferImagesPerSecond:F1} img/s; sgemm {report.SgemmGflops:F1} GFLOP/s; {report.Threads} threads");
+        return 0;
+    }
+}

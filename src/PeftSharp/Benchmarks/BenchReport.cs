@@ -1,0 +1,301 @@
+using System.Globalization;
+using System.Net;
+using System.Text;
+using PeftSharp.Evaluation;
+using PeftSharp.Suite;
+
+namespace PeftSharp.Benchmarks;
+
+/// <summary>One method's aggregate over the suite (pretrained backbone).</summary>
+public sealed record MethodSummary(string Method, double? Natural, double? Specialized, double? Structured, double? MeanOfGroups,
+                                   double? MeanOfTasks, long TrainableParams, double? Ppt, double TrainSeconds, int Failed);
+
+/// <summary>Aggregates a benchmark and writes its Markdown summary and self-contained HTML report.</summary>
+public sealed class BenchReport
+{
+    static readonly CultureInfo Inv = CultureInfo.InvariantCulture;
+    static readonly TaskGroup[] Groups = { TaskGroup.Natural, TaskGroup.Specialized, TaskGroup.Structured };
+    readonly BenchOutcome outcome;
+
+    public BenchReport(BenchOutcome outcome)
+    {
+        this.outcome = outcome;
+        Summaries = outcome.Profile.Methods.Select(Summarise).ToList();
+    }
+
+    public IReadOnlyList<MethodSummary> Summaries { get; }
+    IEnumerable<BenchCell> Pretrained => outcome.Cells.Where(c => c.Backbone == SuiteBenchmark.PretrainedBackbone);
+    IReadOnlyList<string> TaskNames => outcome.Cells.Select(c => c.Task).Distinct().ToList();
+
+    MethodSummary Summarise(string method)
+    {
+        var cells = Pretrained.Where(c => c.Method == method).ToList();
+        double? Group(TaskGroup g) => Mean(cells.Where(c => c.Group == g).Select(c => c.TestTop1));
+        var groups = Groups.Select(Group).ToList();
+        double? meanOfGroups = groups.All(g => g != null) ? groups.Average() : Mean(groups);
+        long parameters = cells.Select(c => c.TrainableParams).DefaultIfEmpty(0).Max();
+        return new MethodSummary(method, groups[0], groups[1], groups[2], meanOfGroups, Mean(cells.Select(c => c.TestTop1)), parameters,
+                                 meanOfGroups is double m ? Ppt.Compute(m / 100, parameters) : null, cells.Sum(c => c.TrainSeconds),
+                                 cells.Count(c => c.TestTop1 == null));
+    }
+
+    static double? Mean(IEnumerable<double?> values)
+    {
+        var v = values.Where(x => x != null).Select(x => x!.Value).ToList();
+        return v.Count == 0 ? null : v.Average();
+    }
+
+    static string F(double? v, string format = "F2") => v is double d ? d.ToString(format, Inv) : "–";
+
+    /// <summary>Spearman rank correlation between our mean of group means and the study's, over shared methods.</summary>
+    public (double? Rho, int Count) RankAgreement()
+    {
+        var shared = Summaries.Where(s => s.MeanOfGroups != null && PublishedResults.UnifyingStudy.ContainsKey(s.Method)).ToList();
+        if (shared.Count < 3) return (null, shared.Count);
+        var ours = Ranks(shared.Select(s => s.MeanOfGroups!.Value).ToList());
+        var theirs = Ranks(shared.Select(s => PublishedResults.UnifyingStudy[s.Method].MeanOfGroups).ToList());
+        double mo = ours.Average(), mt = theirs.Average();
+        double cov = ours.Zip(theirs).Sum(p => (p.First - mo) * (p.Second - mt));
+        double so = Math.Sqrt(ours.Sum(x => (x - mo) * (x - mo))), st = Math.Sqrt(theirs.Sum(x => (x - mt) * (x - mt)));
+        return (so * st == 0 ? null : cov / (so * st), shared.Count);
+    }
+
+    static List<double> Ranks(List<double> values)
+    {
+        var order = values.Select((v, i) => (v, i)).OrderByDescending(p => p.v).ToList();
+        var ranks = new double[values.Count];
+        for (int k = 0; k < order.Count;)
+        {
+            int j = k;
+            while (j + 1 < order.Count && order[j + 1].v == order[k].v) j++;
+            for (int m = k; m <= j; m++) ranks[order[m].i] = (k + j) / 2.0 + 1;
+            k = j + 1;
+        }
+        return ranks.ToList();
+    }
+
+    /// <summary>The study's claims checked on our numbers, as sentences.</summary>
+    public IReadOnlyList<string> Claims()
+    {
+        var claims = new List<string>();
+        var byMethod = Summaries.ToDictionary(s => s.Method);
+        var peft = Summaries.Where(s => TunerRegistry().Contains(s.Method) && s.Method is not ("linear" or "full") && s.MeanOfGroups != null).ToList();
+        if (byMethod.TryGetValue("linear", out var linear) && linear.MeanOfGroups is double lin && peft.Count > 0)
+        {
+            int beat = peft.Count(p => p.MeanOfGroups > lin);
+            claims.Add($"PEFT beats linear probing: {beat} of {peft.Count} study methods do here (mean of group means; linear {lin:F2}). The study: all do. {(beat == peft.Count ? "Agrees." : "Disagrees for " + string.Join(", ", peft.Where(p => p.MeanOfGroups <= lin).Select(p => p.Method)) + ".")}");
+        }
+        if (byMethod.TryGetValue("full", out var full) && full.MeanOfGroups is double fu && peft.Count > 0)
+        {
+            int beat = peft.Count(p => p.MeanOfGroups > fu);
+            claims.Add($"PEFT beats full fine-tuning: {beat} of {peft.Count} do here (full {fu:F2}). The study: all do on VTAB-1K. {(beat == peft.Count ? "Agrees." : beat >= peft.Count / 2 ? "Mostly agrees." : "Disagrees: with few epochs and a small backbone full fine-tuning is not the outlier it is for ViT-B/16.")}");
+        }
+        if (peft.Count > 1)
+        {
+            var sorted = peft.OrderByDescending(p => p.MeanOfGroups).ToList();
+            double spread = sorted[0].MeanOfGroups!.Value - sorted[^1].MeanOfGroups!.Value;
+            var studyPeft = PublishedResults.UnifyingStudy.Values.Where(r => r.Method is not ("linear" or "full" or "vpt-shallow")).Select(r => r.MeanOfGroups).ToList();
+            claims.Add($"Once tuned, PEFT methods land close together: spread {spread:F2} points here (best {sorted[0].Method}, worst {sorted[^1].Method}); in the study {studyPeft.Max() - studyPeft.Min():F2} points (excluding VPT-shallow).");
+        }
+        var (rho, n) = RankAgreement();
+        if (rho is double r)
+            claims.Add($"Ranking of the {n} methods by mean of group means vs the study's: Spearman ρ = {r:F2} ({(r > 0.5 ? "similar order" : r > 0 ? "weakly similar order" : "different order")}).");
+        return claims;
+    }
+
+    static HashSet<string> TunerRegistry() => Tuners.TunerRegistry.StudyMethods.ToHashSet();
+
+    /// <summary>Linear probe on the pretrained vs a random-init backbone of the same shape, per task.</summary>
+    public IReadOnlyList<(string Task, double? Pretrained, double? Random)> PretrainingEvidence() =>
+        TaskNames.Select(t => (t,
+            outcome.Cells.FirstOrDefault(c => c.Task == t && c.Method == "linear" && c.Backbone == SuiteBenchmark.PretrainedBackbone)?.TestTop1,
+            outcome.Cells.FirstOrDefault(c => c.Task == t && c.Method == "linear" && c.Backbone == SuiteBenchmark.RandomBackbone)?.TestTop1)).ToList();
+
+    // ---------------- Markdown ----------------
+
+    public string Markdown()
+    {
+        var sb = new StringBuilder();
+        var p = outcome.Profile;
+        sb.AppendLine($"Profile `{p.Name}`: {TaskNames.Count} tasks × {p.Methods.Count} methods, {p.Epochs} epochs ({p.WarmupEpochs} warm-up), lr ∈ {{{string.Join(", ", p.Lrs.Select(x => x.ToString("G", Inv)))}}} × wd ∈ {{{string.Join(", ", p.WeightDecays.Select(x => x.ToString("G", Inv)))}}}{(p.StudyGrid ? " × the study's method grids" : ", method defaults")}; val200 selection, retrain on train800val200, test top-1 (%). Backbone `{outcome.Checkpoint}`, {outcome.Device}, {outcome.Seconds / 60:F1} min end to end.");
+        sb.AppendLine();
+        sb.AppendLine("| method | natural | specialized | structured | mean of groups | mean of tasks | trainable params | PPT | train s | study mean of groups |");
+        sb.AppendLine("|---|---|---|---|---|---|---|---|---|---|");
+        foreach (var s in Summaries.OrderByDescending(s => s.MeanOfGroups ?? -1))
+        {
+            string study = PublishedResults.UnifyingStudy.TryGetValue(s.Method, out var row) ? row.MeanOfGroups.ToString("F2", Inv) : "–";
+            sb.AppendLine($"| {s.Method}{(s.Failed > 0 ? $" ({s.Failed} failed)" : "")} | {F(s.Natural)} | {F(s.Specialized)} | {F(s.Structured)} | **{F(s.MeanOfGroups)}** | {F(s.MeanOfTasks)} | {s.TrainableParams.ToString("N0", Inv)} | {F(s.Ppt, "F3")} | {s.TrainSeconds.ToString("F0", Inv)} | {study} |");
+        }
+        sb.AppendLine();
+        sb.AppendLine("Linear probe, pretrained vs random-init backbone of the same shape (test top-1 %):");
+        sb.AppendLine();
+        sb.AppendLine("| task | pretrained | random init |");
+        sb.AppendLine("|---|---|---|");
+        foreach (var (task, pre, rnd) in PretrainingEvidence()) sb.AppendLine($"| {task} | {F(pre)} | {F(rnd)} |");
+        sb.AppendLine();
+        foreach (var c in Claims()) sb.AppendLine($"- {c}");
+        return sb.ToString();
+    }
+
+    // ---------------- HTML ----------------
+
+    public string Html()
+    {
+        var sb = new StringBuilder();
+        sb.Append("""
+            <!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>PeftSharp benchmark</title>
+            <style>body{font-family:system-ui,sans-serif;margin:2em;max-width:1200px;color:#222}table{border-collapse:collapse;margin:1em 0;font-size:13px}
+            td,th{border:1px solid #ccc;padding:3px 7px;text-align:right}th{background:#f3f3f3}td:first-child,th:first-child{text-align:left}
+            .bad{color:#b00}.note{color:#555;font-size:13px}svg{background:#fff;border:1px solid #ddd;margin:.5em 0}h2{margin-top:1.6em}</style></head><body>
+            """);
+        sb.Append("<h1>PeftSharp benchmark: mini-VTAB</h1>");
+        sb.Append($"<p class=note>{Esc(MarkdownLine(Markdown().Split('\n')[0]))}</p>");
+        sb.Append("<h2>Accuracy vs trainable parameters</h2>").Append(ScatterSvg());
+        sb.Append("<h2>Per-group accuracy</h2>").Append(GroupBarsSvg());
+        sb.Append("<h2>Performance–parameter trade-off (PPT)</h2>").Append(BarsSvg(Summaries.Where(s => s.Ppt != null).OrderByDescending(s => s.Ppt).Select(s => (s.Method, s.Ppt!.Value)).ToList(), "PPT", 1.0));
+        sb.Append("<h2>Summary per method</h2>").Append(MarkdownTableToHtml(Markdown().Split('\n').Skip(2).TakeWhile(l => l.StartsWith('|')).ToList()));
+        sb.Append("<h2>Is the default backbone pretrained?</h2><p class=note>Linear probe (tuned the same way) on the shipped backbone vs a random-init backbone of the same shape.</p>");
+        var evidence = PretrainingEvidence();
+        sb.Append(PairBarsSvg(evidence));
+        sb.Append("<h2>Claims of the unifying study, checked here</h2><ul>");
+        foreach (var c in Claims()) sb.Append($"<li>{Esc(c)}</li>");
+        sb.Append("</ul><p class=note>The study's numbers are VTAB-1K with ViT-B/16 (ImageNet-21k). Ours come from a small self-pretrained ViT on a mini-VTAB built from Debian-packaged data, so only relative claims compare.</p>");
+        sb.Append("<h2>Every task × method (test top-1 %)</h2>").Append(TaskTable());
+        sb.Append("</body></html>");
+        return sb.ToString();
+    }
+
+    static string MarkdownLine(string line) => line.Replace("`", "").Replace("**", "");
+
+    static string Esc(string s) => WebUtility.HtmlEncode(s);
+
+    string TaskTable()
+    {
+        var sb = new StringBuilder("<table><tr><th>task</th><th>group</th>");
+        foreach (var m in outcome.Profile.Methods) sb.Append($"<th>{Esc(m)}</th>");
+        sb.Append("<th>linear (random init)</th></tr>");
+        foreach (var task in TaskNames)
+        {
+            var group = outcome.Cells.First(c => c.Task == task).Group;
+            sb.Append($"<tr><td>{Esc(task)}</td><td>{group.ToString().ToLowerInvariant()}</td>");
+            foreach (var m in outcome.Profile.Methods)
+            {
+                var cell = Pretrained.FirstOrDefault(c => c.Task == task && c.Method == m);
+                sb.Append(cell?.TestTop1 is double v ? $"<td>{v:F1}</td>" : $"<td class=bad title=\"{Esc(cell?.Error ?? "")}\">failed</td>");
+            }
+            var rnd = outcome.Cells.FirstOrDefault(c => c.Task == task && c.Backbone == SuiteBenchmark.RandomBackbone);
+            sb.Append($"<td>{F(rnd?.TestTop1, "F1")}</td></tr>");
+        }
+        return sb.Append("</table>").ToString();
+    }
+
+    static string MarkdownTableToHtml(IReadOnlyList<string> lines)
+    {
+        var sb = new StringBuilder("<table>");
+        for (int i = 0; i < lines.Count; i++)
+        {
+            if (i == 1) continue;   // the |---| separator
+            var cells = lines[i].Trim('|').Split('|').Select(c => Esc(c.Trim().Replace("**", "")));
+            string tag = i == 0 ? "th" : "td";
+            sb.Append("<tr>").Append(string.Concat(cells.Select(c => $"<{tag}>{c}</{tag}>"))).Append("</tr>");
+        }
+        return sb.Append("</table>").ToString();
+    }
+
+    string ScatterSvg()
+    {
+        const int w = 760, h = 420, left = 60, right = 20, top = 20, bottom = 50;
+        var points = Summaries.Where(s => s.MeanOfGroups != null).ToList();
+        if (points.Count == 0) return "<p>no data</p>";
+        double X(long p) => Math.Log10(Math.Max(p, 1));
+        double xmin = 0, xmax = Math.Max(1, Math.Ceiling(points.Max(p => X(p.TrainableParams))));
+        double ymin = Math.Floor(points.Min(p => p.MeanOfGroups!.Value) / 5) * 5, ymax = Math.Ceiling(points.Max(p => p.MeanOfGroups!.Value) / 5) * 5 + 1;
+        double Px(double x) => left + (x - xmin) / (xmax - xmin) * (w - left - right);
+        double Py(double y) => h - bottom - (y - ymin) / (ymax - ymin) * (h - top - bottom);
+        var sb = new StringBuilder($"<svg width={w} height={h} viewBox='0 0 {w} {h}' xmlns='http://www.w3.org/2000/svg' font-size='11'>");
+        for (int e = (int)xmin; e <= xmax; e++)
+            sb.Append($"<line x1={Px(e):F0} y1={top} x2={Px(e):F0} y2={h - bottom} stroke='#eee'/><text x={Px(e):F0} y={h - bottom + 15} text-anchor=middle>{(e == 0 ? "≤1" : "1e" + e)}</text>");
+        for (double y = ymin; y <= ymax; y += 5)
+            sb.Append($"<line x1={left} y1={Py(y):F0} x2={w - right} y2={Py(y):F0} stroke='#eee'/><text x={left - 5} y={Py(y) + 4:F0} text-anchor=end>{y:F0}</text>");
+        sb.Append($"<text x={w / 2} y={h - 10} text-anchor=middle>trainable parameters (log scale; the head excluded)</text>");
+        sb.Append($"<text x=14 y={h / 2} transform='rotate(-90 14 {h / 2})' text-anchor=middle>mean of group means, test top-1 %</text>");
+        foreach (var p in points)
+        {
+            double x = Px(X(p.TrainableParams)), y = Py(p.MeanOfGroups!.Value);
+            sb.Append(string.Create(Inv, $"<circle cx={x:F1} cy={y:F1} r=4 fill='#3465a4'><title>{Esc(p.Method)}: {p.MeanOfGroups:F2}% with {p.TrainableParams:N0} parameters</title></circle><text x={x + 6:F1} y={y - 4:F1}>{Esc(p.Method)}</text>"));
+        }
+        return sb.Append("</svg>").ToString();
+    }
+
+    string GroupBarsSvg()
+    {
+        var rows = Summaries.Where(s => s.MeanOfGroups != null).OrderByDescending(s => s.MeanOfGroups).ToList();
+        string[] colours = { "#4e9a06", "#c4a000", "#3465a4" };
+        const int rowH = 40, left = 130, width = 560;
+        int h = rows.Count * rowH + 40;
+        var sb = new StringBuilder($"<svg width={left + width + 60} height={h} xmlns='http://www.w3.org/2000/svg' font-size='11'>");
+        for (int g = 0; g < 3; g++)
+            sb.Append($"<rect x={left + g * 130} y=4 width=10 height=10 fill='{colours[g]}'/><text x={left + g * 130 + 14} y=13>{Groups[g].ToString().ToLowerInvariant()}</text>");
+        for (int i = 0; i < rows.Count; i++)
+        {
+            var s = rows[i];
+            double?[] values = { s.Natural, s.Specialized, s.Structured };
+            int y0 = 24 + i * rowH;
+            sb.Append($"<text x={left - 6} y={y0 + 22} text-anchor=end>{Esc(s.Method)}</text>");
+            for (int g = 0; g < 3; g++)
+            {
+                double v = values[g] ?? 0;
+                sb.Append(string.Create(Inv, $"<rect x={left} y={y0 + g * 11} width={v / 100 * width:F1} height=10 fill='{colours[g]}'><title>{Esc(s.Method)} {Groups[g]}: {F(values[g])}</title></rect><text x={left + v / 100 * width + 4:F1} y={y0 + g * 11 + 9}>{F(values[g], "F1")}</text>"));
+            }
+        }
+        return sb.Append("</svg>").ToString();
+    }
+
+    static string BarsSvg(IReadOnlyList<(string Label, double Value)> bars, string unit, double max)
+    {
+        const int rowH = 18, left = 130, width = 560;
+        var sb = new StringBuilder($"<svg width={left + width + 70} height={bars.Count * rowH + 10} xmlns='http://www.w3.org/2000/svg' font-size='11'>");
+        for (int i = 0; i < bars.Count; i++)
+        {
+            var (label, value) = bars[i];
+            double len = Math.Max(0, value / max * width);
+            sb.Append(string.Create(Inv, $"<text x={left - 6} y={i * rowH + 13} text-anchor=end>{Esc(label)}</text><rect x={left} y={i * rowH + 3} width={len:F1} height=13 fill='#75507b'/><text x={left + len + 4:F1} y={i * rowH + 13}>{value:F3} {unit}</text>"));
+        }
+        return sb.Append("</svg>").ToString();
+    }
+
+    static string PairBarsSvg(IReadOnlyList<(string Task, double? Pretrained, double? Random)> rows)
+    {
+        const int rowH = 28, left = 140, width = 520;
+        var sb = new StringBuilder($"<svg width={left + width + 70} height={rows.Count * rowH + 30} xmlns='http://www.w3.org/2000/svg' font-size='11'>");
+        sb.Append($"<rect x={left} y=4 width=10 height=10 fill='#cc0000'/><text x={left + 14} y=13>pretrained</text><rect x={left + 110} y=4 width=10 height=10 fill='#888'/><text x={left + 124} y=13>random init</text>");
+        for (int i = 0; i < rows.Count; i++)
+        {
+            var (task, pre, rnd) = rows[i];
+            int y0 = 22 + i * rowH;
+            sb.Append($"<text x={left - 6} y={y0 + 14} text-anchor=end>{Esc(task)}</text>");
+            sb.Append(string.Create(Inv, $"<rect x={left} y={y0} width={(pre ?? 0) / 100 * width:F1} height=11 fill='#cc0000'/><text x={left + (pre ?? 0) / 100 * width + 4:F1} y={y0 + 9}>{F(pre, "F1")}</text>"));
+            sb.Append(string.Create(Inv, $"<rect x={left} y={y0 + 12} width={(rnd ?? 0) / 100 * width:F1} height=11 fill='#888'/><text x={left + (rnd ?? 0) / 100 * width + 4:F1} y={y0 + 21}>{F(rnd, "F1")}</text>"));
+        }
+        return sb.Append("</svg>").ToString();
+    }
+
+    /// <summary>Writes report.html and summary.md into <paramref name="directory"/>.</summary>
+    public void Write(string directory)
+    {
+        Directory.CreateDirectory(directory);
+        File.WriteAllText(Path.Combine(directory, "report.html"), Html());
+        File.WriteAllText(Path.Combine(directory, "summary.md"), Markdown());
+    }
+
+    /// <summary>Replaces the text between the bench markers of a README with the summary (the results section is
+    /// produced by the command, never typed by hand).</summary>
+    public static void UpdateReadme(string readmePath, string markdown)
+    {
+        const string begin = "<!-- bench:begin -->", end = "<!-- bench:end -->";
+        string text = File.ReadAllText(readmePath);
+        int b = text.IndexOf(begin, StringComparison.Ordinal), e = text.IndexOf(end, StringComparison.Ordinal);
+        if (b < 0 || e < b) throw new PeftSharpException($"{readmePath}: no '{begin}' … '{end}' section to update");
+        File.WriteAllText(readmePath, text[..(b + begin.Length)] + "\n" + markdown.TrimEnd() + "\n" + text[e..]);
+    }
+}

@@ -1,0 +1,179 @@
+using System.Diagnostics;
+using System.Text.Json.Nodes;
+using PeftSharp.Models;
+using PeftSharp.Training;
+using PeftSharp.Tuners;
+using TorchSharp;
+using static TorchSharp.torch;
+using F = TorchSharp.torch.nn.functional;
+
+namespace PeftSharp.Benchmarks;
+
+public sealed record PerfOptions
+{
+    public required VitConfig Model { get; init; }
+    public IReadOnlyList<string> Methods { get; init; } = TunerRegistry.All.Select(m => m.Id).ToList();
+    public int Batch { get; init; } = 64;
+    public int WarmupSteps { get; init; } = 2;
+    public int Steps { get; init; } = 6;
+    public Device Device { get; init; } = CPU;
+}
+
+/// <summary>One method's measurements.</summary>
+public sealed record MethodPerf(string Method, long TrainableParams, double TrainImagesPerSecond, double InferImagesPerSecond,
+                                double? InferMergedImagesPerSecond, long PeakRssBytes, long TrainingStateBytes, bool FirstBlockSkipped, int FirstTrainableBlock);
+
+public sealed record PerfReport(VitConfig Model, int Batch, int Threads, double SgemmGflops, double BareInferImagesPerSecond,
+                                IReadOnlyList<MethodPerf> Methods)
+{
+    public JsonObject ToJson()
+    {
+        double? full = Methods.FirstOrDefault(m => m.Method == "full")?.TrainImagesPerSecond;
+        return new JsonObject
+        {
+            ["model"] = JsonNode.Parse(Model.ToJson()), ["batch"] = Batch, ["threads"] = Threads,
+            ["sgemm_gflops"] = Math.Round(SgemmGflops, 2), ["bare_infer_images_per_s"] = Math.Round(BareInferImagesPerSecond, 2),
+            ["methods"] = new JsonArray(Methods.Select(m => (JsonNode)new JsonObject
+            {
+                ["method"] = m.Method, ["trainable_params"] = m.TrainableParams,
+                ["train_images_per_s"] = Math.Round(m.TrainImagesPerSecond, 2),
+                ["infer_images_per_s"] = Math.Round(m.InferImagesPerSecond, 2),
+                ["infer_merged_images_per_s"] = m.InferMergedImagesPerSecond is double v ? Math.Round(v, 2) : null,
+                ["peak_rss_bytes"] = m.PeakRssBytes, ["training_state_bytes"] = m.TrainingStateBytes,
+                ["train_vs_full"] = full is double f ? Math.Round(m.TrainImagesPerSecond / f, 3) : null,
+                ["merged_vs_bare"] = m.InferMergedImagesPerSecond is double mv ? Math.Round(mv / BareInferImagesPerSecond, 3) : null,
+                ["unmerged_vs_bare"] = Math.Round(m.InferImagesPerSecond / BareInferImagesPerSecond, 3),
+                ["first_trainable_block"] = m.FirstTrainableBlock,
+            }).ToArray()),
+        };
+    }
+}
+
+/// <summary>
+/// Training and inference throughput per method on random data (median step time after warm-up), merged vs bare
+/// inference, peak RSS per method, and a measured sgemm rate so figures read as a fraction of the hardware.
+/// </summary>
+public static class PerfBenchmark
+{
+    public static PerfReport Run(PerfOptions o, IProgress<string>? log = null)
+    {
+        double gflops = Sgemm();
+        log?.Report($"sgemm {gflops:F1} GFLOP/s, {get_num_threads()} threads");
+        manual_seed(0);
+        var images = randn(o.Batch, o.Model.InChans, o.Model.ImgSize, o.Model.ImgSize, device: o.Device);
+        var labels = randint(0, Math.Max(2, o.Model.NumClasses), new long[] { o.Batch }, device: o.Device);
+        double bare;
+        using (var model = NewModel(o))
+            bare = InferenceRate(model, images, o);
+        log?.Report($"bare backbone inference {bare:F1} img/s");
+        var results = new List<MethodPerf>();
+        foreach (var method in o.Methods)
+        {
+            var r = Measure(method, o, images, labels);
+            log?.Report($"{method}: train {r.TrainImagesPerSecond:F1} img/s, infer {r.InferImagesPerSecond:F1} img/s" +
+                        (r.InferMergedImagesPerSecond is double m ? $", merged {m:F1} img/s" : "") + $", peak RSS {r.PeakRssBytes / 1048576.0:F0} MiB");
+            results.Add(r);
+        }
+        return new PerfReport(o.Model, o.Batch, get_num_threads(), gflops, bare, results);
+    }
+
+    static VisionTransformer NewModel(PerfOptions o)
+    {
+        var model = new VisionTransformer(o.Model with { DropPathRate = 0 });
+        model.to(o.Device);
+        return model;
+    }
+
+    static MethodPerf Measure(string method, PerfOptions o, Tensor images, Tensor labels)
+    {
+        GC.Collect();
+        ResetPeakRss();
+        using var model = NewModel(o);
+        var peft = PeftModel.Create(model, method);
+        var parameters = peft.TrainableParameters().Select(p => p.Parameter).ToList();
+        var optimizer = optim.AdamW(parameters, lr: 1e-4);
+        var trainer = new Trainer(peft, new TrainOptions { DropPath = 0 }, o.Device);
+        model.train();
+        double trainRate = Rate(o, () =>
+        {
+            using var scope = NewDisposeScope();
+            optimizer.zero_grad();
+            F.cross_entropy(trainer.Logits(images), labels).backward();
+            optimizer.step();
+        });
+        long stateBytes = parameters.Sum(p => p.numel() * p.ElementSize * 4);   // parameter + gradient + two AdamW moments
+        long peak = PeakRss();
+        double infer = InferenceRate(model, images, o);
+        double? merged = null;
+        if (peft.Mergeable)
+        {
+            var plain = (VisionTransformer)peft.MergeAndUnload();
+            merged = InferenceRate(plain, images, o);
+        }
+        return new MethodPerf(method, peft.CountTrainable(), trainRate, infer, merged, peak, stateBytes,
+                              trainer.FirstTrainableBlock > 0, trainer.FirstTrainableBlock);
+    }
+
+    static double InferenceRate(VisionTransformer model, Tensor images, PerfOptions o)
+    {
+        model.eval();
+        return Rate(o, () =>
+        {
+            using var scope = NewDisposeScope();
+            using var _ = inference_mode();
+            model.forward(images);
+        });
+    }
+
+    /// <summary>Images per second from the median of timed steps after warm-up.</summary>
+    static double Rate(PerfOptions o, Action step)
+    {
+        for (int i = 0; i < o.WarmupSteps; i++) step();
+        var times = new List<double>();
+        for (int i = 0; i < o.Steps; i++)
+        {
+            var watch = Stopwatch.StartNew();
+            step();
+            times.Add(watch.Elapsed.TotalSeconds);
+        }
+        times.Sort();
+        double median = times.Count % 2 == 1 ? times[times.Count / 2] : (times[times.Count / 2 - 1] + times[times.Count / 2]) / 2;
+        return o.Batch / median;
+    }
+
+    /// <summary>Measured single-precision matrix-multiply rate (1024³, median of 5).</summary>
+    public static double Sgemm(int n = 1024)
+    {
+        using var a = randn(n, n);
+        using var b = randn(n, n);
+        var times = new List<double>();
+        for (int i = 0; i < 7; i++)
+        {
+            var watch = Stopwatch.StartNew();
+            using var c = a.matmul(b);
+            times.Add(watch.Elapsed.TotalSeconds);
+        }
+        times.Sort();
+        return 2.0 * n * n * n / times[3] / 1e9;
+    }
+
+    /// <summary>Peak resident set size (VmHWM) of this process, in bytes; 0 where /proc is unavailable.</summary>
+    public static long PeakRss()
+    {
+        try
+        {
+            foreach (var line in File.ReadLines("/proc/self/status"))
+                if (line.StartsWith("VmHWM:", StringComparison.Ordinal))
+                    return long.Parse(line.Split(' ', StringSplitOptions.RemoveEmptyEntries)[1]) * 1024;
+        }
+        catch (IOException) { }
+        return 0;
+    }
+
+    /// <summary>Resets VmHWM to the current RSS (Linux ≥ 4.0: "5" to clear_refs), so each method's peak is its own.</summary>
+    public static void ResetPeakRss()
+    {
+        try { File.WriteAllText("/proc/self/clear_refs", "5"); }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException) { }
+    }
+}

@@ -1,0 +1,129 @@
+namespace PeftSharp.Results;
+
+/// <summary>All SQL of the results database, in one place.</summary>
+internal static class ResultsSql
+{
+    /// <summary>
+    /// Migrations[v] takes a database from schema version v to v + 1 (version 0 = empty file). The schema version
+    /// lives in PRAGMA user_version; append a script here and bump <see cref="ResultsDb.SchemaVersion"/> to migrate.
+    /// </summary>
+    public static readonly string[] Migrations =
+    {
+        """
+        CREATE TABLE runs (
+            id                INTEGER PRIMARY KEY AUTOINCREMENT,   -- never reused: a replaced attempt's id stays dead
+            run_key           TEXT    NOT NULL UNIQUE,   -- one row per key: a new attempt replaces an unfinished one
+            stage             TEXT    NOT NULL CHECK (stage IN ('search', 'final', 'single')),
+            dataset           TEXT    NOT NULL,
+            dataset_path      TEXT    NOT NULL,
+            train_split       TEXT    NOT NULL,
+            eval_split        TEXT    NOT NULL,
+            method            TEXT    NOT NULL,
+            hyper_json        TEXT    NOT NULL,
+            lr                REAL    NOT NULL,
+            weight_decay      REAL    NOT NULL,
+            seed              INTEGER NOT NULL,
+            epochs            INTEGER NOT NULL,
+            batch_size        INTEGER NOT NULL,
+            training_json     TEXT    NOT NULL,
+            model_json        TEXT    NOT NULL,
+            checkpoint        TEXT    NOT NULL,
+            sweep_id          TEXT,
+            status            TEXT    NOT NULL CHECK (status IN ('running', 'finished', 'failed')),
+            trainable_params  INTEGER,
+            top1              REAL,
+            metrics_json      TEXT,
+            train_seconds     REAL,
+            eval_seconds      REAL,
+            images_per_second REAL,
+            code_version      TEXT    NOT NULL,
+            host              TEXT    NOT NULL,
+            started_utc       TEXT    NOT NULL,
+            finished_utc      TEXT,
+            error             TEXT
+        );
+        CREATE INDEX runs_by_dataset_method ON runs (dataset, method, stage, status);
+        CREATE INDEX runs_by_sweep ON runs (sweep_id);
+        CREATE TABLE predictions (
+            run_id    INTEGER NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+            example   INTEGER NOT NULL,
+            label     INTEGER NOT NULL,
+            predicted INTEGER NOT NULL,
+            logits    BLOB    NOT NULL,                  -- float32 little-endian, one per class
+            PRIMARY KEY (run_id, example)
+        ) WITHOUT ROWID;
+        """,
+    };
+
+    public const string UserVersion = "PRAGMA user_version";
+    public const string SetUserVersion = "PRAGMA user_version = {0}";   // pragmas take no parameters
+    public const string CountSchemaObjects = "SELECT count(*) FROM sqlite_master";
+    public const string ConnectionPragmas = "PRAGMA busy_timeout = 30000; PRAGMA foreign_keys = ON";
+    public const string WalMode = "PRAGMA journal_mode = WAL";
+    public const string IntegrityCheck = "PRAGMA integrity_check";
+
+    public const string StatusOfKey = "SELECT status FROM runs WHERE run_key = @key";
+    public const string StatusOfId = "SELECT status FROM runs WHERE id = @id";
+    // Predictions of the replaced attempt go with it (ON DELETE CASCADE); an unfinished run has none anyway.
+    public const string DeleteUnfinishedKey = "DELETE FROM runs WHERE run_key = @key AND status <> 'finished'";
+
+    public const string InsertRun = """
+        INSERT INTO runs (run_key, stage, dataset, dataset_path, train_split, eval_split, method, hyper_json, lr,
+                          weight_decay, seed, epochs, batch_size, training_json, model_json, checkpoint, sweep_id,
+                          status, code_version, host, started_utc)
+        VALUES (@key, @stage, @dataset, @dataset_path, @train_split, @eval_split, @method, @hyper_json, @lr,
+                @weight_decay, @seed, @epochs, @batch_size, @training_json, @model_json, @checkpoint, @sweep_id,
+                'running', @code_version, @host, @started_utc)
+        RETURNING id
+        """;
+
+    public const string FinishRun = """
+        UPDATE runs SET status = 'finished', top1 = @top1, metrics_json = @metrics_json, trainable_params = @trainable_params,
+                        train_seconds = @train_seconds, eval_seconds = @eval_seconds,
+                        images_per_second = @images_per_second, finished_utc = @finished_utc, error = NULL
+        WHERE id = @id AND status = 'running'
+        """;
+
+    public const string FailRun = """
+        UPDATE runs SET status = 'failed', error = @error, finished_utc = @finished_utc
+        WHERE id = @id AND status = 'running'
+        """;
+
+    public const string InsertPrediction = """
+        INSERT INTO predictions (run_id, example, label, predicted, logits) VALUES (@run_id, @example, @label, @predicted, @logits)
+        """;
+
+    public const string SelectPredictions = "SELECT example, label, predicted, logits FROM predictions WHERE run_id = @run_id ORDER BY example";
+
+    const string RunColumns = """
+        id, run_key, stage, dataset, dataset_path, train_split, eval_split, method, hyper_json, lr, weight_decay, seed,
+        epochs, batch_size, training_json, model_json, checkpoint, sweep_id, status, trainable_params, top1, metrics_json,
+        train_seconds, eval_seconds, images_per_second, code_version, host, started_utc, finished_utc, error
+        """;
+
+    // A null filter parameter matches every row.
+    const string Filter = """
+        (@dataset IS NULL OR dataset = @dataset) AND (@method IS NULL OR method = @method)
+        AND (@stage IS NULL OR stage = @stage) AND (@status IS NULL OR status = @status)
+        AND (@sweep_id IS NULL OR sweep_id = @sweep_id)
+        """;
+
+    public const string SelectRunById = $"SELECT {RunColumns} FROM runs WHERE id = @id";
+    public const string SelectFinishedByKey = $"SELECT {RunColumns} FROM runs WHERE run_key = @key AND status = 'finished'";
+    public const string SelectRuns = $"SELECT {RunColumns} FROM runs WHERE {Filter} ORDER BY id";
+
+    /// <summary>
+    /// The best finished search run per (dataset, method, sweep) by validation top-1. Ties go to the lower lr, then the
+    /// lower weight decay, then the hyperparameter and training JSON text, then the earlier run, so the choice never
+    /// depends on row order.
+    /// </summary>
+    public const string SelectBestSearchRuns = $"""
+        SELECT {RunColumns} FROM (
+            SELECT *, row_number() OVER (
+                PARTITION BY dataset, method, sweep_id
+                ORDER BY top1 DESC, lr ASC, weight_decay ASC, hyper_json ASC, training_json ASC, id ASC) AS rank
+            FROM runs WHERE stage = 'search' AND status = 'finished' AND {Filter})
+        WHERE rank = 1
+        ORDER BY dataset, method, sweep_id
+        """;
+}

@@ -17,7 +17,7 @@ public sealed class BenchCommand : ICommand
           (val200 selection, retrain on train800val200, test), adds a linear probe on a random-init backbone,
           and writes DIR/results.db, DIR/report.html and DIR/summary.md. Default DIR ./peftsharp-report,
           default backbone {DefaultCheckpoint}. Interrupted runs resume: finished runs are never redone.
-          Profiles: --quick (3 tasks, 4 methods, 2 epochs), default (all tasks and methods, 3 epochs, 2 lrs),
+          Profiles: --quick (3 tasks, 4 methods, 2 epochs), default (all tasks and methods, 2 epochs, 2 lrs),
           --full (the study's 100 epochs, lr x wd x method grids).
         """;
 

@@ -8,7 +8,7 @@ public sealed class PretrainCommand : ICommand
     public string Name => "pretrain";
     public string Summary => "pretrain the default backbone on rendered glyphs (the shipped weights' recipe)";
     public string Usage => """
-        peftsharp pretrain [--out models/peftsharp-vit-tiny6-p8-32.safetensors] [--steps 6000] [--batch-size 128]
+        peftsharp pretrain [--out models/peftsharp-vit-tiny6-p8-32.safetensors] [--steps 3000] [--batch-size 128]
                            [--lr 1e-3] [--seed 2026] [--font-dir /usr/share/fonts]
           Trains a 6-block ViT-Tiny (32 px, 8-px patches) to classify glyphs rendered from every installed font
           (digits excluded); writes timm-keyed safetensors and a .card.json model card beside them.

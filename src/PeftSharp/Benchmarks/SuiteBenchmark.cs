@@ -34,7 +34,7 @@ public sealed record BenchProfile
 
     public static BenchProfile Default => new()
     {
-        Name = "default", Tasks = MiniVtab.Tasks.Select(t => t.Name).ToList(), Methods = AllMethods, Epochs = 3, WarmupEpochs = 0,
+        Name = "default", Tasks = MiniVtab.Tasks.Select(t => t.Name).ToList(), Methods = AllMethods, Epochs = 2, WarmupEpochs = 0,
         Lrs = new[] { 3e-3, 1e-2 }, WeightDecays = new[] { 1e-4 },
     };
 

@@ -83,7 +83,8 @@ public static class ImageDecoder
         return true;
     }
 
-    static byte[] DropAlpha(byte[] rgba, int pixels)
+    /// <summary>RGBA bytes to RGB bytes (alpha dropped, as PIL's convert("RGB") does).</summary>
+    internal static byte[] DropAlpha(ReadOnlySpan<byte> rgba, int pixels)
     {
         var rgb = new byte[pixels * 3];
         for (int p = 0; p < pixels; p++)

@@ -41,16 +41,7 @@ internal sealed class RenderContext : IDisposable
     public byte[] ReadRgb()
     {
         _canvas!.Flush();
-        var rgba = _bitmap!.GetPixelSpan();
-        int pixels = _bitmap.Width * _bitmap.Height;
-        var rgb = new byte[pixels * 3];
-        for (int p = 0; p < pixels; p++)
-        {
-            rgb[3 * p] = rgba[4 * p];
-            rgb[3 * p + 1] = rgba[4 * p + 1];
-            rgb[3 * p + 2] = rgba[4 * p + 2];
-        }
-        return rgb;
+        return PeftSharp.Data.ImageDecoder.DropAlpha(_bitmap!.GetPixelSpan(), _bitmap.Width * _bitmap.Height);
     }
 
     public void Dispose()

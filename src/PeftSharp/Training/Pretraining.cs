@@ -19,7 +19,7 @@ public sealed record PretrainOptions
     {
         ImgSize = 32, PatchSize = 8, EmbedDim = 192, Depth = 6, NumHeads = 3, NumClasses = 0, DropPathRate = 0.05,
     };
-    public int Steps { get; init; } = 6000;
+    public int Steps { get; init; } = 3000;
     public int BatchSize { get; init; } = 128;
     public double Lr { get; init; } = 1e-3;
     public double WeightDecay { get; init; } = 0.05;
@@ -47,6 +47,9 @@ public static class Pretraining
         log?.Report($"glyph source: {source.NumClasses} classes from {source.NumFaces} font faces");
         manual_seed(o.Seed);
         var model = new VisionTransformer(o.Model with { NumClasses = source.NumClasses });
+        using (no_grad())
+            model.pos_embed.copy_(InitWeights.SinCosPositionEmbedding(model.EmbedDim, model.Config.GridSize,
+                                                                     model.Config.NoEmbedClass ? 0 : model.Config.NumPrefixTokens));
         var optimizer = optim.AdamW(model.parameters(), lr: o.Lr, weight_decay: o.WeightDecay);
         int warmup = (int)(o.Steps * o.WarmupFraction);
         var rng = new Random(o.Seed);
@@ -119,7 +122,7 @@ public static class Pretraining
             {
                 ["steps"] = o.Steps, ["batch_size"] = o.BatchSize, ["optimizer"] = "AdamW", ["lr"] = o.Lr, ["weight_decay"] = o.WeightDecay,
                 ["schedule"] = $"linear warm-up {o.WarmupFraction:P0} of steps, cosine per step to {o.MinLr}", ["label_smoothing"] = o.LabelSmoothing,
-                ["drop_path"] = o.Model.DropPathRate, ["grad_clip"] = 1.0, ["seed"] = o.Seed, ["normalization"] = "none (inputs in [0, 1])",
+                ["drop_path"] = o.Model.DropPathRate, ["pos_embed_init"] = "2-D sine-cosine (learnable)", ["grad_clip"] = 1.0, ["seed"] = o.Seed, ["normalization"] = "none (inputs in [0, 1])",
             },
             ["training_seconds"] = Math.Round(r.Seconds, 1), ["images_per_second"] = Math.Round(r.ImagesPerSecond, 1),
             ["held_out_top1_percent"] = Math.Round(r.HeldOutTop1, 2), ["final_train_loss"] = Math.Round(r.FinalLoss, 4),

@@ -21,7 +21,7 @@ public class BenchReportTests
         Assert.Equal(16, table.Count);
         Assert.Equal(75.24, table["lora"].MeanOfGroups);
         Assert.Equal(74.03, table["adapter-houlsby"].Mean19);
-        Assert.All(Tuners.TunerRegistry.StudyMethods, m => Assert.True(table.ContainsKey(m), m));
+        Assert.All(PeftSharp.Tuners.TunerRegistry.StudyMethods, m => Assert.True(table.ContainsKey(m), m));
     }
 
     static BenchOutcome Outcome()

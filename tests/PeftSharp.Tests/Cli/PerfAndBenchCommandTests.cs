@@ -1,0 +1,69 @@
+using System.Text.Json.Nodes;
+
+namespace PeftSharp.Tests.Cli;
+
+public class PerfAndBenchCommandTests
+{
+    [Fact]
+    public void Perf_json_reports_every_method_with_the_documented_fields()
+    {
+        var r = CliRunner.Run("perf", "--config", """{"img_size": 32, "patch_size": 8, "embed_dim": 32, "depth": 2, "num_heads": 2}""",
+                              "--methods", "full,lora,vpt-shallow,linear", "--batch", "4", "--steps", "1", "--warmup", "0", "--json");
+        Assert.True(r.ExitCode == 0, r.Stderr);
+        var json = JsonNode.Parse(r.Stdout)!.AsObject();
+        Assert.True(json["sgemm_gflops"]!.GetValue<double>() > 0);
+        Assert.True(json["bare_infer_images_per_s"]!.GetValue<double>() > 0);
+        var methods = json["methods"]!.AsArray().ToDictionary(m => m!["method"]!.GetValue<string>(), m => m!.AsObject());
+        Assert.Equal(new[] { "full", "linear", "lora", "vpt-shallow" }, methods.Keys.OrderBy(k => k));
+        foreach (var m in methods.Values)
+        {
+            Assert.True(m["train_images_per_s"]!.GetValue<double>() > 0);
+            Assert.True(m["infer_images_per_s"]!.GetValue<double>() > 0);
+            Assert.True(m["peak_rss_bytes"]!.GetValue<long>() > 0);
+            Assert.True(m.ContainsKey("infer_merged_images_per_s"));
+        }
+        Assert.Null(methods["vpt-shallow"]["infer_merged_images_per_s"]);
+        Assert.True(methods["lora"]["infer_merged_images_per_s"]!.GetValue<double>() > 0);
+        Assert.Equal(2 * 8 * (32 + 96), methods["lora"]["trainable_params"]!.GetValue<long>());
+        Assert.Equal(0, methods["linear"]["trainable_params"]!.GetValue<long>());
+    }
+
+    [Fact]
+    public void Bench_runs_a_tiny_profile_end_to_end_and_writes_the_report()
+    {
+        string dir = TestFiles.TempDir();
+        string readme = Path.Combine(dir, "README.md");
+        File.WriteAllText(readme, "# x\n<!-- bench:begin -->\nold\n<!-- bench:end -->\n");
+        var r = CliRunner.Run("bench", "--quick", "--out", Path.Combine(dir, "report"), "--checkpoint", TestFiles.VitCheckpoint,
+                              "--tasks", "dsprites-loc", "--methods", "linear,bitfit", "--epochs", "1", "--quiet", "--update-readme", readme);
+        Assert.True(r.ExitCode == 0, r.Stderr + r.Stdout);
+        Assert.True(File.Exists(Path.Combine(dir, "report", "report.html")));
+        Assert.True(File.Exists(Path.Combine(dir, "report", "results.db")));
+        string summary = File.ReadAllText(Path.Combine(dir, "report", "summary.md"));
+        Assert.Contains("| bitfit |", summary);
+        Assert.Contains("| dsprites-loc |", summary);
+        Assert.Contains("| bitfit |", File.ReadAllText(readme));
+        // Rerunning finds every run finished and retrains nothing.
+        var again = CliRunner.Run("bench", "--quick", "--out", Path.Combine(dir, "report"), "--checkpoint", TestFiles.VitCheckpoint,
+                                  "--tasks", "dsprites-loc", "--methods", "linear,bitfit", "--epochs", "1", "--quiet");
+        Assert.True(again.ExitCode == 0, again.Stderr);
+        Assert.DoesNotContain(": training ", again.Stdout);
+        Assert.Contains("already finished", again.Stdout);
+    }
+
+    [Fact]
+    public void Bench_with_a_missing_backbone_is_one_clear_line()
+    {
+        var r = CliRunner.Run("bench", "--quick", "--out", TestFiles.TempDir(), "--checkpoint", "/nonexistent/backbone.safetensors");
+        CliRunner.AssertOneLineError(r, "/nonexistent/backbone.safetensors");
+    }
+
+    [Fact]
+    public void Suite_list_names_every_task_with_its_group()
+    {
+        var r = CliRunner.Run("suite", "list");
+        Assert.True(r.ExitCode == 0, r.Stderr);
+        foreach (var task in new[] { "fashion-mnist", "digits", "clevr-count", "dsprites-ori", "snorb-azim" }) Assert.Contains(task, r.Stdout);
+        Assert.Contains("structured", r.Stdout);
+    }
+}

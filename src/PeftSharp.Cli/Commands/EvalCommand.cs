@@ -13,7 +13,7 @@ public sealed class EvalCommand : ICommand
 {
     public string Name => "eval";
     public string Summary => "evaluate a backbone (and adapter files) on a split: top-1, per-class, ECE, confusion";
-    public IEnumerable<string> Flags => new[] { "help", "quiet", "merge" };
+    public IEnumerable<string> Flags => new[] { "help", "merge" };
     public string Usage => """
         peftsharp eval --data TASK_DIR [--split test] [backbone] [--adapter DIR] [--merge] [--device cpu|cuda] [--db FILE]
           With --adapter the saved method is applied to the backbone (its head included); --merge folds it into the
@@ -28,7 +28,6 @@ public sealed class EvalCommand : ICommand
         string? adapter = line.Get("adapter");
         bool merge = line.Flag("merge");
         var device = Devices.Parse(line.Get("device"));
-        line.Flag("quiet");
         using var db = ResultsDb.Open(SharedOptions.Db(line));
         line.RejectUnknown();
 

@@ -10,12 +10,14 @@ public sealed class PerfCommand : ICommand
 {
     public string Name => "perf";
     public string Summary => "measure training/inference images/s, merged vs bare, peak memory, per method";
-    public IEnumerable<string> Flags => new[] { "help", "json" };
+    public IEnumerable<string> Flags => new[] { "help", "json", "in-process", "no-baseline" };
     public string Usage => """
         peftsharp perf [--model PRESET | --config JSON] [--methods linear,full,lora,...] [--batch 64] [--steps 6]
-                       [--warmup 2] [--threads N] [--device cpu|cuda] [--json]
+                       [--warmup 2] [--threads N] [--device cpu|cuda] [--json] [--in-process]
           Default shape: ViT-Tiny (192 wide, 12 blocks, 3 heads) at 32 px with 4-px patches, batch 64, 10 classes.
           Ratios (method vs full fine-tuning, merged vs bare backbone) are the figures to compare across machines.
+          Each method runs in a fresh child process (its own peak RSS, no allocator state carried over) unless
+          --in-process is given.
         """;
 
     public int Run(CommandLine line)
@@ -32,12 +34,19 @@ public sealed class PerfCommand : ICommand
         };
         int threads = line.Int("threads", Environment.ProcessorCount);
         bool json = line.Flag("json");
+        bool inProcess = line.Flag("in-process") || methods.Count == 1;
+        options = options with { Baseline = !line.Flag("no-baseline") };
+        var childArgs = new List<string> { "--batch", options.Batch.ToString(), "--steps", options.Steps.ToString(), "--warmup",
+                                           options.WarmupSteps.ToString(), "--threads", threads.ToString(), "--json", "--in-process", "--no-baseline" };
+        foreach (var key in new[] { "model", "config", "device" })
+            if (line.Get(key) is string value) childArgs.AddRange(new[] { "--" + key, value });
         line.RejectUnknown();
         if (options.Batch < 1 || options.Steps < 1 || options.WarmupSteps < 0 || threads < 1)
             throw new PeftSharpException("perf: --batch, --steps and --threads must be >= 1, --warmup >= 0");
         TorchSharp.torch.set_num_threads(threads);
 
-        var report = PerfBenchmark.Run(options, json ? null : new Progress<string>(Console.WriteLine));
+        var report = PerfBenchmark.Run(options, json ? null : new Progress<string>(Console.WriteLine),
+                                       inProcess ? null : method => MeasureInChild(method, childArgs));
         if (json)
         {
             Console.WriteLine(report.ToJson().ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
@@ -52,5 +61,21 @@ public sealed class PerfCommand : ICommand
                               $"{m.PeakRssBytes / 1048576.0,13:F0} {m.TrainableParams,12:N0}");
         Console.WriteLine($"bare backbone inference {report.BareInferImagesPerSecond:F1} img/s; sgemm {report.SgemmGflops:F1} GFLOP/s; {report.Threads} threads");
         return 0;
+    }
+
+    /// <summary>Runs `perf --methods METHOD --json --in-process` as a child of this same program and reads its entry.</summary>
+    static MethodPerf MeasureInChild(string method, IReadOnlyList<string> args)
+    {
+        string host = Environment.ProcessPath ?? "dotnet";
+        var psi = new System.Diagnostics.ProcessStartInfo(host) { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+        if (Path.GetFileNameWithoutExtension(host) == "dotnet") psi.ArgumentList.Add(typeof(PerfCommand).Assembly.Location);
+        foreach (var a in new[] { "perf", "--methods", method }.Concat(args)) psi.ArgumentList.Add(a);
+        using var child = System.Diagnostics.Process.Start(psi)!;
+        var stderr = child.StandardError.ReadToEndAsync();
+        string stdout = child.StandardOutput.ReadToEnd();
+        child.WaitForExit();
+        if (child.ExitCode != 0) throw new PeftSharpException($"perf: measuring '{method}' failed: {stderr.Result.Trim()}");
+        var entry = System.Text.Json.Nodes.JsonNode.Parse(stdout)!["methods"]!.AsArray().Single()!.AsObject();
+        return PerfReport.MethodFromJson(entry);
     }
 }

@@ -17,6 +17,8 @@ public sealed record PerfOptions
     public int WarmupSteps { get; init; } = 2;
     public int Steps { get; init; } = 6;
     public Device Device { get; init; } = CPU;
+    /// <summary>Measure sgemm and the bare backbone too (a child process measuring one method skips them).</summary>
+    public bool Baseline { get; init; } = true;
 }
 
 /// <summary>One method's measurements.</summary>
@@ -26,13 +28,21 @@ public sealed record MethodPerf(string Method, long TrainableParams, double Trai
 public sealed record PerfReport(VitConfig Model, int Batch, int Threads, double SgemmGflops, double BareInferImagesPerSecond,
                                 IReadOnlyList<MethodPerf> Methods)
 {
+    /// <summary>Reads back one method's entry of <see cref="ToJson"/> (a child process's report).</summary>
+    public static MethodPerf MethodFromJson(JsonObject m) => new(
+        m["method"]!.GetValue<string>(), m["trainable_params"]!.GetValue<long>(), m["train_images_per_s"]!.GetValue<double>(),
+        m["infer_images_per_s"]!.GetValue<double>(), m["infer_merged_images_per_s"]?.GetValue<double>(),
+        m["peak_rss_bytes"]!.GetValue<long>(), m["training_state_bytes"]!.GetValue<long>(),
+        m["first_trainable_block"]!.GetValue<int>() > 0, m["first_trainable_block"]!.GetValue<int>());
+
     public JsonObject ToJson()
     {
         double? full = Methods.FirstOrDefault(m => m.Method == "full")?.TrainImagesPerSecond;
         return new JsonObject
         {
             ["model"] = JsonNode.Parse(Model.ToJson()), ["batch"] = Batch, ["threads"] = Threads,
-            ["sgemm_gflops"] = Math.Round(SgemmGflops, 2), ["bare_infer_images_per_s"] = Math.Round(BareInferImagesPerSecond, 2),
+            ["sgemm_gflops"] = double.IsNaN(SgemmGflops) ? null : Math.Round(SgemmGflops, 2),
+            ["bare_infer_images_per_s"] = double.IsNaN(BareInferImagesPerSecond) ? null : Math.Round(BareInferImagesPerSecond, 2),
             ["methods"] = new JsonArray(Methods.Select(m => (JsonNode)new JsonObject
             {
                 ["method"] = m.Method, ["trainable_params"] = m.TrainableParams,
@@ -41,8 +51,8 @@ public sealed record PerfReport(VitConfig Model, int Batch, int Threads, double 
                 ["infer_merged_images_per_s"] = m.InferMergedImagesPerSecond is double v ? Math.Round(v, 2) : null,
                 ["peak_rss_bytes"] = m.PeakRssBytes, ["training_state_bytes"] = m.TrainingStateBytes,
                 ["train_vs_full"] = full is double f ? Math.Round(m.TrainImagesPerSecond / f, 3) : null,
-                ["merged_vs_bare"] = m.InferMergedImagesPerSecond is double mv ? Math.Round(mv / BareInferImagesPerSecond, 3) : null,
-                ["unmerged_vs_bare"] = Math.Round(m.InferImagesPerSecond / BareInferImagesPerSecond, 3),
+                ["merged_vs_bare"] = m.InferMergedImagesPerSecond is double mv && !double.IsNaN(BareInferImagesPerSecond) ? Math.Round(mv / BareInferImagesPerSecond, 3) : null,
+                ["unmerged_vs_bare"] = double.IsNaN(BareInferImagesPerSecond) ? null : Math.Round(m.InferImagesPerSecond / BareInferImagesPerSecond, 3),
                 ["first_trainable_block"] = m.FirstTrainableBlock,
             }).ToArray()),
         };
@@ -55,10 +65,12 @@ public sealed record PerfReport(VitConfig Model, int Batch, int Threads, double 
 /// </summary>
 public static class PerfBenchmark
 {
-    public static PerfReport Run(PerfOptions o, IProgress<string>? log = null)
+    /// <param name="measure">Measures one method; by default in this process. The CLI passes one that runs each
+    /// method in a fresh child process, so peak RSS is the method's own and allocator state does not carry over.</param>
+    public static PerfReport Run(PerfOptions o, IProgress<string>? log = null, Func<string, MethodPerf>? measure = null)
     {
-        double gflops = Sgemm();
-        log?.Report($"sgemm {gflops:F1} GFLOP/s, {get_num_threads()} threads");
+        double gflops = o.Baseline ? Sgemm() : double.NaN;
+        if (o.Baseline) log?.Report($"sgemm {gflops:F1} GFLOP/s, {get_num_threads()} threads");
         manual_seed(0);
         var images = randn(o.Batch, o.Model.InChans, o.Model.ImgSize, o.Model.ImgSize, device: o.Device);
         var labels = randint(0, Math.Max(2, o.Model.NumClasses), new long[] { o.Batch }, device: o.Device);
@@ -68,13 +80,13 @@ public static class PerfBenchmark
             // Warm the allocator and thread pool with a few training steps first, so the first method measured is not
             // penalised (the first steps of a process run several times slower).
             Measure("full", o with { Steps = 2, WarmupSteps = 2 }, images, labels);
-            bare = InferenceRate(model, images, o);
+            bare = o.Baseline ? InferenceRate(model, images, o) : double.NaN;
         }
-        log?.Report($"bare backbone inference {bare:F1} img/s");
+        if (o.Baseline) log?.Report($"bare backbone inference {bare:F1} img/s");
         var results = new List<MethodPerf>();
         foreach (var method in o.Methods)
         {
-            var r = Measure(method, o, images, labels);
+            var r = measure?.Invoke(method) ?? Measure(method, o, images, labels);
             log?.Report($"{method}: train {r.TrainImagesPerSecond:F1} img/s, infer {r.InferImagesPerSecond:F1} img/s" +
                         (r.InferMergedImagesPerSecond is double m ? $", merged {m:F1} img/s" : "") + $", peak RSS {r.PeakRssBytes / 1048576.0:F0} MiB");
             results.Add(r);

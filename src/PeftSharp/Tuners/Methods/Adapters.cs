@@ -32,17 +32,10 @@ public abstract class BottleneckAdapterMethod : TunerMethod
 
     public override AppliedTuner Apply(TunableEncoder encoder, Hyperparameters h)
     {
-        var attached = new List<(Block Block, string Name, BottleneckAdapter Adapter)>();
-        foreach (var block in encoder.Blocks)
-            foreach (var (name, point) in Placements)
-            {
-                var adapter = new BottleneckAdapter(encoder.EmbedDim, h.Int("rank"), h.Double("scale"), h.Double("dropout"), Init,
-                                                    sequential: point is InsertionPoint.AttnOutput or InsertionPoint.MlpOutput);
-                block.Attach(name, adapter, point);
-                attached.Add((block, name, adapter));
-            }
-        return new HookTuner(this, h, encoder, attached.SelectMany(a => a.Adapter.parameters()),
-                             () => attached.ForEach(a => a.Block.Tuners.Remove(a.Block, a.Name)));
+        var placements = Placements.Select(p => (p.Name, new[] { p.Point })).ToList();
+        return HookTuner.PerBlock(this, h, encoder, placements, p =>
+            new BottleneckAdapter(encoder.EmbedDim, h.Int("rank"), h.Double("scale"), h.Double("dropout"), Init,
+                                  sequential: p.Points[0] is InsertionPoint.AttnOutput or InsertionPoint.MlpOutput));
     }
 }
 

@@ -29,16 +29,9 @@ public sealed class ConvPass : TunerMethod
     public override AppliedTuner Apply(TunableEncoder encoder, Hyperparameters h)
     {
         encoder.RequireVit(Id);
-        var attached = new List<(Block Block, string Name, ConvBypass Module)>();
-        foreach (var block in encoder.Blocks)
-            foreach (var (name, point) in new[] { ("convpass_attn", InsertionPoint.AttnParallelNormed), ("convpass_mlp", InsertionPoint.MlpParallelNormed) })
-            {
-                var module = new ConvBypass(encoder.EmbedDim, h.Int("rank"), h.Double("scale"), h.Double("dropout"), h.Bool("xavier"));
-                block.Attach(name, module, point);
-                attached.Add((block, name, module));
-            }
-        return new HookTuner(this, h, encoder, attached.SelectMany(a => a.Module.parameters()),
-                             () => attached.ForEach(a => a.Block.Tuners.Remove(a.Block, a.Name)));
+        var placements = new[] { ("convpass_attn", new[] { InsertionPoint.AttnParallelNormed }), ("convpass_mlp", new[] { InsertionPoint.MlpParallelNormed }) };
+        return HookTuner.PerBlock(this, h, encoder, placements, _ =>
+            new ConvBypass(encoder.EmbedDim, h.Int("rank"), h.Double("scale"), h.Double("dropout"), h.Bool("xavier")));
     }
 }
 

@@ -63,15 +63,8 @@ public sealed class VptDeep : VptBase
     public override AppliedTuner Apply(TunableEncoder encoder, Hyperparameters h)
     {
         var vit = encoder.RequireVit(Id);
-        var modules = new List<(Block Block, DeepPrompts Prompts)>();
-        foreach (var block in encoder.Blocks)
-        {
-            var prompts = new DeepPrompts(NewPrompts(h.Int("prompts"), vit), h.Double("dropout"));
-            block.Attach("vpt", prompts, InsertionPoint.BlockInput, InsertionPoint.BlockOutput);
-            modules.Add((block, prompts));
-        }
-        return new HookTuner(this, h, encoder, modules.SelectMany(m => m.Prompts.parameters()),
-                             () => modules.ForEach(m => m.Block.Tuners.Remove(m.Block, "vpt")));
+        return HookTuner.PerBlock(this, h, encoder, new[] { ("vpt", new[] { InsertionPoint.BlockInput, InsertionPoint.BlockOutput }) },
+                                  _ => new DeepPrompts(NewPrompts(h.Int("prompts"), vit), h.Double("dropout")));
     }
 }
 
@@ -129,4 +122,22 @@ public sealed class HookTuner : AppliedTuner
 
     public override IEnumerable<Parameter> TrainableParameters() => parameters;
     public override void Detach() => detach();
+
+    /// <summary>Attaches a fresh module from <paramref name="create"/> to every block under each placement's name and
+    /// insertion points; the method trains their parameters and detaching removes them all.</summary>
+    public static HookTuner PerBlock(TunerMethod method, Hyperparameters h, TunableEncoder encoder,
+                                     IReadOnlyList<(string Name, InsertionPoint[] Points)> placements,
+                                     Func<(string Name, InsertionPoint[] Points), BlockTuner> create)
+    {
+        var attached = new List<(Block Block, string Name, BlockTuner Module)>();
+        foreach (var block in encoder.Blocks)
+            foreach (var placement in placements)
+            {
+                var module = create(placement);
+                block.Attach(placement.Name, module, placement.Points);
+                attached.Add((block, placement.Name, module));
+            }
+        return new HookTuner(method, h, encoder, attached.SelectMany(a => a.Module.parameters()),
+                             () => attached.ForEach(a => a.Block.Tuners.Remove(a.Block, a.Name)));
+    }
 }

@@ -13,7 +13,7 @@ public static class SharedOptions
           method:    --method ID[+ID...] --set key=value ... (see 'peftsharp methods')
           training:  --epochs N (100) --batch-size N (64) --lr X (1e-3) --wd X (1e-4) --warmup N (10)
                      --label-smoothing X (0) --drop-path X (0.1) --grad-clip X (off) --seed N (42)
-                     --normalization none|imagenet|inception|clip (none) --augment
+                     --normalization none|imagenet|inception|clip (the checkpoint's, else none) --augment
           other:     --device cpu|cuda (cpu) --db FILE (results.db) --quiet
         """;
 
@@ -31,10 +31,14 @@ public static class SharedOptions
             WeightDecay = line.Double("wd", d.WeightDecay), WarmupEpochs = line.Int("warmup", d.WarmupEpochs),
             LabelSmoothing = line.Double("label-smoothing", d.LabelSmoothing), DropPath = line.Double("drop-path", d.DropPath),
             GradClip = clip == null ? null : ParseDouble(line.Verb, "grad-clip", clip), Seed = line.Int("seed", d.Seed),
-            Normalization = Data.Normalization.FromName(line.Get("normalization") ?? d.Normalization).Name,
+            Normalization = Data.Normalization.FromName(line.Get("normalization") ?? CheckpointNormalization(line) ?? d.Normalization).Name,
             Augment = line.Flag("augment"), CacheFrozenFeatures = !line.Flag("no-feature-cache"),
         }.Validate();
     }
+
+    /// <summary>The normalisation a --checkpoint records in its metadata (as the shipped backbone does), if any.</summary>
+    static string? CheckpointNormalization(CommandLine line) =>
+        line.Get("checkpoint") is string path && File.Exists(path) ? Checkpoints.ModelCheckpoints.ReadNormalization(path) : null;
 
     public static Dictionary<string, string> Settings(CommandLine line) => TunerRegistry.ParseSettings(line.GetAll("set"));
 

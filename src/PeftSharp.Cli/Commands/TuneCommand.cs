@@ -40,12 +40,15 @@ public sealed class TuneCommand : ICommand
 
         var result = ConsoleObserver.Run(quiet, observer => new StudyProtocol(new RunExecutor(db, device, observer)).Tune(spec));
         Console.WriteLine($"sweep {result.SweepId}: {result.Search.Count} search runs ({result.Search.Count(r => r.Status == RunStatus.Failed)} failed)");
-        if (result.Best == null)
+        if (result.Search.Count == 0 && result.Final.Count > 0)
+            Console.WriteLine("one configuration: no search, retrained on train800val200 directly");
+        else if (result.Best == null)
         {
             Console.Error.WriteLine("tune: no search run finished; nothing to retrain");
             return 1;
         }
-        Console.WriteLine($"best on val200: top-1 {100 * result.Best.Top1:F2}% with lr={result.Best.Spec.Lr:G3} wd={result.Best.Spec.WeightDecay:G3} {result.Best.Spec.HyperJson}");
+        else
+            Console.WriteLine($"best on val200: top-1 {100 * result.Best.Top1:F2}% with lr={result.Best.Spec.Lr:G3} wd={result.Best.Spec.WeightDecay:G3} {result.Best.Spec.HyperJson}");
         foreach (var r in result.Final)
             Console.WriteLine($"test top-1 (seed {r.Spec.Seed}): {(r.Top1 is double t ? (100 * t).ToString("F2", CultureInfo.InvariantCulture) + "%" : "failed: " + r.Error)}");
         if (result.Mean is double mean)

@@ -117,7 +117,7 @@ public sealed class BenchReport
     {
         var sb = new StringBuilder();
         var p = outcome.Profile;
-        sb.AppendLine($"Profile `{p.Name}`: {TaskNames.Count} tasks × {p.Methods.Count} methods, {p.Epochs} epochs ({p.WarmupEpochs} warm-up), lr ∈ {{{string.Join(", ", p.Lrs.Select(x => x.ToString("G", Inv)))}}} × wd ∈ {{{string.Join(", ", p.WeightDecays.Select(x => x.ToString("G", Inv)))}}}{(p.StudyGrid ? " × the study's method grids" : ", method defaults")}; val200 selection, retrain on train800val200, test top-1 (%). Backbone `{outcome.Checkpoint}`, {outcome.Device}, {outcome.Seconds / 60:F1} min end to end.");
+        sb.AppendLine($"Profile `{p.Name}`: {TaskNames.Count} tasks × {p.Methods.Count} methods, {p.Epochs} epochs ({p.WarmupEpochs} warm-up), {p.GridDescription()}. Backbone `{outcome.Checkpoint}`, {outcome.Device}, {outcome.Seconds / 60:F1} min end to end.");
         sb.AppendLine();
         sb.AppendLine("| method | natural | specialized | structured | mean of groups | mean of tasks | trainable params | PPT | train s | study mean of groups |");
         sb.AppendLine("|---|---|---|---|---|---|---|---|---|---|");

@@ -51,6 +51,18 @@ public static class ModelCheckpoints
         return new LoadedModel<VisionTransformer>(model, report, convention, configSource);
     }
 
+    /// <summary>Metadata key naming the input normalisation preset the weights were trained with (timm keeps the
+    /// same fact as mean/std in its pretrained_cfg).</summary>
+    public const string NormalizationKey = "normalization";
+
+    /// <summary>The normalisation preset recorded in a checkpoint's metadata, or null when it records none.</summary>
+    public static string? ReadNormalization(string path)
+    {
+        if (!File.Exists(path)) throw new PeftSharpException($"{path}: checkpoint file not found");
+        using var file = SafeTensorsFile.Open(path);
+        return file.Metadata.TryGetValue(NormalizationKey, out var name) ? name : null;
+    }
+
     /// <summary>The architecture of a ViT checkpoint (metadata, config.json or shapes), without loading its weights.</summary>
     public static VitConfig ReadVitConfig(string path)
     {

@@ -51,7 +51,8 @@ public sealed record TuneSpec
     }
 }
 
-/// <summary>What a tune produced: the chosen configuration and its test accuracy per seed.</summary>
+/// <summary>What a tune produced: the chosen configuration (null when the grid had one point, so no search ran, or
+/// when no search run finished) and its test accuracy per seed.</summary>
 public sealed record TuneResult(string SweepId, RunRecord? Best, IReadOnlyList<RunRecord> Search, IReadOnlyList<RunRecord> Final)
 {
     public IReadOnlyList<double> TestTop1 => Final.Where(r => r.Top1 != null).Select(r => r.Top1!.Value * 100).ToList();
@@ -61,7 +62,8 @@ public sealed record TuneResult(string SweepId, RunRecord? Best, IReadOnlyList<R
 
 /// <summary>
 /// The unifying study's protocol: each configuration of lr × wd × the method's grid trains on train800 and is
-/// scored on val200 at the last epoch; the best is retrained on train800val200 and scored on test. Images are decoded
+/// scored on val200 at the last epoch; the best is retrained on train800val200 and scored on test (a one-point grid
+/// skips the search: there is nothing to choose). Images are decoded
 /// once per split for the whole sweep. Rerunning the same tune skips every finished run.
 /// </summary>
 public sealed class StudyProtocol
@@ -90,6 +92,12 @@ public sealed class StudyProtocol
             }, spec.Backbone, settings, spec.Train with { Lr = lr, WeightDecay = wd, Seed = seed }, train, eval, task.NumClasses, task.Directory);
 
         var search = new List<RunRecord>();
+        if (points.Count == 1 && spec.Seeds.Count > 0)
+        {
+            // One configuration leaves nothing to select on val200: it is retrained on train800val200 directly.
+            var (lr, wd, settings) = points[0];
+            return new TuneResult(sweep, null, search, Final(lr, wd, settings));
+        }
         using (var train = Loader(task.Train800, size, spec.Train, shuffle: true))
         using (var val = Loader(task.Val200, size, spec.Train, shuffle: false))
         {
@@ -101,18 +109,17 @@ public sealed class StudyProtocol
             }
         }
         var best = Best(search);
-        var final = new List<RunRecord>();
-        if (best != null)
+        // search[i] is the run of points[i].
+        return new TuneResult(sweep, best, search,
+                              best == null ? new List<RunRecord>() : Final(best.Spec.Lr, best.Spec.WeightDecay, points[search.IndexOf(best)].Settings));
+
+        List<RunRecord> Final(double lr, double wd, Dictionary<string, string> settings)
         {
-            // search[i] is the run of points[i].
-            var settings = points[search.IndexOf(best)].Settings;
             using var trainVal = Loader(task.Train800Val200, size, spec.Train, shuffle: true);
             using var test = Loader(task.Test, size, spec.Train, shuffle: false);
-            for (int s = 0; s < spec.Seeds.Count; s++)
-                final.Add(executor.Execute(Request(RunStage.Final, trainVal, test, best.Spec.Lr, best.Spec.WeightDecay, spec.Seeds[s], settings),
-                                           $"{task.Name} {spec.Method} final (seed {spec.Seeds[s]})"));
+            return spec.Seeds.Select(seed => executor.Execute(Request(RunStage.Final, trainVal, test, lr, wd, seed, settings),
+                                                              $"{task.Name} {spec.Method} final (seed {seed})")).ToList();
         }
-        return new TuneResult(sweep, best, search, final);
     }
 
     /// <summary>Highest val top-1; ties go to the lower lr, then the lower wd, then the hyperparameter text.</summary>

@@ -24,6 +24,19 @@ public class BenchReportTests
         Assert.All(PeftSharp.Tuners.TunerRegistry.StudyMethods, m => Assert.True(table.ContainsKey(m), m));
     }
 
+    [Fact]
+    public void The_default_profile_runs_every_method_on_every_task_and_says_its_grid_was_cut()
+    {
+        var d = BenchProfile.Default;
+        Assert.Equal(MiniVtab.Tasks.Select(t => t.Name), d.Tasks);
+        Assert.Equal(PeftSharp.Tuners.TunerRegistry.All.Select(m => m.Id), d.Methods);
+        Assert.Equal(new[] { 1e-3 }, d.LrsFor("full"));
+        Assert.Equal(d.Lrs, d.LrsFor("lora"));
+        Assert.Contains("no val200 search", d.GridDescription());
+        Assert.Contains("(full: {0.001})", d.GridDescription());
+        Assert.Contains("val200 selection", BenchProfile.Full.GridDescription());
+    }
+
     static BenchOutcome Outcome()
     {
         var cells = new List<BenchCell>();

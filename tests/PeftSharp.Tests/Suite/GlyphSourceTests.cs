@@ -74,6 +74,30 @@ public class GlyphSourceTests(GlyphFixture fixture) : IClassFixture<GlyphFixture
     }
 
     [Fact]
+    public void The_curriculum_start_draws_plain_grey_glyphs_from_the_first_classes()
+    {
+        var (pixels, labels) = Source.NextBatch(64, new Random(2), difficulty: 0, activeClasses: 10);
+
+        Assert.All(labels, l => Assert.InRange(l, 0, 9));
+        Assert.True(labels.Distinct().Count() > 5);
+        for (int p = 0; p < pixels.Length; p += 3) // no colour, no noise: every pixel is a grey
+            Assert.True(pixels[p] == pixels[p + 1] && pixels[p + 1] == pixels[p + 2], $"pixel {p / 3} is coloured");
+        var full = Source.NextBatch(64, new Random(2));
+        Assert.Contains(Enumerable.Range(0, full.Pixels.Length / 3), p => full.Pixels[3 * p] != full.Pixels[3 * p + 1]);
+    }
+
+    [Theory]
+    [InlineData(-0.1, null)]
+    [InlineData(1.5, null)]
+    [InlineData(double.NaN, null)]
+    [InlineData(0.5, 0)]
+    [InlineData(0.5, 100000)]
+    public void Curriculum_arguments_out_of_range_are_rejected(double difficulty, int? activeClasses)
+    {
+        Assert.Throws<ArgumentOutOfRangeException>(() => Source.NextBatch(4, new Random(0), difficulty, activeClasses));
+    }
+
+    [Fact]
     public void Other_image_sizes_render_at_that_size()
     {
         var small = GlyphSource.Open(imageSize: 16);

@@ -74,6 +74,23 @@ public class StudyProtocolTests
     }
 
     [Fact]
+    public void A_one_point_grid_skips_the_search_and_trains_on_train800val200_directly()
+    {
+        using var results = ResultsDb.Open(Path.Combine(TestFiles.TempDir(), "results.db"));
+        var result = new StudyProtocol(new RunExecutor(results, CPU)).Tune(Spec("bitfit") with { Lrs = new[] { 1e-2 } });
+
+        Assert.Empty(result.Search);
+        Assert.Null(result.Best);
+        var final = Assert.Single(result.Final);
+        Assert.Equal(RunStatus.Finished, final.Status);
+        Assert.Equal("train800val200", final.Spec.TrainSplit);
+        Assert.Equal("test", final.Spec.EvalSplit);
+        Assert.Equal(1e-2, final.Spec.Lr);
+        Assert.NotNull(result.Mean);
+        Assert.DoesNotContain(results.Runs(), r => r.Spec.Stage == RunStage.Search);
+    }
+
+    [Fact]
     public void Seeds_give_a_mean_and_standard_deviation()
     {
         using var results = ResultsDb.Open(Path.Combine(TestFiles.TempDir(), "results.db"));

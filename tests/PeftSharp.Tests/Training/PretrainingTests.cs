@@ -1,0 +1,65 @@
+using PeftSharp.Checkpoints;
+using PeftSharp.Data;
+using PeftSharp.Models;
+using PeftSharp.Training;
+using static TorchSharp.torch;
+
+namespace PeftSharp.Tests.Training;
+
+public class PretrainingTests
+{
+    [Fact]
+    public void The_curriculum_grows_classes_and_augmentation_from_the_start_values_to_the_full_task()
+    {
+        var o = new PretrainOptions { Steps = 1000, CurriculumFraction = 0.5, StartClasses = 32 };
+
+        Assert.Equal((32, 0.0), o.Curriculum(0, 636));
+        Assert.Equal((636, 1.0), o.Curriculum(500, 636));
+        Assert.Equal((636, 1.0), o.Curriculum(999, 636));
+        var steps = Enumerable.Range(0, 1000).Select(s => o.Curriculum(s, 636)).ToList();
+        for (int i = 1; i < steps.Count; i++)
+        {
+            Assert.True(steps[i].Classes >= steps[i - 1].Classes, $"classes shrink at step {i}");
+            Assert.True(steps[i].Difficulty >= steps[i - 1].Difficulty, $"difficulty falls at step {i}");
+        }
+        // Geometric growth: half-way through the ramp, sqrt(32 * 636) classes.
+        Assert.InRange(o.Curriculum(250, 636).Classes, 140, 145);
+        // No curriculum: the full task from the first step; a start above the class count is clamped.
+        Assert.Equal((636, 1.0), (o with { CurriculumFraction = 0 }).Curriculum(0, 636));
+        Assert.Equal((10, 0.0), o.Curriculum(0, 10));
+    }
+
+    [Fact]
+    public void A_short_run_trains_saves_timm_keys_and_records_its_normalization()
+    {
+        var options = new PretrainOptions
+        {
+            Model = new VitConfig { ImgSize = 16, PatchSize = 8, EmbedDim = 24, Depth = 1, NumHeads = 2, NumClasses = 0 },
+            Steps = 12, BatchSize = 16, HeldOut = 32, StartClasses = 4, Seed = 3,
+        };
+        var initial = new VisionTransformer(options.Model);
+        var result = Pretraining.Run(options);
+        string dir = TestFiles.TempDir("peftsharp-pretrain");
+        try
+        {
+            string path = Path.Combine(dir, "tiny.safetensors");
+            Pretraining.Save(result, options, path);
+
+            Assert.True(double.IsFinite(result.FinalLoss));
+            Assert.InRange(result.HeldOutTop1, 0, 100);
+            Assert.Equal("inception", ModelCheckpoints.ReadNormalization(path));
+            Assert.True(File.Exists(Path.Combine(dir, "tiny.card.json")));
+            var loaded = ModelCheckpoints.LoadVit(path).Model;
+            Assert.Equal(result.Classes, loaded.Config.NumClasses);
+            Assert.Contains("blocks.0.attn.qkv.weight", loaded.state_dict().Keys);
+            Assert.Contains("patch_embed.proj.weight", loaded.state_dict().Keys);
+            using var x = rand(2, 3, 16, 16);
+            result.Model.eval();
+            loaded.eval();
+            TensorAssert.Close(result.Model.forward(x), loaded.forward(x), 1e-6);
+            Assert.False(initial.blocks[0].attn.qkv.state_dict()["weight"].allclose(loaded.blocks[0].attn.qkv.state_dict()["weight"]),
+                         "the weights did not move");
+        }
+        finally { Directory.Delete(dir, recursive: true); }
+    }
+}

@@ -56,7 +56,8 @@ public sealed record PretrainResult(VisionTransformer Model, int Classes, int Fa
 /// <summary>
 /// Pretrains the default backbone by classifying rendered glyphs (GlyphSource: hundreds of characters from every
 /// installed font face, random affine, colours and noise; digits excluded so the source is disjoint from the digit
-/// tasks). Supervised pretraining as for the study's ImageNet-21k backbone, at a size a 2-core CPU can afford.
+/// tasks). Supervised pretraining as for the study's ImageNet-21k backbone, at a size a 2-core CPU can afford, with
+/// centred inputs and a curriculum (<see cref="PretrainOptions.Curriculum"/>): the shipped weights' recipe.
 /// </summary>
 public static class Pretraining
 {

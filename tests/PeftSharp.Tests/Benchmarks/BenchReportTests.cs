@@ -76,6 +76,14 @@ public class BenchReportTests
         Assert.Contains(claims, c => c.StartsWith("PEFT beats linear probing: 3 of 3") && c.Contains("Agrees"));
         Assert.Contains(claims, c => c.StartsWith("PEFT beats full fine-tuning: 3 of 3"));
         Assert.Contains(claims, c => c.Contains("Spearman"));
+        Assert.Contains(claims, c => c.StartsWith("The default backbone is pretrained: its linear probe beats a random-init backbone's on 4 of 4 tasks (margin +30.0 to +40.0 points)."));
+        Assert.Contains(claims, c => c.StartsWith("Once tuned") && c.Contains("(best lora, worst vpt-deep;") && c.Contains("nothing was tuned"));
+
+        // A task where the random-init probe wins is named with both numbers.
+        var outcome = Outcome();
+        var cells = outcome.Cells.Select(c => c.Task == "b" && c.Backbone == SuiteBenchmark.RandomBackbone ? c with { TestTop1 = 55 } : c).ToList();
+        var losing = new BenchReport(outcome with { Cells = cells }).Claims();
+        Assert.Contains(losing, c => c.Contains("on 3 of 4 tasks") && c.EndsWith("it loses on b (50.0 vs 55.0)."));
     }
 
     [Fact]

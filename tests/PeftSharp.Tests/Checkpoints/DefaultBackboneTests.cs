@@ -3,6 +3,7 @@ using PeftSharp.Checkpoints;
 using PeftSharp.Data;
 using PeftSharp.Models;
 using PeftSharp.Suite;
+using PeftSharp.Training;
 using static TorchSharp.torch;
 
 namespace PeftSharp.Tests.Checkpoints;
@@ -37,5 +38,51 @@ public class DefaultBackboneTests
         double heldOut = card["held_out_top1_percent"]!.GetValue<double>();
         int classes = card["architecture"]!["num_classes"]!.GetValue<int>();
         Assert.True(heldOut > 20 * 100.0 / classes, $"held-out top-1 {heldOut}% is near chance ({100.0 / classes:F2}%)");
+    }
+
+    [Fact]
+    public void Its_features_separate_a_downstream_task_far_better_than_a_random_init_backbone_of_the_same_shape()
+    {
+        string dir = TestFiles.TempDir("peftsharp-default-backbone");
+        try
+        {
+            var task = VtabTask.Open(MiniVtab.Materialize(dir, taskNames: new[] { "digits" })[0].Directory);
+            var pretrained = ModelCheckpoints.LoadVit(Weights).Model;
+            manual_seed(0);
+            var random = new VisionTransformer(pretrained.Config);
+
+            double p = NearestCentroidTop1(pretrained, task), r = NearestCentroidTop1(random, task);
+
+            Assert.True(p > r + 20, $"nearest-centroid top-1 on digits: pretrained {p:F1}%, random init {r:F1}%");
+        }
+        finally { Directory.Delete(dir, recursive: true); }
+    }
+
+    /// <summary>Class means of the pre-logits features on train800val200; top-1 (%) of the nearest mean on test.</summary>
+    static double NearestCentroidTop1(VisionTransformer model, VtabTask task)
+    {
+        var options = new TrainOptions { Normalization = "inception", BatchSize = 250 };
+        // The loaders fill their caches on worker threads, so they are built outside inference mode.
+        using var train = StudyProtocol.Loader(task.Train800Val200, model.Config.ImgSize, options, shuffle: false);
+        using var test = StudyProtocol.Loader(task.Test, model.Config.ImgSize, options, shuffle: false);
+        model.eval();
+        using var _ = inference_mode();
+        (Tensor Features, Tensor Labels) Embed(PeftSharp.Data.DataLoader loader)
+        {
+            var features = new List<Tensor>();
+            var labels = new List<Tensor>();
+            foreach (var batch in loader.Epoch(0))
+                using (batch)
+                {
+                    features.Add(model.ForwardHead(model.ForwardFeatures(batch.Images, out var layout), layout, preLogits: true));
+                    labels.Add(batch.Labels.clone());
+                }
+            return (cat(features, 0), cat(labels, 0));
+        }
+        var (trainX, trainY) = Embed(train);
+        var (testX, testY) = Embed(test);
+        var centroids = stack(Enumerable.Range(0, task.NumClasses).Select(c => trainX[trainY.eq(c)].mean(new long[] { 0 })).ToArray());
+        var predicted = cdist(testX, centroids).argmin(1);
+        return 100 * predicted.eq(testY).to(float32).mean().item<float>();
     }
 }

@@ -152,13 +152,30 @@ public sealed class LoraLinear : ModuleWrapper
         return cat(parts.ToArray(), lastDim ? -1 : 0);
     }
 
+    /// <summary>result += the update, section by section for a q/k/v selection (in place: no full-width zeros).</summary>
+    Tensor AddRows(Tensor result, Tensor update)
+    {
+        if (rowSections is null) return result.add_(update);
+        int taken = 0;
+        foreach (int section in rowSections.Order())
+        {
+            result[.., .., (int)(section * sectionSize)..(int)((section + 1) * sectionSize)]
+                .add_(update[.., .., (int)(taken * sectionSize)..(int)((taken + 1) * sectionSize)]);
+            taken++;
+        }
+        return result;
+    }
+
     public override Tensor forward(Tensor x)
     {
         var result = base_layer.forward(x);
         if (Merged) return result;
         var dropped = lora_dropout.forward(x);
-        var delta = ScatterRows(lora_B.forward(lora_A.forward(dropped)) * scaling, lastDim: true);
-        if (lora_magnitude_vector is null) return result + delta;
+        // In place where autograd allows it (a Linear's backward needs neither its output nor this product), so
+        // no activation-sized temporaries live until the step's dispose scope ends.
+        var update = lora_B.forward(lora_A.forward(dropped)).mul_(scaling);
+        if (lora_magnitude_vector is null) return AddRows(result, update);
+        var delta = ScatterRows(update, lastDim: true);
 
         // DoRA: result + (m/‖W+ΔW‖ − 1)·(W x) + m/‖W+ΔW‖ · ΔW x, the norm detached (peft's formulation).
         var weight = InnermostLinear.weight!;

@@ -61,8 +61,10 @@ public sealed class ScaleShift : ModuleWrapper
     {
         var y = base_layer.forward(x);
         if (Merged) return y;
-        if (channelDim == 1 && y.dim() == 4) return y * ssf_scale.view(1, -1, 1, 1) + ssf_shift.view(1, -1, 1, 1);
-        return y * ssf_scale + ssf_shift;
+        // One fused op: y * scale + shift would keep a second activation-sized temporary alive until the step's
+        // dispose scope ends (TorchSharp frees tensors at scope end, not when autograd lets go of them).
+        if (channelDim == 1 && y.dim() == 4) return ssf_shift.view(1, -1, 1, 1).addcmul(y, ssf_scale.view(1, -1, 1, 1), 1);
+        return ssf_shift.addcmul(y, ssf_scale, 1);
     }
 
     internal IEnumerable<Tensor> FoldTargets()

@@ -21,9 +21,11 @@ public sealed record PerfOptions
     public bool Baseline { get; init; } = true;
 }
 
-/// <summary>One method's measurements.</summary>
+/// <summary>One method's measurements. The vs-bare ratios come from the bare backbone timed in the same process,
+/// step by step alternating with the tuned model, so warm-up and machine drift cancel out.</summary>
 public sealed record MethodPerf(string Method, long TrainableParams, double TrainImagesPerSecond, double InferImagesPerSecond,
-                                double? InferMergedImagesPerSecond, long PeakRssBytes, long TrainingStateBytes, bool FirstBlockSkipped, int FirstTrainableBlock);
+                                double? InferMergedImagesPerSecond, long PeakRssBytes, long TrainingStateBytes, bool FirstBlockSkipped, int FirstTrainableBlock,
+                                double UnmergedVsBare, double? MergedVsBare);
 
 public sealed record PerfReport(VitConfig Model, int Batch, int Threads, double SgemmGflops, double BareInferImagesPerSecond,
                                 IReadOnlyList<MethodPerf> Methods)
@@ -33,7 +35,8 @@ public sealed record PerfReport(VitConfig Model, int Batch, int Threads, double 
         m["method"]!.GetValue<string>(), m["trainable_params"]!.GetValue<long>(), m["train_images_per_s"]!.GetValue<double>(),
         m["infer_images_per_s"]!.GetValue<double>(), m["infer_merged_images_per_s"]?.GetValue<double>(),
         m["peak_rss_bytes"]!.GetValue<long>(), m["training_state_bytes"]!.GetValue<long>(),
-        m["first_trainable_block"]!.GetValue<int>() > 0, m["first_trainable_block"]!.GetValue<int>());
+        m["first_trainable_block"]!.GetValue<int>() > 0, m["first_trainable_block"]!.GetValue<int>(),
+        m["unmerged_vs_bare"]!.GetValue<double>(), m["merged_vs_bare"]?.GetValue<double>());
 
     public JsonObject ToJson()
     {
@@ -51,8 +54,8 @@ public sealed record PerfReport(VitConfig Model, int Batch, int Threads, double 
                 ["infer_merged_images_per_s"] = m.InferMergedImagesPerSecond is double v ? Math.Round(v, 2) : null,
                 ["peak_rss_bytes"] = m.PeakRssBytes, ["training_state_bytes"] = m.TrainingStateBytes,
                 ["train_vs_full"] = full is double f ? Math.Round(m.TrainImagesPerSecond / f, 3) : null,
-                ["merged_vs_bare"] = m.InferMergedImagesPerSecond is double mv && !double.IsNaN(BareInferImagesPerSecond) ? Math.Round(mv / BareInferImagesPerSecond, 3) : null,
-                ["unmerged_vs_bare"] = double.IsNaN(BareInferImagesPerSecond) ? null : Math.Round(m.InferImagesPerSecond / BareInferImagesPerSecond, 3),
+                ["merged_vs_bare"] = m.MergedVsBare is double mv ? Math.Round(mv, 3) : null,
+                ["unmerged_vs_bare"] = Math.Round(m.UnmergedVsBare, 3),
                 ["first_trainable_block"] = m.FirstTrainableBlock,
             }).ToArray()),
         };
@@ -121,42 +124,60 @@ public static class PerfBenchmark
         long stateBytes = parameters.Sum(p => p.numel() * p.ElementSize * 4);   // parameter + gradient + two AdamW moments
         long peak = PeakRss();
         long trainable = peft.CountTrainable();
-        double infer = InferenceRate(model, images, o);
-        double? merged = null;
+        using var bare = NewModel(o);
+        var (infer, bareNextToUnmerged) = PairedInferenceRates(model, bare, images, o);
+        double? merged = null, mergedVsBare = null;
         if (peft.Mergeable)
         {
             var plain = (VisionTransformer)peft.MergeAndUnload();
-            merged = InferenceRate(plain, images, o);
+            var (mergedRate, bareNextToMerged) = PairedInferenceRates(plain, bare, images, o);
+            (merged, mergedVsBare) = (mergedRate, mergedRate / bareNextToMerged);
         }
         return new MethodPerf(method, trainable, trainRate, infer, merged, peak, stateBytes,
-                              trainer.FirstTrainableBlock > 0, trainer.FirstTrainableBlock);
+                              trainer.FirstTrainableBlock > 0, trainer.FirstTrainableBlock, infer / bareNextToUnmerged, mergedVsBare);
     }
 
-    static double InferenceRate(VisionTransformer model, Tensor images, PerfOptions o)
+    static Action InferenceStep(VisionTransformer model, Tensor images)
     {
         model.eval();
-        return Rate(o, () =>
+        return () =>
         {
             using var scope = NewDisposeScope();
             using var _ = inference_mode();
             model.forward(images);
-        });
+        };
     }
 
-    /// <summary>Images per second from the median of timed steps after warm-up.</summary>
-    static double Rate(PerfOptions o, Action step)
+    static double InferenceRate(VisionTransformer model, Tensor images, PerfOptions o) => Rates(o, InferenceStep(model, images))[0];
+
+    /// <summary>Inference rates of a model and the bare backbone, timed alternately step by step.</summary>
+    static (double Model, double Bare) PairedInferenceRates(VisionTransformer model, VisionTransformer bare, Tensor images, PerfOptions o)
     {
-        for (int i = 0; i < o.WarmupSteps; i++) step();
-        var times = new List<double>();
+        var rates = Rates(o, InferenceStep(model, images), InferenceStep(bare, images));
+        return (rates[0], rates[1]);
+    }
+
+    static double Rate(PerfOptions o, Action step) => Rates(o, step)[0];
+
+    /// <summary>Images per second of each step from the median of its timed runs after warm-up; the steps take
+    /// turns, so drift on a shared machine affects them alike.</summary>
+    static double[] Rates(PerfOptions o, params Action[] steps)
+    {
+        for (int i = 0; i < o.WarmupSteps; i++) foreach (var step in steps) step();
+        var times = steps.Select(_ => new List<double>()).ToArray();
         for (int i = 0; i < o.Steps; i++)
+            for (int s = 0; s < steps.Length; s++)
+            {
+                var watch = Stopwatch.StartNew();
+                steps[s]();
+                times[s].Add(watch.Elapsed.TotalSeconds);
+            }
+        return times.Select(t =>
         {
-            var watch = Stopwatch.StartNew();
-            step();
-            times.Add(watch.Elapsed.TotalSeconds);
-        }
-        times.Sort();
-        double median = times.Count % 2 == 1 ? times[times.Count / 2] : (times[times.Count / 2 - 1] + times[times.Count / 2]) / 2;
-        return o.Batch / median;
+            t.Sort();
+            double median = t.Count % 2 == 1 ? t[t.Count / 2] : (t[t.Count / 2 - 1] + t[t.Count / 2]) / 2;
+            return o.Batch / median;
+        }).ToArray();
     }
 
     /// <summary>Measured single-precision matrix-multiply rate (1024³, median of 5).</summary>

@@ -23,7 +23,10 @@ public class PerfAndBenchCommandTests
             Assert.True(m.ContainsKey("infer_merged_images_per_s"));
         }
         Assert.Null(methods["vpt-shallow"]["infer_merged_images_per_s"]);
+        Assert.Null(methods["vpt-shallow"]["merged_vs_bare"]);
+        Assert.True(methods["vpt-shallow"]["unmerged_vs_bare"]!.GetValue<double>() > 0);
         Assert.True(methods["lora"]["infer_merged_images_per_s"]!.GetValue<double>() > 0);
+        Assert.True(methods["lora"]["merged_vs_bare"]!.GetValue<double>() > 0);
         Assert.Equal(2 * 8 * (32 + 96), methods["lora"]["trainable_params"]!.GetValue<long>());
         Assert.Equal(0, methods["linear"]["trainable_params"]!.GetValue<long>());
     }

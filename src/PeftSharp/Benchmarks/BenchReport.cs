@@ -96,8 +96,7 @@ public sealed class BenchReport
             var sorted = spreadSet.OrderByDescending(p => p.MeanOfGroups).ToList();
             double spread = sorted[0].MeanOfGroups!.Value - sorted[^1].MeanOfGroups!.Value;
             var studyPeft = PublishedResults.UnifyingStudy.Values.Where(r => r.Method is not ("linear" or "full" or "vpt-shallow")).Select(r => r.MeanOfGroups).ToList();
-            bool tuned = outcome.Profile.GridDescription().Contains("val200 selection");
-            claims.Add($"Once tuned, PEFT methods land close together: spread {spread:F2} points here (best {sorted[0].Method}, worst {sorted[^1].Method}; excluding VPT-shallow, as for the study's {studyPeft.Max() - studyPeft.Min():F2} points){(tuned ? "." : ". Here nothing was tuned (one configuration per method), so a method whose default does not suit this backbone stands out.")}");
+            claims.Add($"Once tuned, PEFT methods land close together: spread {spread:F2} points here (best {sorted[0].Method}, worst {sorted[^1].Method}; excluding VPT-shallow, as for the study's {studyPeft.Max() - studyPeft.Min():F2} points){(outcome.Profile.SearchesOnVal200 ? "." : ". Here nothing was tuned (one configuration per method), so a method whose default does not suit this backbone stands out.")}");
         }
         var evidence = PretrainingEvidence().Where(e => e.Pretrained != null && e.Random != null).ToList();
         if (evidence.Count > 0)

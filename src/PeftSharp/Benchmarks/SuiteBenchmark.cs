@@ -24,14 +24,16 @@ public sealed record BenchProfile
     public IReadOnlyDictionary<string, IReadOnlyList<double>> MethodLrs { get; init; } = new Dictionary<string, IReadOnlyList<double>>();
     public IReadOnlyList<double> LrsFor(string method) => MethodLrs.TryGetValue(method, out var lrs) ? lrs : Lrs;
 
+    /// <summary>Whether any method has more than one configuration, so that a val200 search runs.</summary>
+    public bool SearchesOnVal200 => StudyGrid || Methods.Any(m => LrsFor(m).Count * WeightDecays.Count > 1);
+
     /// <summary>The grid and protocol in words, for the report.</summary>
     public string GridDescription()
     {
         static string Set(IEnumerable<double> values) => "{" + string.Join(", ", values.Select(x => x.ToString("G", CultureInfo.InvariantCulture))) + "}";
         string overrides = string.Concat(MethodLrs.OrderBy(m => m.Key, StringComparer.Ordinal).Select(m => $" ({m.Key}: {Set(m.Value)})"));
-        bool search = StudyGrid || Methods.Any(m => LrsFor(m).Count * WeightDecays.Count > 1);
         return $"lr ∈ {Set(Lrs)}{overrides} × wd ∈ {Set(WeightDecays)}{(StudyGrid ? " × the study's method grids" : ", method defaults")}; " +
-               (search ? "val200 selection, retrain on train800val200" : "one configuration per method, so no val200 search: trained on train800val200") +
+               (SearchesOnVal200 ? "val200 selection, retrain on train800val200" : "one configuration per method, so no val200 search: trained on train800val200") +
                ", test top-1 (%)";
     }
     /// <summary>Search each method's study grid (full profile) or its defaults only.</summary>

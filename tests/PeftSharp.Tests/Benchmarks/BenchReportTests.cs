@@ -35,6 +35,9 @@ public class BenchReportTests
         Assert.Contains("no val200 search", d.GridDescription());
         Assert.Contains("(full: {0.001})", d.GridDescription());
         Assert.Contains("val200 selection", BenchProfile.Full.GridDescription());
+        Assert.False(d.SearchesOnVal200);
+        Assert.True(BenchProfile.Full.SearchesOnVal200);
+        Assert.True((d with { MethodLrs = new Dictionary<string, IReadOnlyList<double>> { ["lora"] = new[] { 1e-3, 1e-2 } } }).SearchesOnVal200);
     }
 
     static BenchOutcome Outcome()

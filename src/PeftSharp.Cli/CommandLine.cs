@@ -79,13 +79,19 @@ public sealed class CommandLine
             ? i : throw new PeftSharpException($"{Verb}: --{name} expects an integer, got '{v}'");
     }
 
-    public double Double(string name, double fallback)
-    {
-        string? v = Get(name);
-        if (v == null) return fallback;
-        return double.TryParse(v, NumberStyles.Float, CultureInfo.InvariantCulture, out double d)
-            ? d : throw new PeftSharpException($"{Verb}: --{name} expects a number, got '{v}'");
-    }
+    public double Double(string name, double fallback) => Get(name) is string v ? Number(name, v) : fallback;
+
+    public double? OptionalDouble(string name) => Get(name) is string v ? Number(name, v) : null;
+
+    /// <summary>A comma-separated list of numbers (e.g. <c>--lrs 1e-3,1e-2</c>).</summary>
+    public double[] Doubles(string name, double[] fallback) =>
+        Get(name) is string v
+            ? v.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).Select(t => Number(name, t)).ToArray()
+            : fallback;
+
+    double Number(string name, string text) =>
+        double.TryParse(text, NumberStyles.Float, CultureInfo.InvariantCulture, out double d) && double.IsFinite(d)
+            ? d : throw new PeftSharpException($"{Verb}: --{name} expects a number, got '{text}'");
 
     /// <summary>Fails on options nobody read (typos) and on positional arguments beyond <paramref name="maxPositional"/>.</summary>
     public void RejectUnknown(int maxPositional = 0)

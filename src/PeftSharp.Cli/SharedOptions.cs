@@ -1,4 +1,3 @@
-using System.Globalization;
 using PeftSharp.Results;
 using PeftSharp.Training;
 using PeftSharp.Tuners;
@@ -24,13 +23,12 @@ public static class SharedOptions
     public static TrainOptions Train(CommandLine line)
     {
         var d = new TrainOptions();
-        string? clip = line.Get("grad-clip");
         return new TrainOptions
         {
             Epochs = line.Int("epochs", d.Epochs), BatchSize = line.Int("batch-size", d.BatchSize), Lr = line.Double("lr", d.Lr),
             WeightDecay = line.Double("wd", d.WeightDecay), WarmupEpochs = line.Int("warmup", d.WarmupEpochs),
             LabelSmoothing = line.Double("label-smoothing", d.LabelSmoothing), DropPath = line.Double("drop-path", d.DropPath),
-            GradClip = clip == null ? null : ParseDouble(line.Verb, "grad-clip", clip), Seed = line.Int("seed", d.Seed),
+            GradClip = line.OptionalDouble("grad-clip"), Seed = line.Int("seed", d.Seed),
             Normalization = Data.Normalization.FromName(line.Get("normalization") ?? CheckpointNormalization(line) ?? d.Normalization).Name,
             Augment = line.Flag("augment"), CacheFrozenFeatures = !line.Flag("no-feature-cache"),
         }.Validate();
@@ -43,11 +41,4 @@ public static class SharedOptions
     public static Dictionary<string, string> Settings(CommandLine line) => TunerRegistry.ParseSettings(line.GetAll("set"));
 
     public static string Db(CommandLine line) => line.Get("db") ?? ResultsDb.DefaultFileName;
-
-    public static double ParseDouble(string verb, string option, string text) =>
-        double.TryParse(text, NumberStyles.Float, CultureInfo.InvariantCulture, out double v) && double.IsFinite(v)
-            ? v : throw new PeftSharpException($"{verb}: --{option} expects a number, got '{text}'");
-
-    public static double[] ParseDoubles(string verb, string option, string text) =>
-        text.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).Select(t => ParseDouble(verb, option, t)).ToArray();
 }

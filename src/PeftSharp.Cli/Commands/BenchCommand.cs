@@ -17,8 +17,8 @@ public sealed class BenchCommand : ICommand
           (val200 selection, retrain on train800val200, test), adds a linear probe on a random-init backbone,
           and writes DIR/results.db, DIR/report.html and DIR/summary.md. Default DIR ./peftsharp-report,
           default backbone {DefaultCheckpoint}. Interrupted runs resume: finished runs are never redone.
-          Profiles: --quick (3 tasks, 4 methods, 2 epochs), default (all tasks and methods, 2 epochs, 2 lrs),
-          --full (the study's 100 epochs, lr x wd x method grids).
+          Profiles: --quick (3 tasks, 4 methods, 2 epochs), default (all tasks and methods, 3 epochs, one lr per
+          method, so no val200 search), --full (the study's 100 epochs, lr x wd x method grids, val200 selection).
         """;
 
     public int Run(CommandLine line)

@@ -28,8 +28,8 @@ public sealed class TuneCommand : ICommand
         {
             TaskDirectory = data, Backbone = SharedOptions.Backbone(line), Method = method, Settings = settings,
             MethodGrid = Grid(grids, method, settings),
-            Lrs = line.Get("lrs") is string lrs ? SharedOptions.ParseDoubles(Name, "lrs", lrs) : new[] { 1e-3, 1e-2 },
-            WeightDecays = line.Get("wds") is string wds ? SharedOptions.ParseDoubles(Name, "wds", wds) : new[] { 1e-4, 1e-3 },
+            Lrs = line.Doubles("lrs", [1e-3, 1e-2]),
+            WeightDecays = line.Doubles("wds", [1e-4, 1e-3]),
             Train = SharedOptions.Train(line),
             Seeds = line.Get("seeds") is string seeds ? seeds.Split(',').Select(s => int.TryParse(s, out int v) ? v : throw new PeftSharpException($"tune: --seeds expects integers, got '{s}'")).ToArray() : new[] { line.Int("seed", 42) },
         };

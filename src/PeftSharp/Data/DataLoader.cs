@@ -105,7 +105,10 @@ public sealed class DataLoader : IDisposable
         _labels = Enumerable.Range(0, dataset.Count).Select(i => (long)dataset.Label(i)).ToArray();
         _skipped = new List<SkippedEntry>(dataset.Skipped);
         int size = Options.ImageSize;
-        _cache = zeros(new long[] { dataset.Count, 3, size, size }, ScalarType.Byte);
+        // A normal tensor even when the caller is in inference mode: that mode is per thread, and the pool threads
+        // that fill the cache (never in it) cannot write into an inference tensor.
+        using (inference_mode(false))
+            _cache = zeros(new long[] { dataset.Count, 3, size, size }, ScalarType.Byte);
         _cache.DetachFromDisposeScope(); // lives as long as the loader, whatever scope built it
         try
         {

@@ -59,6 +59,19 @@ public class DataLoaderTests
     }
 
     [Fact]
+    public void A_loader_built_inside_inference_mode_fills_its_cache_on_worker_threads()
+    {
+        var (dir, data) = MakeData();
+        using var _ = dir;
+        using var mode = inference_mode();
+        using var loader = new DataLoader(data, new DataLoaderOptions { ImageSize = 8, BatchSize = 5, DecodeThreads = 2 });
+
+        var indices = loader.Epoch(0).SelectMany(b => { using (b) return IndicesFromPixels(b); }).ToArray();
+
+        Assert.Equal(Enumerable.Range(0, N), indices);
+    }
+
+    [Fact]
     public void Drop_last_leaves_out_the_short_batch()
     {
         var (dir, data) = MakeData();

@@ -32,23 +32,33 @@ public class PretrainingTests
     [Fact]
     public void A_short_run_trains_saves_timm_keys_and_records_its_normalization()
     {
+        string dir = TestFiles.TempDir("peftsharp-pretrain");
+        string pictures = Path.Combine(dir, "pictures");
+        Data.TestImages.WriteSolidPng(Path.Combine(pictures, "red.png"), 64, 48, 230, 10, 10);
+        Data.TestImages.WritePng(Path.Combine(pictures, "ramp.png"), 64, 48, (x, y) => ((byte)(4 * x), (byte)(5 * y), 90));
         var options = new PretrainOptions
         {
             Model = new VitConfig { ImgSize = 16, PatchSize = 8, EmbedDim = 24, Depth = 1, NumHeads = 2, NumClasses = 0 },
-            Steps = 12, BatchSize = 16, HeldOut = 32, StartClasses = 4, Seed = 3,
+            Steps = 12, BatchSize = 16, HeldOut = 32, StartClasses = 4, Seed = 3, PhotoDirs = [pictures],
         };
         var initial = new VisionTransformer(options.Model);
         var result = Pretraining.Run(options);
-        string dir = TestFiles.TempDir("peftsharp-pretrain");
         try
         {
+            // 4 of every 16 samples are crops of the two pictures, whose classes follow the glyphs'.
+            Assert.Equal(4, options.PhotosPerBatch(options.BatchSize));
+            Assert.Equal(["ramp", "red"], result.Photos);
+            Assert.Equal(result.GlyphClasses + 2, result.Classes);
+            Assert.InRange(result.PhotoHeldOutTop1, 0, 100);
             string path = Path.Combine(dir, "tiny.safetensors");
             Pretraining.Save(result, options, path);
 
             Assert.True(double.IsFinite(result.FinalLoss));
             Assert.InRange(result.HeldOutTop1, 0, 100);
             Assert.Equal("inception", ModelCheckpoints.ReadNormalization(path));
-            Assert.True(File.Exists(Path.Combine(dir, "tiny.card.json")));
+            var card = System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(Path.Combine(dir, "tiny.card.json")))!;
+            Assert.Equal(2, card["photos"]!.AsArray().Count);
+            Assert.Contains("PhotoSource: 2 wallpaper pictures", (string)card["data"]!);
             var loaded = ModelCheckpoints.LoadVit(path).Model;
             Assert.Equal(result.Classes, loaded.Config.NumClasses);
             Assert.Contains("blocks.0.attn.qkv.weight", loaded.state_dict().Keys);

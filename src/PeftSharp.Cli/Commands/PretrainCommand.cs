@@ -2,11 +2,11 @@ using PeftSharp.Training;
 
 namespace PeftSharp.Cli.Commands;
 
-/// <summary>The recipe of the shipped default backbone: glyph-classification pretraining.</summary>
+/// <summary>The recipe of the shipped default backbone: glyph and wallpaper-picture classification.</summary>
 public sealed class PretrainCommand : ICommand
 {
     public string Name => "pretrain";
-    public string Summary => "pretrain the default backbone on rendered glyphs (the shipped weights' recipe)";
+    public string Summary => "pretrain the default backbone on rendered glyphs and wallpaper crops (the shipped weights' recipe)";
     public string Usage => """
         peftsharp pretrain [--out models/peftsharp-vit-tiny6-p8-32.safetensors] [--steps 4000] [--batch-size 128]
                            [--lr 5e-4] [--seed 2026] [--font-dir /usr/share/fonts]

@@ -70,10 +70,12 @@ public sealed record PretrainResult(VisionTransformer Model, int Classes, int Fa
 }
 
 /// <summary>
-/// Pretrains the default backbone by classifying rendered glyphs (GlyphSource: hundreds of characters from every
-/// installed font face, random affine, colours and noise; digits excluded so the source is disjoint from the digit
-/// tasks). Supervised pretraining as for the study's ImageNet-21k backbone, at a size a 2-core CPU can afford, with
-/// centred inputs and a curriculum (<see cref="PretrainOptions.Curriculum"/>): the shipped weights' recipe.
+/// Pretrains the default backbone by supervised classification over two sources mixed in every batch: rendered
+/// glyphs (GlyphSource: hundreds of characters from every installed font face, random affine, colours and noise;
+/// digits excluded so the source is disjoint from the digit tasks) and crops of wallpaper pictures (PhotoSource: one
+/// class per picture, colours kept). Supervised pretraining as for the study's ImageNet-21k backbone, at a size a
+/// 2-core CPU can afford, with centred inputs and a curriculum (<see cref="PretrainOptions.Curriculum"/>): the
+/// shipped weights' recipe.
 /// </summary>
 public static class Pretraining
 {
@@ -84,8 +86,8 @@ public static class Pretraining
         var source = GlyphSource.Open(o.Model.ImgSize, o.Seed, o.FontDir);
         log?.Report($"glyph source: {source.NumClasses} classes from {source.NumFaces} font faces");
         var photos = o.PhotoFraction > 0 ? PhotoSource.Open(o.Model.ImgSize, o.PhotoDirs) : null;
-        if (photos != null) log?.Report($"photo source: {photos.NumClasses} pictures, {o.PhotosPerBatch(o.BatchSize)} crops per batch of {o.BatchSize}");
         int photoCount = o.PhotosPerBatch(o.BatchSize);
+        if (photos != null) log?.Report($"photo source: {photos.NumClasses} pictures, {photoCount} crops per batch of {o.BatchSize}");
         manual_seed(o.Seed);
         var model = new VisionTransformer(o.Model with { NumClasses = source.NumClasses + (photos?.NumClasses ?? 0) });
         using (no_grad())

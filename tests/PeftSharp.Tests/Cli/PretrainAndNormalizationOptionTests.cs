@@ -30,6 +30,8 @@ public class PretrainAndNormalizationOptionTests
     [InlineData("--curriculum", "1.5", "--curriculum must be in [0, 1]")]
     [InlineData("--start-classes", "0", "--start-classes >= 1")]
     [InlineData("--steps", "0", "--steps and --batch-size must be >= 1")]
+    [InlineData("--photo-fraction", "1", "--photo-fraction must be in [0, 1)")]
+    [InlineData("--photo-dir", "/nonexistent/pictures", "/nonexistent/pictures: picture folder not found")]
     public void Pretrain_rejects_bad_options_with_one_line(string option, string value, string expected)
     {
         var r = CliRunner.Run("pretrain", option, value, "--out", Path.Combine(TestFiles.TempDir(), "x.safetensors"));

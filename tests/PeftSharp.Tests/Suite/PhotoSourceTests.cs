@@ -47,9 +47,7 @@ public class PhotoSourceTests
         Assert.Equal(3, labels.Distinct().Count());
         for (int i = 0; i < labels.Length; i++)
         {
-            var image = pixels.AsSpan(i * 768, 768);
-            double Mean(int c) { double s = 0; for (int p = c; p < 768; p += 3) s += image[p]; return s / 256; }
-            var (r, g, b) = (Mean(0), Mean(1), Mean(2));
+            var (r, g, b) = (Mean(pixels, i, 0), Mean(pixels, i, 1), Mean(pixels, i, 2));
             switch (labels[i])
             {
                 case 0: Assert.True(r > 200 && g < 40 && b < 40, $"red crop {i}: {r:F0}/{g:F0}/{b:F0}"); break;
@@ -61,6 +59,14 @@ public class PhotoSourceTests
         Assert.Equal(pixels, source.Render(seeds).Pixels);
         var striped = Enumerable.Range(0, labels.Length).Where(i => labels[i] == 1).Take(2).ToArray();
         Assert.NotEqual(pixels.AsSpan(striped[0] * 768, 768).ToArray(), pixels.AsSpan(striped[1] * 768, 768).ToArray());
+    }
+
+    /// <summary>Mean of channel <paramref name="c"/> over the 16×16 crop <paramref name="index"/>.</summary>
+    static double Mean(byte[] pixels, int index, int c)
+    {
+        double sum = 0;
+        for (int p = index * 768 + c; p < (index + 1) * 768; p += 3) sum += pixels[p];
+        return sum / 256;
     }
 
     [Fact]

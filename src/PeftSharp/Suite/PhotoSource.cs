@@ -122,10 +122,11 @@ public sealed class PhotoSource
     }
 
     /// <summary>
-    /// One sample per seed: pixels are count × size × size × 3 bytes (HWC, RGB) and labels picture indices, each
-    /// sample depending only on its seed (as <see cref="GlyphSource"/>'s do).
+    /// One sample per seed: pixels are count × size × size × 3 bytes (HWC, RGB) and labels picture indices plus
+    /// <paramref name="firstLabel"/> (where these classes start in a head shared with another source), each sample
+    /// depending only on its seed (as <see cref="GlyphSource"/>'s do).
     /// </summary>
-    public (byte[] Pixels, long[] Labels) Render(IReadOnlyList<ulong> seeds)
+    public (byte[] Pixels, long[] Labels) Render(IReadOnlyList<ulong> seeds, int firstLabel = 0)
     {
         int perImage = ImageSize * ImageSize * 3;
         var pixels = new byte[seeds.Count * perImage];
@@ -133,9 +134,9 @@ public sealed class PhotoSource
         Parallel.For(0, seeds.Count, i =>
         {
             var rng = new SuiteRng(seeds[i]);
-            int label = rng.Next(NumClasses);
-            labels[i] = label;
-            Crop(_pictures[label], rng).CopyTo(pixels, i * perImage);
+            int picture = rng.Next(NumClasses);
+            labels[i] = firstLabel + picture;
+            Crop(_pictures[picture], rng).CopyTo(pixels, i * perImage);
         });
         return (pixels, labels);
     }

@@ -104,7 +104,7 @@ public static class Pretraining
             return Task.Run(() =>
             {
                 var glyphs = source.NextBatch(o.BatchSize - photoCount, rng, difficulty, classes);
-                return photos == null ? glyphs : Concat(glyphs, photos.Render(photoSeeds), source.NumClasses);
+                return photos == null ? glyphs : Concat(glyphs, photos.Render(photoSeeds, firstLabel: source.NumClasses));
             });
         }
         var next = Render(0);
@@ -140,8 +140,7 @@ public static class Pretraining
         if (photos != null)
         {
             var seeds = Enumerable.Range(0, o.HeldOut).Select(i => SuiteRng.Mix(PhotoHeldOutStream, (ulong)(uint)o.Seed, (ulong)i)).ToArray();
-            var (pixels, labels) = photos.Render(seeds);
-            photoAccuracy = HeldOutAccuracy(model, source, (pixels, labels.Select(l => l + source.NumClasses).ToArray()), o);
+            photoAccuracy = HeldOutAccuracy(model, source, photos.Render(seeds, firstLabel: source.NumClasses), o);
             log?.Report($"held-out photo top-1 {photoAccuracy:F2}% over {o.HeldOut} fresh crops of {photos.NumClasses} pictures");
         }
         return new PretrainResult(model, model.Config.NumClasses, source.NumFaces, o.Steps, seconds, accuracy, running,
@@ -153,9 +152,9 @@ public static class Pretraining
 
     const ulong PhotoHeldOutStream = 0x50484F54; // "PHOT": crops that training batches never draw
 
-    /// <summary>Glyphs then photo crops, the photos' labels placed after the glyph classes.</summary>
-    static (byte[], long[]) Concat((byte[] Pixels, long[] Labels) glyphs, (byte[] Pixels, long[] Labels) photos, int glyphClasses) =>
-        ([.. glyphs.Pixels, .. photos.Pixels], [.. glyphs.Labels, .. photos.Labels.Select(l => l + glyphClasses)]);
+    /// <summary>One batch of glyphs then photo crops.</summary>
+    static (byte[], long[]) Concat((byte[] Pixels, long[] Labels) glyphs, (byte[] Pixels, long[] Labels) photos) =>
+        ([.. glyphs.Pixels, .. photos.Pixels], [.. glyphs.Labels, .. photos.Labels]);
 
     static double HeldOutAccuracy(VisionTransformer model, GlyphSource source, (byte[] Pixels, long[] Labels) heldOut, PretrainOptions o)
     {

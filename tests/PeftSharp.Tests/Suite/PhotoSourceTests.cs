@@ -57,6 +57,10 @@ public class PhotoSourceTests
         }
         // The same seeds give the same crops (parallel rendering does not change them); others give others.
         Assert.Equal(pixels, source.Render(seeds).Pixels);
+        // Placed after another source's classes, the same crops carry shifted labels.
+        var shifted = source.Render(seeds, firstLabel: 10);
+        Assert.Equal(pixels, shifted.Pixels);
+        Assert.Equal(labels.Select(l => l + 10), shifted.Labels);
         var striped = Enumerable.Range(0, labels.Length).Where(i => labels[i] == 1).Take(2).ToArray();
         Assert.NotEqual(pixels.AsSpan(striped[0] * 768, 768).ToArray(), pixels.AsSpan(striped[1] * 768, 768).ToArray());
     }

@@ -25,6 +25,11 @@ public sealed record TuneSpec
     public TrainOptions Train { get; init; } = new();
     /// <summary>The search uses the first seed; the chosen configuration is retrained once per seed.</summary>
     public IReadOnlyList<int> Seeds { get; init; } = new[] { 42 };
+    /// <summary>A shrunken protocol for tight time budgets: search on the first <see cref="TrainImages"/> of train800,
+    /// select on the first <see cref="ValImages"/> of val200, retrain on both together (null: the whole splits).
+    /// Run records name the splits so ("train800[:240]"), so shrunken and full runs never share a key.</summary>
+    public int? TrainImages { get; init; }
+    public int? ValImages { get; init; }
 
     /// <summary>The study's grid for a method: every hyperparameter's grid (methods.md), unless fixed by --set.</summary>
     public static Dictionary<string, string[]> StudyGrid(string methodSpec, IReadOnlyDictionary<string, string> fixedSettings)
@@ -80,12 +85,13 @@ public sealed class StudyProtocol
         int size = spec.Backbone.ImageSize();
         string sweep = SweepId(spec, task);
         string checkpoint = spec.Backbone.CheckpointIdentity();
+        var splits = ProtocolSplits.Of(task, spec.TrainImages, spec.ValImages);
 
         RunRequest Request(RunStage stage, DataLoader train, DataLoader eval, double lr, double wd, int seed, Dictionary<string, string> settings) =>
             new(new RunSpec
             {
-                Stage = stage, Dataset = task.Name, TrainSplit = stage == RunStage.Search ? "train800" : "train800val200",
-                EvalSplit = stage == RunStage.Search ? "val200" : "test", Method = spec.Method,
+                Stage = stage, Dataset = task.Name, TrainSplit = stage == RunStage.Search ? splits.SearchTrainName : splits.FinalTrainName,
+                EvalSplit = stage == RunStage.Search ? splits.SearchValName : "test", Method = spec.Method,
                 HyperJson = TunerRegistry.ResolveHypers(spec.Method, settings).ToJsonString(),
                 Lr = lr, WeightDecay = wd, Seed = seed, Epochs = spec.Train.Epochs, BatchSize = spec.Train.BatchSize,
                 TrainingJson = TrainingJson(spec.Train), ModelJson = spec.Backbone.ModelJson, Checkpoint = checkpoint, SweepId = sweep,
@@ -98,8 +104,8 @@ public sealed class StudyProtocol
             var (lr, wd, settings) = points[0];
             return new TuneResult(sweep, null, search, Final(lr, wd, settings));
         }
-        using (var train = Loader(task.Train800, size, spec.Train, shuffle: true))
-        using (var val = Loader(task.Val200, size, spec.Train, shuffle: false))
+        using (var train = Loader(splits.SearchTrain, size, spec.Train, shuffle: true))
+        using (var val = Loader(splits.SearchVal, size, spec.Train, shuffle: false))
         {
             for (int i = 0; i < points.Count; i++)
             {
@@ -115,7 +121,7 @@ public sealed class StudyProtocol
 
         List<RunRecord> Final(double lr, double wd, Dictionary<string, string> settings)
         {
-            using var trainVal = Loader(task.Train800Val200, size, spec.Train, shuffle: true);
+            using var trainVal = Loader(splits.FinalTrain, size, spec.Train, shuffle: true);
             using var test = Loader(task.Test, size, spec.Train, shuffle: false);
             return spec.Seeds.Select(seed => executor.Execute(Request(RunStage.Final, trainVal, test, lr, wd, seed, settings),
                                                               $"{task.Name} {spec.Method} final (seed {seed})")).ToList();
@@ -131,7 +137,7 @@ public sealed class StudyProtocol
     public static DataLoader Loader(ImageDataset data, int size, TrainOptions train, bool shuffle) =>
         new(data, new DataLoaderOptions
         {
-            ImageSize = size, BatchSize = train.BatchSize, Shuffle = shuffle, Seed = train.Seed,
+            ImageSize = size, BatchSize = shuffle ? train.BatchSize : train.EvalBatchSize ?? train.BatchSize, Shuffle = shuffle, Seed = train.Seed,
             Normalization = Normalization.FromName(train.Normalization),
             Augmentation = shuffle && train.Augment ? Augmentation.ManyShot : null,
         });
@@ -157,7 +163,30 @@ public sealed class StudyProtocol
             ["model"] = spec.Backbone.ModelJson, ["training"] = TrainingJson(spec.Train), ["epochs"] = spec.Train.Epochs,
             ["batch"] = spec.Train.BatchSize, ["seed"] = spec.Seeds[0],
         };
+        if (spec.TrainImages != null || spec.ValImages != null)
+        {
+            o["train_images"] = spec.TrainImages;
+            o["val_images"] = spec.ValImages;
+        }
         var hash = SHA256.HashData(Encoding.UTF8.GetBytes(o.ToJsonString()));
         return $"{task.Name}/{spec.Method}/{Convert.ToHexStringLower(hash)[..12]}";
+    }
+}
+
+/// <summary>The datasets and names of the protocol's three training/selection splits: VTAB-1K's own, or their
+/// shrunken prefixes (<see cref="TuneSpec.TrainImages"/>).</summary>
+public sealed record ProtocolSplits(ImageDataset SearchTrain, string SearchTrainName, ImageDataset SearchVal, string SearchValName,
+                                    ImageDataset FinalTrain, string FinalTrainName)
+{
+    public static ProtocolSplits Of(VtabTask task, int? trainImages, int? valImages)
+    {
+        if (trainImages == null && valImages == null)
+            return new(task.Train800, "train800", task.Val200, "val200", task.Train800Val200, "train800val200");
+        if (trainImages == null || valImages == null)
+            throw new PeftSharpException("a shrunken protocol needs both the number of training and of validation images");
+        var train = DatasetView.Prefix(task.Train800, trainImages.Value);
+        var val = DatasetView.Prefix(task.Val200, valImages.Value);
+        string trainName = $"train800[:{trainImages}]", valName = $"val200[:{valImages}]";
+        return new(train, trainName, val, valName, DatasetView.Concat(train, val), $"{trainName}+{valName}");
     }
 }

@@ -1,11 +1,16 @@
 namespace PeftSharp.Results;
 
-/// <summary>All SQL of the results database, in one place.</summary>
+/// <summary>
+/// The SQL of the results database. The queries and writes are in the dialect SQLite and PostgreSQL share (parameters
+/// as @name, a null filter parameter cast to TEXT so PostgreSQL knows its type), so both stores run the same text;
+/// only the schema scripts differ (Postgres/PostgresSql.cs mirrors these with PostgreSQL's types).
+/// </summary>
 internal static class ResultsSql
 {
     /// <summary>
     /// Migrations[v] takes a database from schema version v to v + 1 (version 0 = empty file). The schema version
-    /// lives in PRAGMA user_version; append a script here and bump <see cref="ResultsDb.SchemaVersion"/> to migrate.
+    /// lives in PRAGMA user_version; append a script here (and its twin in PostgresSql) and bump
+    /// <see cref="ResultsDb.SchemaVersion"/> to migrate.
     /// </summary>
     public static readonly string[] Migrations =
     {
@@ -53,8 +58,35 @@ internal static class ResultsSql
             PRIMARY KEY (run_id, example)
         ) WITHOUT ROWID;
         """,
+        // 2: the work queue of `peftsharp sweep` / `peftsharp worker` (PeftSharp.Sweeps).
+        """
+        CREATE TABLE sweeps (
+            sweep_id    TEXT NOT NULL PRIMARY KEY,   -- the study protocol's sweep id (task/method/hash), as tune gives it
+            plan        TEXT NOT NULL,               -- the name of the `sweep plan` that wrote it
+            spec_json   TEXT NOT NULL,               -- the tune request, from which every run of the sweep is rebuilt
+            created_utc TEXT NOT NULL
+        );
+        CREATE TABLE sweep_queue (
+            id             INTEGER PRIMARY KEY AUTOINCREMENT,
+            run_key        TEXT    NOT NULL UNIQUE,   -- the run it stands for; unique, so the selection step enqueues once
+            sweep_id       TEXT    NOT NULL REFERENCES sweeps (sweep_id),
+            plan           TEXT    NOT NULL,
+            stage          TEXT    NOT NULL CHECK (stage IN ('search', 'final')),
+            point          INTEGER NOT NULL,          -- index into the sweep's grid points
+            seed           INTEGER NOT NULL,
+            status         TEXT    NOT NULL CHECK (status IN ('pending', 'running', 'finished', 'failed')),
+            worker         TEXT,
+            lease_until_ms INTEGER,                   -- the database clock in Unix ms; past it, the run is reclaimed
+            attempts       INTEGER NOT NULL DEFAULT 0,
+            run_id         INTEGER,
+            error          TEXT
+        );
+        CREATE INDEX sweep_queue_by_plan ON sweep_queue (plan, status);
+        CREATE INDEX sweep_queue_by_sweep ON sweep_queue (sweep_id, stage, status);
+        """,
     };
 
+    // SQLite only: the schema version, pragmas and checks.
     public const string UserVersion = "PRAGMA user_version";
     public const string SetUserVersion = "PRAGMA user_version = {0}";   // pragmas take no parameters
     public const string CountSchemaObjects = "SELECT count(*) FROM sqlite_master";
@@ -103,9 +135,9 @@ internal static class ResultsSql
 
     // A null filter parameter matches every row.
     const string Filter = """
-        (@dataset IS NULL OR dataset = @dataset) AND (@method IS NULL OR method = @method)
-        AND (@stage IS NULL OR stage = @stage) AND (@status IS NULL OR status = @status)
-        AND (@sweep_id IS NULL OR sweep_id = @sweep_id)
+        (CAST(@dataset AS TEXT) IS NULL OR dataset = @dataset) AND (CAST(@method AS TEXT) IS NULL OR method = @method)
+        AND (CAST(@stage AS TEXT) IS NULL OR stage = @stage) AND (CAST(@status AS TEXT) IS NULL OR status = @status)
+        AND (CAST(@sweep_id AS TEXT) IS NULL OR sweep_id = @sweep_id)
         """;
 
     public const string SelectRunById = $"SELECT {RunColumns} FROM runs WHERE id = @id";
@@ -121,9 +153,9 @@ internal static class ResultsSql
         SELECT {RunColumns} FROM (
             SELECT *, row_number() OVER (
                 PARTITION BY dataset, method, sweep_id
-                ORDER BY top1 DESC, lr ASC, weight_decay ASC, hyper_json ASC, training_json ASC, id ASC) AS rank
-            FROM runs WHERE stage = 'search' AND status = 'finished' AND {Filter})
-        WHERE rank = 1
+                ORDER BY top1 DESC, lr ASC, weight_decay ASC, hyper_json ASC, training_json ASC, id ASC) AS best_rank
+            FROM runs WHERE stage = 'search' AND status = 'finished' AND {Filter}) AS ranked
+        WHERE best_rank = 1
         ORDER BY dataset, method, sweep_id
         """;
 }

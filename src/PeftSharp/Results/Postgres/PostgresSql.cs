@@ -2,9 +2,8 @@ namespace PeftSharp.Results.Postgres;
 
 /// <summary>
 /// The PostgreSQL schema: the same tables, columns and constraints as <see cref="ResultsSql.Migrations"/>, in
-/// PostgreSQL's types (every integer BIGINT, logits BYTEA). The ordered JSON text columns use the "C" collation, so
-/// the best-run tie-break orders them byte-wise, as SQLite and the in-process protocol do, whatever the server's
-/// default collation. The queries and writes are <see cref="ResultsSql"/>'s.
+/// PostgreSQL's types (every integer BIGINT, logits BYTEA). The text columns results are ordered by use the "C" collation,
+/// so they sort byte-wise (as in SQLite and the in-process protocol's ordinal tie-break) whatever the server's default. The queries and writes are <see cref="ResultsSql"/>'s.
 /// </summary>
 internal static class PostgresSql
 {
@@ -15,11 +14,11 @@ internal static class PostgresSql
             id                BIGSERIAL PRIMARY KEY,
             run_key           TEXT    NOT NULL UNIQUE,
             stage             TEXT    NOT NULL CHECK (stage IN ('search', 'final', 'single')),
-            dataset           TEXT    NOT NULL,
+            dataset           TEXT    COLLATE "C" NOT NULL,
             dataset_path      TEXT    NOT NULL,
             train_split       TEXT    NOT NULL,
             eval_split        TEXT    NOT NULL,
-            method            TEXT    NOT NULL,
+            method            TEXT    COLLATE "C" NOT NULL,
             hyper_json        TEXT    COLLATE "C" NOT NULL,
             lr                DOUBLE PRECISION NOT NULL,
             weight_decay      DOUBLE PRECISION NOT NULL,
@@ -29,7 +28,7 @@ internal static class PostgresSql
             training_json     TEXT    COLLATE "C" NOT NULL,
             model_json        TEXT    NOT NULL,
             checkpoint        TEXT    NOT NULL,
-            sweep_id          TEXT,
+            sweep_id          TEXT    COLLATE "C",
             status            TEXT    NOT NULL CHECK (status IN ('running', 'finished', 'failed')),
             trainable_params  BIGINT,
             top1              DOUBLE PRECISION,

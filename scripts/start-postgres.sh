@@ -29,14 +29,20 @@ as_owner() {
 
 mkdir -p "$sock"
 [ "$(id -u)" -eq 0 ] && chown postgres:postgres "$sock"
-if [ ! -s "$data/PG_VERSION" ]; then
+create_cluster() {
   log "creating a cluster in $data"
+  rm -rf "$data"
   as_owner "$bin/initdb" -D "$data" -U postgres --auth-local=trust --auth-host=scram-sha-256 -E UTF8 --locale=C.UTF-8 >/dev/null
-fi
-if ! as_owner "$bin/pg_ctl" -D "$data" status >/dev/null 2>&1; then
-  log "starting the server on 127.0.0.1:$port"
+}
+start_server() {
   as_owner "$bin/pg_ctl" -D "$data" -w -t 60 -l "$sock/server.log" \
     -o "-c listen_addresses=127.0.0.1 -c port=$port -c unix_socket_directories=$sock -c max_connections=200 -c fsync=off" start >/dev/null
+}
+[ -s "$data/PG_VERSION" ] || create_cluster
+if ! as_owner "$bin/pg_ctl" -D "$data" status >/dev/null 2>&1; then
+  log "starting the server on 127.0.0.1:$port"
+  # A scratch cluster (fsync off) that a killed machine left unusable is made anew rather than repaired.
+  start_server || { log "the old cluster would not start ($(tail -1 "$sock/server.log" 2>/dev/null)); recreating it"; create_cluster; start_server; }
 fi
 
 psql_admin() { as_owner "$bin/psql" -h "$sock" -p "$port" -U postgres -d postgres -v ON_ERROR_STOP=1 -qtA "$@"; }

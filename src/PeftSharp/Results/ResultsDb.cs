@@ -23,6 +23,7 @@ public sealed class ResultsDb : SqlResultsStore
 
     const int SqliteBusy = 5, SqliteLocked = 6, SqliteCorrupt = 11, SqliteNotADatabase = 26;
     const int MaxWriteAttempts = 5;
+    static readonly string[] SqliteMigrations = ResultsSql.Migrations(ResultsSql.Sqlite);
 
     /// <summary>The path as given to <see cref="Open"/> (used in error messages).</summary>
     public string FilePath { get; }
@@ -88,7 +89,7 @@ public sealed class ResultsDb : SqlResultsStore
     {
         int version = ReadVersion(tx);   // another process may have migrated since we looked
         CheckVersion(version, tx);
-        for (int v = version; v < SchemaVersion; v++) Execute(ResultsSql.Migrations[v], tx);
+        for (int v = version; v < SchemaVersion; v++) Execute(SqliteMigrations[v], tx);
         Execute(string.Format(CultureInfo.InvariantCulture, ResultsSql.SetUserVersion, SchemaVersion), tx);
         return 0;
     });

@@ -3,60 +3,74 @@ namespace PeftSharp.Results;
 /// <summary>
 /// The SQL of the results database. The queries and writes are in the dialect SQLite and PostgreSQL share (parameters
 /// as @name, a null filter parameter cast to TEXT so PostgreSQL knows its type), so both stores run the same text;
-/// only the schema scripts differ (Postgres/PostgresSql.cs mirrors these with PostgreSQL's types).
+/// the schema is one text too, with each engine's column types filled in.
 /// </summary>
 internal static class ResultsSql
 {
+    /// <summary>The column types of one engine, filled into <see cref="MigrationTemplates"/>.</summary>
+    internal sealed record SchemaTypes(string Id, string Integer, string Real, string Blob, string SortedText, string KeyOnlyTable);
+
+    /// <summary>SQLite: a row id that is never reused, 8-byte integers and reals, a predictions table stored by its key.</summary>
+    public static readonly SchemaTypes Sqlite = new("INTEGER PRIMARY KEY AUTOINCREMENT", "INTEGER", "REAL", "BLOB", "TEXT", " WITHOUT ROWID");
+
+    /// <summary>PostgreSQL: the text columns results are ordered by sort byte-wise ("C"), as in SQLite and the
+    /// in-process protocol's ordinal tie-break, whatever the server's default collation.</summary>
+    public static readonly SchemaTypes Postgres = new("BIGSERIAL PRIMARY KEY", "BIGINT", "DOUBLE PRECISION", "BYTEA", "TEXT COLLATE \"C\"", "");
+
     /// <summary>
-    /// Migrations[v] takes a database from schema version v to v + 1 (version 0 = empty file). The schema version
-    /// lives in PRAGMA user_version; append a script here (and its twin in PostgresSql) and bump
-    /// <see cref="ResultsDb.SchemaVersion"/> to migrate.
+    /// Migrations(types)[v] takes a database from schema version v to v + 1 (version 0 = empty). Both engines get the
+    /// same tables, columns and constraints from one text. To migrate, append a script here and bump
+    /// <see cref="ResultsDb.SchemaVersion"/> (SQLite keeps the version in PRAGMA user_version, PostgreSQL in a table).
     /// </summary>
-    public static readonly string[] Migrations =
+    public static string[] Migrations(SchemaTypes t) =>
+        MigrationTemplates.Select(m => m.Replace("{id}", t.Id).Replace("{int}", t.Integer).Replace("{real}", t.Real)
+                                        .Replace("{blob}", t.Blob).Replace("{sorted_text}", t.SortedText).Replace("{key_only}", t.KeyOnlyTable)).ToArray();
+
+    static readonly string[] MigrationTemplates =
     {
         """
         CREATE TABLE runs (
-            id                INTEGER PRIMARY KEY AUTOINCREMENT,   -- never reused: a replaced attempt's id stays dead
+            id                {id},   -- never reused: a replaced attempt's id stays dead
             run_key           TEXT    NOT NULL UNIQUE,   -- one row per key: a new attempt replaces an unfinished one
             stage             TEXT    NOT NULL CHECK (stage IN ('search', 'final', 'single')),
-            dataset           TEXT    NOT NULL,
+            dataset           {sorted_text} NOT NULL,
             dataset_path      TEXT    NOT NULL,
             train_split       TEXT    NOT NULL,
             eval_split        TEXT    NOT NULL,
-            method            TEXT    NOT NULL,
-            hyper_json        TEXT    NOT NULL,
-            lr                REAL    NOT NULL,
-            weight_decay      REAL    NOT NULL,
-            seed              INTEGER NOT NULL,
-            epochs            INTEGER NOT NULL,
-            batch_size        INTEGER NOT NULL,
-            training_json     TEXT    NOT NULL,
+            method            {sorted_text} NOT NULL,
+            hyper_json        {sorted_text} NOT NULL,
+            lr                {real}  NOT NULL,
+            weight_decay      {real}  NOT NULL,
+            seed              {int}   NOT NULL,
+            epochs            {int}   NOT NULL,
+            batch_size        {int}   NOT NULL,
+            training_json     {sorted_text} NOT NULL,
             model_json        TEXT    NOT NULL,
             checkpoint        TEXT    NOT NULL,
-            sweep_id          TEXT,
+            sweep_id          {sorted_text},
             status            TEXT    NOT NULL CHECK (status IN ('running', 'finished', 'failed')),
-            trainable_params  INTEGER,
-            top1              REAL,
+            trainable_params  {int},
+            top1              {real},
             metrics_json      TEXT,
-            train_seconds     REAL,
-            eval_seconds      REAL,
-            images_per_second REAL,
+            train_seconds     {real},
+            eval_seconds      {real},
+            images_per_second {real},
             code_version      TEXT    NOT NULL,
             host              TEXT    NOT NULL,
-            started_utc       TEXT    NOT NULL,
+            started_utc       TEXT    NOT NULL,   -- yyyy-MM-ddTHH:mm:ss.fffZ in both engines, so one reader serves both
             finished_utc      TEXT,
             error             TEXT
         );
         CREATE INDEX runs_by_dataset_method ON runs (dataset, method, stage, status);
         CREATE INDEX runs_by_sweep ON runs (sweep_id);
         CREATE TABLE predictions (
-            run_id    INTEGER NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+            run_id    {int}   NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
             example   INTEGER NOT NULL,
             label     INTEGER NOT NULL,
             predicted INTEGER NOT NULL,
-            logits    BLOB    NOT NULL,                  -- float32 little-endian, one per class
+            logits    {blob}  NOT NULL,                  -- float32 little-endian, one per class
             PRIMARY KEY (run_id, example)
-        ) WITHOUT ROWID;
+        ){key_only};
         """,
         // 2: the work queue of `peftsharp sweep` / `peftsharp worker` (PeftSharp.Sweeps).
         """
@@ -67,18 +81,18 @@ internal static class ResultsSql
             created_utc TEXT NOT NULL
         );
         CREATE TABLE sweep_queue (
-            id             INTEGER PRIMARY KEY AUTOINCREMENT,
-            run_key        TEXT    NOT NULL UNIQUE,   -- the run it stands for; unique, so the selection step enqueues once
-            sweep_id       TEXT    NOT NULL REFERENCES sweeps (sweep_id),
-            plan           TEXT    NOT NULL,
-            stage          TEXT    NOT NULL CHECK (stage IN ('search', 'final')),
-            point          INTEGER NOT NULL,          -- index into the sweep's grid points
-            seed           INTEGER NOT NULL,
-            status         TEXT    NOT NULL CHECK (status IN ('pending', 'running', 'finished', 'failed')),
+            id             {id},
+            run_key        TEXT   NOT NULL UNIQUE,   -- the run it stands for; unique, so the selection step enqueues once
+            sweep_id       TEXT   NOT NULL REFERENCES sweeps (sweep_id),
+            plan           TEXT   NOT NULL,
+            stage          TEXT   NOT NULL CHECK (stage IN ('search', 'final')),
+            point          {int}  NOT NULL,          -- index into the sweep's grid points
+            seed           {int}  NOT NULL,
+            status         TEXT   NOT NULL CHECK (status IN ('pending', 'running', 'finished', 'failed')),
             worker         TEXT,
-            lease_until_ms INTEGER,                   -- the database clock in Unix ms; past it, the run is reclaimed
-            attempts       INTEGER NOT NULL DEFAULT 0,
-            run_id         INTEGER,
+            lease_until_ms {int},                    -- the database clock in Unix ms; past it, the run is reclaimed
+            attempts       {int}  NOT NULL DEFAULT 0,
+            run_id         {int},
             error          TEXT
         );
         CREATE INDEX sweep_queue_by_plan ON sweep_queue (plan, status);

@@ -69,33 +69,41 @@ public sealed class PostgresResultsStore : SqlResultsStore
 
     // ---- schema --------------------------------------------------------------------------------------------------
 
-    /// <summary>Runs in <see cref="Open"/>, before the instance is shared, so it needs no lock.</summary>
+    /// <summary>Runs in <see cref="Open"/>, before the instance is shared, so it needs no lock. An up-to-date
+    /// schema costs two reads; anything else is decided under the migration lock, since another worker may be
+    /// migrating this very moment.</summary>
     void Initialize()
     {
-        int version = (bool)Scalar(PostgresSql.VersionTableExists, null)! ? ReadVersion(null) : 0;
-        CheckVersion(version, null);
-        if (version != SchemaVersion) Migrate();
+        if (VersionTableExists(null))
+        {
+            int version = ReadVersion(null);
+            CheckNotNewer(version);
+            if (version == SchemaVersion) return;
+        }
+        Migrate();
     }
 
     void Migrate() => Write(tx =>
     {
         Scalar(PostgresSql.LockMigrations, tx);
+        if (!VersionTableExists(tx) && (bool)Scalar(PostgresSql.RunsTableExists, tx)!)
+            throw new PeftSharpException($"{Location}: has a 'runs' table of another program, expected a PeftSharp results database (or an empty one)");
         Execute(PostgresSql.CreateVersionTable, tx);
-        int version = ReadVersion(tx);   // another worker may have migrated while we waited for the lock
-        CheckVersion(version, tx);
+        int version = ReadVersion(tx);
+        CheckNotNewer(version);
         for (int v = version; v < SchemaVersion; v++) Execute(PostgresSql.Migrations[v], tx);
         Execute(PostgresSql.SetVersion, tx, ("@version", SchemaVersion));
         return 0;
     });
 
+    bool VersionTableExists(DbTransaction? tx) => (bool)Scalar(PostgresSql.VersionTableExists, tx)!;
+
     int ReadVersion(DbTransaction? tx) => Scalar(PostgresSql.ReadVersion, tx) is { } v ? Convert.ToInt32(v) : 0;
 
-    void CheckVersion(int version, DbTransaction? tx)
+    void CheckNotNewer(int version)
     {
         if (version > SchemaVersion)
             throw new PeftSharpException($"{Location}: results schema version {version} is newer than this PeftSharp supports ({SchemaVersion}); use a newer PeftSharp");
-        if (version == 0 && (bool)Scalar(PostgresSql.RunsTableExists, tx)!)
-            throw new PeftSharpException($"{Location}: has a 'runs' table of another program, expected a PeftSharp results database (or an empty one)");
     }
 
     // ---- plumbing ------------------------------------------------------------------------------------------------

@@ -20,11 +20,7 @@ public sealed class PostgresResultsStoreTests : IDisposable
     public void A_finished_run_round_trips_with_bit_exact_logits()
     {
         var spec = Spec();
-        var predictions = Predictions(1, 30, 7);
-        predictions[0].Logits[0] = BitConverter.Int32BitsToSingle(0x7FC0_1234);
-        predictions[0].Logits[1] = -0f;
-        predictions[0].Logits[2] = float.Epsilon;
-        predictions[0].Logits[3] = float.NegativeInfinity;
+        var predictions = PredictionsWithOddLogits();
         long id;
         using (var store = ResultsStores.Open(Server.Url))
         {

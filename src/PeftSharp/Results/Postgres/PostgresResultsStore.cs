@@ -56,6 +56,8 @@ public sealed class PostgresResultsStore : SqlResultsStore
             $"authentication failed for user '{location.Username}' (wrong user name or password, or no access from this host)",
         PostgresException { SqlState: "3D000" } p => $"no such database ({p.MessageText})",
         PostgresException p => $"PostgreSQL refused the connection: {PostgresLocation.RedactMessage(p.MessageText)}",
+        NpgsqlException when e.Message.Contains("No password has been provided", StringComparison.Ordinal) =>
+            "the server wants a password and none was given (in the URL, PGPASSWORD or ~/.pgpass)",
         _ when Root(e) is SocketException s => $"cannot reach the PostgreSQL server ({s.SocketErrorCode}: {s.Message})",
         _ when Root(e) is TimeoutException => "cannot reach the PostgreSQL server (timed out)",
         _ => $"cannot open the results database ({PostgresLocation.RedactMessage(e.Message)})",

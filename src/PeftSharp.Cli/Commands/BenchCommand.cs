@@ -1,39 +1,40 @@
 using PeftSharp.Benchmarks;
+using PeftSharp.Checkpoints;
 
 namespace PeftSharp.Cli.Commands;
 
-/// <summary>The offline benchmark: every method on every mini-VTAB task with the study's protocol, and a report.</summary>
+/// <summary>The offline benchmark: every method on the mini-VTAB suite with the study's protocol, and a report.</summary>
 public sealed class BenchCommand : ICommand
 {
-    public const string DefaultCheckpoint = "models/peftsharp-vit-tiny6-p8-32.safetensors";
-
     public string Name => "bench";
-    public string Summary => "run every method on the mini-VTAB suite (study protocol) and write an HTML/Markdown report";
+    public string Summary => "tune every method on the mini-VTAB suite (study protocol) and write an HTML/Markdown report";
     public IEnumerable<string> Flags => new[] { "help", "quick", "full", "quiet" };
     public string Usage => $"""
-        peftsharp bench [--quick | --full] [--out DIR] [--checkpoint FILE] [--methods a,b,...] [--tasks a,b,...]
-                        [--epochs N] [--update-readme README.md] [--device cpu|cuda] [--quiet]
+        peftsharp bench [--profile quick|default|full | --quick | --full] [--seeds N] [--out DIR] [--checkpoint FILE]
+                        [--methods a,b,...] [--tasks a,b,...] [--epochs N] [--update-readme README.md]
+                        [--device cpu|cuda] [--quiet]
           Materialises the suite (shipped data + rendered scenes) in DIR/suite, tunes each method on each task
-          (val200 selection, retrain on train800val200, test), adds a linear probe on a random-init backbone,
-          and writes DIR/results.db, DIR/report.html and DIR/summary.md. Default DIR ./peftsharp-report,
-          default backbone {DefaultCheckpoint}. Interrupted runs resume: finished runs are never redone.
-          Profiles: --quick (3 tasks, 4 methods, 2 epochs), default (all tasks and methods, 3 epochs, one lr per
-          method, so no val200 search), --full (the study's 100 epochs, lr x wd x method grids, val200 selection).
+          (search on train800, select on val200, retrain the choice on train800val200, test), adds a linear probe on
+          a random-init backbone, and writes DIR/results.db, DIR/report.html and DIR/summary.md. Default DIR
+          ./peftsharp-report; default backbone the shipped {ShippedModels.DefaultVitName} (next to the tool).
+          Interrupted runs resume: finished runs are never redone.
+          Profiles:
+            quick    3 tasks, 4 methods, 2 lrs (and LoRA's rank), shrunken splits; about 2 minutes
+            default  6 tasks (2 per group), the study's 16 methods, 2 lrs x 2 values of each capacity knob,
+                     2 epochs on the first 160 of train800 / 40 of val200; within 15 minutes on 2 cores
+            full     all 10 tasks and 19 methods, 100 epochs, lr x wd x the study's grids, whole splits
+          --seeds N retrains each chosen configuration with N seeds (42, 43, ...); the report gives 95 % intervals
+          and which methods differ significantly from the best (paired bootstrap over test images and seeds).
         """;
 
     public int Run(CommandLine line)
     {
-        bool quick = line.Flag("quick"), full = line.Flag("full");
-        if (quick && full) throw new PeftSharpException("bench: --quick and --full exclude each other");
-        var profile = quick ? BenchProfile.Quick : full ? BenchProfile.Full : BenchProfile.Default;
+        var profile = Profile(line);
         if (line.Get("methods") is string methods) profile = profile with { Methods = List(methods) };
         if (line.Get("tasks") is string tasks) profile = profile with { Tasks = List(tasks) };
-        profile = profile with { Epochs = line.Int("epochs", profile.Epochs) };
-        foreach (var m in profile.Methods) Tuners.TunerRegistry.Parse(m);
-        foreach (var t in profile.Tasks) Suite.MiniVtab.Task(t);
-        if (profile.Epochs < 1) throw new PeftSharpException("bench: --epochs must be >= 1");
+        profile = (profile with { Epochs = line.Int("epochs", profile.Epochs), Seeds = line.Int("seeds", profile.Seeds) }).Validate();
         string outDir = line.Get("out") ?? "peftsharp-report";
-        string checkpoint = line.Get("checkpoint") ?? DefaultCheckpoint;
+        string checkpoint = line.Get("checkpoint") ?? ShippedModels.RequireDefaultVit();
         string? readme = line.Get("update-readme");
         var device = Devices.Parse(line.Get("device"));
         bool quiet = line.Flag("quiet");
@@ -52,6 +53,16 @@ public sealed class BenchCommand : ICommand
             Console.WriteLine($"updated the results section of {readme}");
         }
         return outcome.Cells.All(c => c.TestTop1 != null) ? 0 : 1;
+    }
+
+    /// <summary>--profile NAME, or the --quick / --full shorthands (which exclude each other and a --profile).</summary>
+    static BenchProfile Profile(CommandLine line)
+    {
+        bool quick = line.Flag("quick"), full = line.Flag("full");
+        string? named = line.Get("profile");
+        if ((quick ? 1 : 0) + (full ? 1 : 0) + (named != null ? 1 : 0) > 1)
+            throw new PeftSharpException("bench: give one of --profile, --quick and --full");
+        return BenchProfile.Get(named ?? (quick ? "quick" : full ? "full" : "default"));
     }
 
     static List<string> List(string text) => text.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).ToList();

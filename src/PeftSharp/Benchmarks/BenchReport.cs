@@ -8,7 +8,11 @@ namespace PeftSharp.Benchmarks;
 
 /// <summary>One method's aggregate over the suite (pretrained backbone).</summary>
 public sealed record MethodSummary(string Method, double? Natural, double? Specialized, double? Structured, double? MeanOfGroups,
-                                   double? MeanOfTasks, long TrainableParams, double? Ppt, double TrainSeconds, int Failed);
+                                   double? MeanOfTasks, long TrainableParams, double? Ppt, double TrainSeconds, int Failed)
+{
+    /// <summary>The paired bootstrap's interval, p-value against the best and tier (null when a cell failed).</summary>
+    public MethodComparison? Comparison { get; init; }
+}
 
 /// <summary>Aggregates a benchmark and writes its Markdown summary and self-contained HTML report.</summary>
 public sealed class BenchReport
@@ -20,7 +24,20 @@ public sealed class BenchReport
     public BenchReport(BenchOutcome outcome)
     {
         this.outcome = outcome;
-        Summaries = outcome.Profile.Methods.Select(Summarise).ToList();
+        var comparisons = Compare().ToDictionary(c => c.Method);
+        Summaries = outcome.Profile.Methods.Select(m => Summarise(m) with { Comparison = comparisons.GetValueOrDefault(m) }).ToList();
+    }
+
+    /// <summary>The paired bootstrap over every method whose cells all finished.</summary>
+    IReadOnlyList<MethodComparison> Compare()
+    {
+        var tasks = TaskNames;
+        var complete = outcome.Profile.Methods
+            .Select(m => (Method: m, Cells: tasks.Select(t => Pretrained.FirstOrDefault(c => c.Task == t && c.Method == m)).ToList()))
+            .Where(m => m.Cells.All(c => c != null && c.TestCorrect.Count > 0))
+            .Select(m => new MethodResults(m.Method, m.Cells.Select(c => new TaskResults(c!.Task, c.Group.ToString(), c.TestCorrect)).ToList()))
+            .ToList();
+        return PairedBootstrap.Compare(complete);
     }
 
     public IReadOnlyList<MethodSummary> Summaries { get; }
@@ -98,6 +115,14 @@ public sealed class BenchReport
             var studyPeft = PublishedResults.UnifyingStudy.Values.Where(r => r.Method is not ("linear" or "full" or "vpt-shallow")).Select(r => r.MeanOfGroups).ToList();
             claims.Add($"Once tuned, PEFT methods land close together: spread {spread:F2} points here (best {sorted[0].Method}, worst {sorted[^1].Method}; excluding VPT-shallow, as for the study's {studyPeft.Max() - studyPeft.Min():F2} points){(outcome.Profile.SearchesOnVal200 ? "." : ". Here nothing was tuned (one configuration per method), so a method whose default does not suit this backbone stands out.")}");
         }
+        if (byMethod.TryGetValue("lora", out var lora) && lora.MeanOfGroups is double lo && peft.Count > 1)
+        {
+            var gaps = peft.Where(p => p.Method != "lora").Select(p => (p.Method, Gap: lo - p.MeanOfGroups!.Value)).OrderByDescending(g => g.Gap).ToList();
+            var far = gaps.Where(g => g.Gap > 8).ToList();
+            claims.Add(far.Count == 0
+                ? $"Every tuned PEFT method is within 8 points of LoRA (largest gap {gaps[0].Gap:F2} ({gaps[0].Method}))."
+                : $"More than 8 points below LoRA: {string.Join(", ", far.Select(g => $"{g.Method} ({g.Gap:F2})"))}.");
+        }
         var evidence = PretrainingEvidence().Where(e => e.Pretrained != null && e.Random != null).ToList();
         if (evidence.Count > 0)
         {
@@ -126,15 +151,27 @@ public sealed class BenchReport
     {
         var sb = new StringBuilder();
         var p = outcome.Profile;
-        sb.AppendLine($"Profile `{p.Name}`: {TaskNames.Count} tasks × {p.Methods.Count} methods, {p.Epochs} epochs ({p.WarmupEpochs} warm-up), {p.GridDescription()}. Backbone `{outcome.Checkpoint}`, {outcome.Device}, {outcome.Seconds / 60:F1} min end to end.");
+        sb.AppendLine($"Profile `{p.Name}`: {TaskNames.Count} tasks × {p.Methods.Count} methods; {p.Description()}. Backbone `{outcome.Checkpoint}`, {outcome.Device}, {outcome.Seconds / 60:F1} min end to end. Machine: {outcome.Machine}.");
         sb.AppendLine();
-        sb.AppendLine("| method | natural | specialized | structured | mean of groups | mean of tasks | trainable params | PPT | train s | study mean of groups |");
-        sb.AppendLine("|---|---|---|---|---|---|---|---|---|---|");
-        foreach (var s in Summaries.OrderByDescending(s => s.MeanOfGroups ?? -1))
+        sb.AppendLine("| tier | method | natural | specialized | structured | mean of groups (95 % CI) | vs best | mean of tasks | trainable params | PPT | train s | study mean of groups |");
+        sb.AppendLine("|---|---|---|---|---|---|---|---|---|---|---|---|");
+        foreach (var s in Ranked)
         {
             string study = PublishedResults.UnifyingStudy.TryGetValue(s.Method, out var row) ? row.MeanOfGroups.ToString("F2", Inv) : "–";
-            sb.AppendLine($"| {s.Method}{(s.Failed > 0 ? $" ({s.Failed} failed)" : "")} | {F(s.Natural)} | {F(s.Specialized)} | {F(s.Structured)} | **{F(s.MeanOfGroups)}** | {F(s.MeanOfTasks)} | {s.TrainableParams.ToString("N0", Inv)} | {F(s.Ppt, "F3")} | {s.TrainSeconds.ToString("F0", Inv)} | {study} |");
+            var c = s.Comparison;
+            string interval = c == null ? "" : string.Create(Inv, $" ({c.Low:F1}–{c.High:F1})");
+            string vsBest = c == null ? "–" : c.PValueVsBest >= 1 ? "best" : string.Create(Inv, $"p = {c.PValueVsBest:F3}{(c.DiffersFromBest ? " *" : "")}");
+            sb.AppendLine($"| {(c == null ? "–" : c.Tier.ToString(Inv))} | {s.Method}{(s.Failed > 0 ? $" ({s.Failed} failed)" : "")} | {F(s.Natural)} | {F(s.Specialized)} | {F(s.Structured)} | **{F(s.MeanOfGroups)}**{interval} | {vsBest} | {F(s.MeanOfTasks)} | {s.TrainableParams.ToString("N0", Inv)} | {F(s.Ppt, "F3")} | {s.TrainSeconds.ToString("F0", Inv)} | {study} |");
         }
+        sb.AppendLine();
+        sb.AppendLine($"Tiers group methods that are not significantly different: a tier is its leader and every method whose difference from it is not significant (paired bootstrap over test images and seeds, 2000 replicates, two-sided p < {PairedBootstrap.Alpha:F2}); `*` marks a significant difference from the best method.");
+        sb.AppendLine();
+        sb.AppendLine("Configuration chosen on val200 (the final runs' settings):");
+        sb.AppendLine();
+        sb.AppendLine("| method | " + string.Join(" | ", TaskNames) + " |");
+        sb.AppendLine("|---|" + string.Concat(TaskNames.Select(_ => "---|")));
+        foreach (var s in Ranked)
+            sb.AppendLine($"| {s.Method} | " + string.Join(" | ", TaskNames.Select(t => CellOf(t, s.Method) is BenchCell cell ? (cell.Error != null ? "failed" : cell.Configuration) : "–")) + " |");
         sb.AppendLine();
         sb.AppendLine("Linear probe, pretrained vs random-init backbone of the same shape (test top-1 %):");
         sb.AppendLine();
@@ -145,6 +182,11 @@ public sealed class BenchReport
         foreach (var c in Claims()) sb.AppendLine($"- {c}");
         return sb.ToString();
     }
+
+    /// <summary>Methods best first (mean of group means).</summary>
+    IReadOnlyList<MethodSummary> Ranked => Summaries.OrderByDescending(s => s.MeanOfGroups ?? -1).ToList();
+
+    BenchCell? CellOf(string task, string method) => Pretrained.FirstOrDefault(c => c.Task == task && c.Method == method);
 
     // ---------------- HTML ----------------
 
@@ -159,10 +201,15 @@ public sealed class BenchReport
             """);
         sb.Append("<h1>PeftSharp benchmark: mini-VTAB</h1>");
         sb.Append($"<p class=note>{Esc(MarkdownLine(Markdown().Split('\n')[0]))}</p>");
-        sb.Append("<h2>Accuracy vs trainable parameters</h2>").Append(ScatterSvg());
+        sb.Append("<h2>Accuracy vs trainable parameters</h2><p class=note>Red: the Pareto front (no method is more accurate with as few trainable parameters). Whiskers: 95 % bootstrap interval.</p>").Append(ScatterSvg());
         sb.Append("<h2>Per-group accuracy</h2>").Append(GroupBarsSvg());
         sb.Append("<h2>Performance–parameter trade-off (PPT)</h2>").Append(BarsSvg(Summaries.Where(s => s.Ppt != null).OrderByDescending(s => s.Ppt).Select(s => (s.Method, s.Ppt!.Value)).ToList(), "PPT", 1.0));
-        sb.Append("<h2>Summary per method</h2>").Append(MarkdownTableToHtml(Markdown().Split('\n').Skip(2).TakeWhile(l => l.StartsWith('|')).ToList()));
+        var markdown = Markdown().Split('\n');
+        sb.Append("<h2>Summary per method</h2>").Append(MarkdownTableToHtml(markdown.Skip(2).TakeWhile(l => l.StartsWith('|')).ToList()));
+        sb.Append($"<p class=note>{Esc(MarkdownLine(markdown.First(l => l.StartsWith("Tiers", StringComparison.Ordinal))))}</p>");
+        sb.Append("<h2>Per-task accuracy</h2><p class=note>Test top-1 %; the colour runs from the worst (white) to the best (green) method on each task.</p>").Append(Heatmap());
+        sb.Append("<h2>Agreement with the unifying study</h2><p class=note>Mean of group means and rank among the methods both have; the study's are VTAB-1K with ViT-B/16.</p>").Append(AgreementTable());
+        sb.Append("<h2>Configuration chosen on val200</h2>").Append(MarkdownTableToHtml(markdown.SkipWhile(l => !l.StartsWith("Configuration chosen", StringComparison.Ordinal)).Skip(2).TakeWhile(l => l.StartsWith('|')).ToList()));
         sb.Append("<h2>Is the default backbone pretrained?</h2><p class=note>Linear probe (tuned the same way) on the shipped backbone vs a random-init backbone of the same shape.</p>");
         var evidence = PretrainingEvidence();
         sb.Append(PairBarsSvg(evidence));
@@ -228,12 +275,69 @@ public sealed class BenchReport
             sb.Append($"<line x1={left} y1={Py(y):F0} x2={w - right} y2={Py(y):F0} stroke='#eee'/><text x={left - 5} y={Py(y) + 4:F0} text-anchor=end>{y:F0}</text>");
         sb.Append($"<text x={w / 2} y={h - 10} text-anchor=middle>trainable parameters (log scale; the head excluded)</text>");
         sb.Append($"<text x=14 y={h / 2} transform='rotate(-90 14 {h / 2})' text-anchor=middle>mean of group means, test top-1 %</text>");
+        var front = ParetoFront(points);
+        sb.Append($"<polyline fill=none stroke='#cc0000' stroke-width=1.5 points='{string.Join(" ", front.Select(p => string.Create(Inv, $"{Px(X(p.TrainableParams)):F1},{Py(p.MeanOfGroups!.Value):F1}")))}'/>");
         foreach (var p in points)
         {
             double x = Px(X(p.TrainableParams)), y = Py(p.MeanOfGroups!.Value);
-            sb.Append(string.Create(Inv, $"<circle cx={x:F1} cy={y:F1} r=4 fill='#3465a4'><title>{Esc(p.Method)}: {p.MeanOfGroups:F2}% with {p.TrainableParams:N0} parameters</title></circle><text x={x + 6:F1} y={y - 4:F1}>{Esc(p.Method)}</text>"));
+            if (p.Comparison is MethodComparison c)
+                sb.Append(string.Create(Inv, $"<line x1={x:F1} x2={x:F1} y1={Py(Math.Max(c.Low, ymin)):F1} y2={Py(Math.Min(c.High, ymax)):F1} stroke='#999'/>"));
+            string colour = front.Contains(p) ? "#cc0000" : "#3465a4";
+            sb.Append(string.Create(Inv, $"<circle cx={x:F1} cy={y:F1} r=4 fill='{colour}'><title>{Esc(p.Method)}: {p.MeanOfGroups:F2}% with {p.TrainableParams:N0} parameters</title></circle><text x={x + 6:F1} y={y - 4:F1}>{Esc(p.Method)}</text>"));
         }
         return sb.Append("</svg>").ToString();
+    }
+
+    /// <summary>The methods no other method beats with at most as many trainable parameters, fewest parameters first.</summary>
+    public static IReadOnlyList<MethodSummary> ParetoFront(IEnumerable<MethodSummary> methods)
+    {
+        var front = new List<MethodSummary>();
+        foreach (var m in methods.Where(m => m.MeanOfGroups != null).OrderBy(m => m.TrainableParams).ThenByDescending(m => m.MeanOfGroups))
+            if (front.Count == 0 || m.MeanOfGroups > front[^1].MeanOfGroups) front.Add(m);
+        return front;
+    }
+
+    string Heatmap()
+    {
+        var sb = new StringBuilder("<table><tr><th>method</th>");
+        foreach (var t in TaskNames) sb.Append($"<th>{Esc(t)}</th>");
+        sb.Append("</tr>");
+        var range = TaskNames.ToDictionary(t => t, t =>
+        {
+            var v = Pretrained.Where(c => c.Task == t && c.TestTop1 != null).Select(c => c.TestTop1!.Value).ToList();
+            return v.Count == 0 ? (0.0, 1.0) : (v.Min(), v.Max());
+        });
+        foreach (var s in Ranked)
+        {
+            sb.Append($"<tr><td>{Esc(s.Method)}</td>");
+            foreach (var t in TaskNames)
+            {
+                if (CellOf(t, s.Method)?.TestTop1 is not double v) { sb.Append("<td class=bad>–</td>"); continue; }
+                var (lo, hi) = range[t];
+                double f = hi > lo ? (v - lo) / (hi - lo) : 1;
+                int r = (int)(255 - 160 * f), g = (int)(255 - 60 * f), b = (int)(255 - 160 * f);
+                sb.Append(string.Create(Inv, $"<td style='background:rgb({r},{g},{b})'>{v:F1}</td>"));
+            }
+            sb.Append("</tr>");
+        }
+        return sb.Append("</table>").ToString();
+    }
+
+    string AgreementTable()
+    {
+        var shared = Summaries.Where(s => s.MeanOfGroups != null && PublishedResults.UnifyingStudy.ContainsKey(s.Method)).ToList();
+        if (shared.Count == 0) return "<p>no method shared with the study</p>";
+        var ours = Ranks(shared.Select(s => s.MeanOfGroups!.Value).ToList());
+        var theirs = Ranks(shared.Select(s => PublishedResults.UnifyingStudy[s.Method].MeanOfGroups).ToList());
+        double bestOurs = shared.Max(s => s.MeanOfGroups!.Value), bestTheirs = shared.Max(s => PublishedResults.UnifyingStudy[s.Method].MeanOfGroups);
+        var sb = new StringBuilder("<table><tr><th>method</th><th>ours</th><th>our rank</th><th>below our best</th><th>study</th><th>study rank</th><th>below the study's best</th></tr>");
+        foreach (int i in Enumerable.Range(0, shared.Count).OrderBy(i => ours[i]))
+        {
+            var s = shared[i];
+            double study = PublishedResults.UnifyingStudy[s.Method].MeanOfGroups;
+            sb.Append(string.Create(Inv, $"<tr><td>{Esc(s.Method)}</td><td>{s.MeanOfGroups:F2}</td><td>{ours[i]:G}</td><td>{bestOurs - s.MeanOfGroups:F2}</td><td>{study:F2}</td><td>{theirs[i]:G}</td><td>{bestTheirs - study:F2}</td></tr>"));
+        }
+        return sb.Append("</table>").ToString();
     }
 
     string GroupBarsSvg()

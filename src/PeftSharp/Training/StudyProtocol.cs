@@ -25,6 +25,11 @@ public sealed record TuneSpec
     public TrainOptions Train { get; init; } = new();
     /// <summary>The search uses the first seed; the chosen configuration is retrained once per seed.</summary>
     public IReadOnlyList<int> Seeds { get; init; } = new[] { 42 };
+    /// <summary>A shrunken protocol for tight time budgets: search on the first <see cref="TrainImages"/> of train800,
+    /// select on the first <see cref="ValImages"/> of val200, retrain on both together (null: the whole splits).
+    /// Run records name the splits so ("train800[:240]"), so shrunken and full runs never share a key.</summary>
+    public int? TrainImages { get; init; }
+    public int? ValImages { get; init; }
 
     /// <summary>The study's grid for a method: every hyperparameter's grid (methods.md), unless fixed by --set.</summary>
     public static Dictionary<string, string[]> StudyGrid(string methodSpec, IReadOnlyDictionary<string, string> fixedSettings)
@@ -107,7 +112,7 @@ public sealed class StudyProtocol
     public static DataLoader Loader(ImageDataset data, int size, TrainOptions train, bool shuffle) =>
         new(data, new DataLoaderOptions
         {
-            ImageSize = size, BatchSize = train.BatchSize, Shuffle = shuffle, Seed = train.Seed,
+            ImageSize = size, BatchSize = shuffle ? train.BatchSize : train.EvalBatchSize ?? train.BatchSize, Shuffle = shuffle, Seed = train.Seed,
             Normalization = Normalization.FromName(train.Normalization),
             Augmentation = shuffle && train.Augment ? Augmentation.ManyShot : null,
         });
@@ -133,7 +138,30 @@ public sealed class StudyProtocol
             ["model"] = spec.Backbone.ModelJson, ["training"] = TrainingJson(spec.Train), ["epochs"] = spec.Train.Epochs,
             ["batch"] = spec.Train.BatchSize, ["seed"] = spec.Seeds[0],
         };
+        if (spec.TrainImages != null || spec.ValImages != null)
+        {
+            o["train_images"] = spec.TrainImages;
+            o["val_images"] = spec.ValImages;
+        }
         var hash = SHA256.HashData(Encoding.UTF8.GetBytes(o.ToJsonString()));
         return $"{task.Name}/{spec.Method}/{Convert.ToHexStringLower(hash)[..12]}";
+    }
+}
+
+/// <summary>The datasets and names of the protocol's three training/selection splits: VTAB-1K's own, or their
+/// shrunken prefixes (<see cref="TuneSpec.TrainImages"/>).</summary>
+public sealed record ProtocolSplits(ImageDataset SearchTrain, string SearchTrainName, ImageDataset SearchVal, string SearchValName,
+                                    ImageDataset FinalTrain, string FinalTrainName)
+{
+    public static ProtocolSplits Of(VtabTask task, int? trainImages, int? valImages)
+    {
+        if (trainImages == null && valImages == null)
+            return new(task.Train800, "train800", task.Val200, "val200", task.Train800Val200, "train800val200");
+        if (trainImages == null || valImages == null)
+            throw new PeftSharpException("a shrunken protocol needs both the number of training and of validation images");
+        var train = DatasetView.Prefix(task.Train800, trainImages.Value);
+        var val = DatasetView.Prefix(task.Val200, valImages.Value);
+        string trainName = $"train800[:{trainImages}]", valName = $"val200[:{valImages}]";
+        return new(train, trainName, val, valName, DatasetView.Concat(train, val), $"{trainName}+{valName}");
     }
 }

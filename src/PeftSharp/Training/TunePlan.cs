@@ -19,6 +19,7 @@ public sealed class TunePlan
         Points = spec.Points();
         foreach (var (_, _, settings) in Points) TunerRegistry.ResolveHypers(spec.Method, settings);   // fail fast on a bad grid
         ImageSize = spec.Backbone.ImageSize();
+        Splits = ProtocolSplits.Of(task, spec.TrainImages, spec.ValImages);
         SweepId = StudyProtocol.SweepId(spec, task);
         Checkpoint = spec.Backbone.CheckpointIdentity();
     }
@@ -29,6 +30,8 @@ public sealed class TunePlan
     public VtabTask Task { get; }
     public IReadOnlyList<(double Lr, double Wd, Dictionary<string, string> Settings)> Points { get; }
     public int ImageSize { get; }
+    /// <summary>The search and retraining splits: VTAB-1K's own, or their shrunken prefixes.</summary>
+    public ProtocolSplits Splits { get; }
     public string SweepId { get; }
     /// <summary>The backbone's identity ("file sha256:…"), hashed once for the whole sweep.</summary>
     public string Checkpoint { get; }
@@ -39,8 +42,8 @@ public sealed class TunePlan
     /// <summary>The search trains every point with the first seed.</summary>
     public int SearchSeed => Spec.Seeds[0];
 
-    public static string TrainSplit(RunStage stage) => stage == RunStage.Search ? "train800" : "train800val200";
-    public static string EvalSplit(RunStage stage) => stage == RunStage.Search ? "val200" : "test";
+    string TrainSplit(RunStage stage) => stage == RunStage.Search ? Splits.SearchTrainName : Splits.FinalTrainName;
+    string EvalSplit(RunStage stage) => stage == RunStage.Search ? Splits.SearchValName : "test";
 
     public RunSpec RunSpec(RunStage stage, int point, int seed)
     {
@@ -63,9 +66,9 @@ public sealed class TunePlan
     }
 
     /// <summary>The (train, eval) loaders of a stage; one pair serves every run of that stage.</summary>
-    public (DataLoader Train, DataLoader Eval) Loaders(RunStage stage) =>
-        (StudyProtocol.Loader(Task.Split(TrainSplit(stage)), ImageSize, Spec.Train, shuffle: true),
-         StudyProtocol.Loader(Task.Split(EvalSplit(stage)), ImageSize, Spec.Train, shuffle: false));
+    public (DataLoader Train, DataLoader Eval) Loaders(RunStage stage) => stage == RunStage.Search
+        ? (StudyProtocol.Loader(Splits.SearchTrain, ImageSize, Spec.Train, shuffle: true), StudyProtocol.Loader(Splits.SearchVal, ImageSize, Spec.Train, shuffle: false))
+        : (StudyProtocol.Loader(Splits.FinalTrain, ImageSize, Spec.Train, shuffle: true), StudyProtocol.Loader(Task.Test, ImageSize, Spec.Train, shuffle: false));
 
     public string Label(RunStage stage, int point, int seed) => stage == RunStage.Search
         ? $"{Task.Name} {Spec.Method} search {point + 1}/{Points.Count}"

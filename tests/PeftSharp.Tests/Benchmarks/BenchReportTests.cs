@@ -25,19 +25,35 @@ public class BenchReportTests
     }
 
     [Fact]
-    public void The_default_profile_runs_every_method_on_every_task_and_says_its_grid_was_cut()
+    public void The_default_profile_tunes_every_study_method_on_two_tasks_per_group_and_says_what_it_cut()
     {
         var d = BenchProfile.Default;
-        Assert.Equal(MiniVtab.Tasks.Select(t => t.Name), d.Tasks);
-        Assert.Equal(PeftSharp.Tuners.TunerRegistry.All.Select(m => m.Id), d.Methods);
-        Assert.Equal(new[] { 1e-3 }, d.LrsFor("full"));
-        Assert.Equal(d.Lrs, d.LrsFor("lora"));
-        Assert.Contains("no val200 search", d.GridDescription());
-        Assert.Contains("(full: {0.001})", d.GridDescription());
-        Assert.Contains("val200 selection", BenchProfile.Full.GridDescription());
-        Assert.False(d.SearchesOnVal200);
-        Assert.True(BenchProfile.Full.SearchesOnVal200);
-        Assert.True((d with { MethodLrs = new Dictionary<string, IReadOnlyList<double>> { ["lora"] = new[] { 1e-3, 1e-2 } } }).SearchesOnVal200);
+        Assert.Equal(6, d.Tasks.Count);
+        Assert.All(new[] { TaskGroup.Natural, TaskGroup.Specialized, TaskGroup.Structured },
+                   g => Assert.Equal(2, d.Tasks.Count(t => MiniVtab.Task(t).Group == g)));
+        Assert.Equal(PeftSharp.Tuners.TunerRegistry.StudyMethods, d.Methods);
+        Assert.True(d.SearchesOnVal200);
+        // Every method searches at least two lrs; a method with a capacity knob also two of its values.
+        Assert.All(d.Methods, m => Assert.True(d.LrsFor(m).Count >= 2, m));
+        Assert.Equal(4, d.SearchPoints("lora"));
+        Assert.Equal(new[] { "1", "8" }, d.GridFor("lora")["rank"]);
+        Assert.Equal(2, d.SearchPoints("bitfit"));
+        Assert.Equal(new[] { 3e-4, 1e-3 }, d.LrsFor("full"));
+        Assert.Contains("search on the first 160 of train800, select on the first 40 of val200", d.Description());
+        Assert.Contains("(full: {0.0003, 0.001})", d.Description());
+        Assert.Contains("lora rank {1, 8}", d.Description());
+        Assert.Contains("lr ∈ {0.001, 0.01} × wd ∈ {0.0001, 0.001} × the study's method grids", BenchProfile.Full.GridDescription());
+        var single = d with { Lrs = new[] { 1e-2 }, MethodLrs = new Dictionary<string, IReadOnlyList<double>>(), MethodGrids = new Dictionary<string, IReadOnlyDictionary<string, string[]>>() };
+        Assert.False(single.SearchesOnVal200);
+        Assert.Contains("nothing to select", single.Description());
+    }
+
+    [Fact]
+    public void Bad_profile_values_are_named()
+    {
+        Assert.Contains("unknown bench profile 'x'", Assert.Throws<PeftSharpException>(() => BenchProfile.Get("x")).Message);
+        Assert.Contains("--seeds", Assert.Throws<PeftSharpException>(() => (BenchProfile.Quick with { Seeds = 0 }).Validate()).Message);
+        Assert.Contains("nope", Assert.Throws<PeftSharpException>(() => (BenchProfile.Quick with { Methods = new[] { "nope" } }).Validate()).Message);
     }
 
     static BenchOutcome Outcome()
@@ -51,7 +67,12 @@ public class BenchReportTests
         foreach (var (task, group) in tasks)
         {
             foreach (var (method, (acc, p)) in methods)
-                cells.Add(new BenchCell(task, group, method, SuiteBenchmark.PretrainedBackbone, acc + (task == "d" ? 10 : 0), acc, p, 3, null, null));
+            {
+                double top1 = acc + (task == "d" ? 10 : 0);
+                var correct = Enumerable.Range(0, 100).Select(i => i < top1).ToArray();
+                cells.Add(new BenchCell(task, group, method, SuiteBenchmark.PretrainedBackbone, top1, acc, p, 3, null, null)
+                          { TestCorrect = new[] { correct }, Configuration = $"lr 0.01 ({method})" });
+            }
             cells.Add(new BenchCell(task, group, "linear", SuiteBenchmark.RandomBackbone, 20, 20, 0, 1, null, null));
         }
         var profile = BenchProfile.Quick with { Methods = methods.Keys.ToList(), Tasks = tasks.Select(t => t.Item1).ToList() };
@@ -80,13 +101,34 @@ public class BenchReportTests
         Assert.Contains(claims, c => c.StartsWith("PEFT beats full fine-tuning: 3 of 3"));
         Assert.Contains(claims, c => c.Contains("Spearman"));
         Assert.Contains(claims, c => c.StartsWith("The default backbone is pretrained: its linear probe beats a random-init backbone's on 4 of 4 tasks (margin +30.0 to +40.0 points)."));
-        Assert.Contains(claims, c => c.StartsWith("Once tuned") && c.Contains("(best lora, worst vpt-deep;") && c.Contains("nothing was tuned"));
+        Assert.Contains(claims, c => c.StartsWith("Once tuned") && c.Contains("(best lora, worst vpt-deep;") && !c.Contains("nothing was tuned"));
+        Assert.Contains(claims, c => c.StartsWith("Every tuned PEFT method is within 8 points of LoRA") && c.Contains("largest gap 5.00 (vpt-deep)"));
 
         // A task where the random-init probe wins is named with both numbers.
         var outcome = Outcome();
         var cells = outcome.Cells.Select(c => c.Task == "b" && c.Backbone == SuiteBenchmark.RandomBackbone ? c with { TestTop1 = 55 } : c).ToList();
         var losing = new BenchReport(outcome with { Cells = cells }).Claims();
         Assert.Contains(losing, c => c.Contains("on 3 of 4 tasks") && c.EndsWith("it loses on b (50.0 vs 55.0)."));
+    }
+
+    [Fact]
+    public void Methods_are_ranked_with_intervals_tiers_and_their_chosen_configurations()
+    {
+        var report = new BenchReport(Outcome());
+        var lora = report.Summaries.Single(s => s.Method == "lora").Comparison!;
+        Assert.Equal(1, lora.Tier);
+        Assert.True(lora.Low <= lora.Score && lora.Score <= lora.High);
+        // ssf is right on a subset of lora's images, two fewer of every hundred: paired, that is significant.
+        Assert.True(report.Summaries.Single(s => s.Method == "ssf").Comparison!.DiffersFromBest);
+        string md = report.Markdown();
+        Assert.Contains("| 1 | lora |", md);
+        Assert.Contains("| tier | method |", md);
+        Assert.Contains("lr 0.01 (ssf)", md);
+        Assert.Contains("Machine:", md);
+        Assert.Equal(new[] { "linear", "vpt-deep", "ssf", "lora" }, BenchReport.ParetoFront(report.Summaries).Select(s => s.Method));
+        string html = report.Html();
+        foreach (var section in new[] { "Pareto front", "Per-task accuracy", "Agreement with the unifying study", "Configuration chosen on val200" })
+            Assert.Contains(section, html);
     }
 
     [Fact]

@@ -62,6 +62,47 @@ public class PerfAndBenchCommandTests
     }
 
     [Fact]
+    public void Bench_runs_from_any_folder_on_the_backbone_shipped_next_to_the_tool()
+    {
+        string elsewhere = TestFiles.TempDir("elsewhere");
+        var r = CliRunner.RunIn(elsewhere, "bench", "--quick", "--tasks", "digits", "--methods", "linear", "--epochs", "1", "--quiet");
+        Assert.True(r.ExitCode == 0, r.Stderr + r.Stdout);
+        string summary = File.ReadAllText(Path.Combine(elsewhere, "peftsharp-report", "summary.md"));
+        Assert.Contains("peftsharp-vit-tiny6-p8-32.safetensors", summary);
+        Assert.Contains("search on the first 160 of train800", summary);
+        Assert.True(File.Exists(Path.Combine(elsewhere, "peftsharp-report", "report.html")));
+    }
+
+    [Theory]
+    [InlineData("--profile", "huge", "unknown bench profile 'huge'")]
+    [InlineData("--seeds", "0", "--seeds must be at least 1")]
+    [InlineData("--tasks", "imagenet", "imagenet")]
+    public void Bench_rejects_bad_options_with_one_line(string option, string value, string expected)
+    {
+        var r = CliRunner.Run("bench", option, value, "--out", TestFiles.TempDir());
+        CliRunner.AssertOneLineError(r, expected);
+        Assert.Equal(2, r.ExitCode);
+    }
+
+    [Fact]
+    public void Bench_with_an_unwritable_output_folder_or_a_corrupted_backbone_is_one_clear_line()
+    {
+        string dir = TestFiles.TempDir();
+        string file = Path.Combine(dir, "a-file");
+        File.WriteAllText(file, "not a folder");
+        var unwritable = CliRunner.Run("bench", "--quick", "--out", Path.Combine(file, "report"));
+        CliRunner.AssertOneLineError(unwritable, "cannot write the benchmark's output folder");
+        Assert.Equal(2, unwritable.ExitCode);
+
+        string corrupted = Path.Combine(dir, "corrupted.safetensors");
+        File.WriteAllBytes(corrupted, Enumerable.Range(0, 4096).Select(i => (byte)(i * 37)).ToArray());
+        var bad = CliRunner.Run("bench", "--quick", "--out", Path.Combine(dir, "report"), "--checkpoint", corrupted);
+        CliRunner.AssertOneLineError(bad, corrupted);
+        Assert.Equal(2, bad.ExitCode);
+        Assert.False(Directory.Exists(Path.Combine(dir, "report", "suite")), "nothing was materialised for a bad backbone");
+    }
+
+    [Fact]
     public void Suite_list_names_every_task_with_its_group()
     {
         var r = CliRunner.Run("suite", "list");

@@ -39,7 +39,11 @@ public sealed class WorkQueueTests : IDisposable
     [Fact]
     public void Workers_drain_the_queue_and_the_results_equal_the_single_process_tune()
     {
-        var specs = new[] { Spec("bitfit", [1e-3, 1e-2]), Spec("lora", [1e-3, 1e-2], seeds: [1, 2]), Spec("linear", [1e-2]) };
+        var specs = new[]
+        {
+            Spec("bitfit", [1e-3, 1e-2]), Spec("lora", [1e-3, 1e-2], seeds: [1, 2]), Spec("linear", [1e-2]),
+            Spec("bitfit", [1e-3, 1e-2]) with { TrainImages = 24, ValImages = 8 },   // the shrunken protocol's splits
+        };
         using var db = ResultsDb.Open(DbPath);
         var queue = new WorkQueue(db);
         queue.Plan("p", specs);
@@ -47,8 +51,9 @@ public sealed class WorkQueueTests : IDisposable
         var a = Drain(queue, "p", "worker-a");
         var b = Drain(queue, "p", "worker-b");
 
-        // 2 + 2 search runs, 1 + 2 final runs, and the one-point grid's final run straight away.
-        Assert.Equal(8, a.Finished + b.Finished);
+        // 2 + 2 + 2 search runs, 1 + 2 + 1 final runs, and the one-point grid's final run straight away.
+        Assert.Equal(11, a.Finished + b.Finished);
+        Assert.Contains(db.Runs(), r => r.Spec.TrainSplit == "train800[:24]+val200[:8]");
         Assert.Equal(0, a.Failed + b.Failed);
         Assert.All(queue.Rows(), r => Assert.Equal(QueueStatus.Finished, r.Status));
         Assert.All(queue.Progress(), s => Assert.True(s.Done));

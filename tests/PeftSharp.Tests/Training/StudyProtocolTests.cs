@@ -145,3 +145,45 @@ public class StudyProtocolTests
         catch (SqliteException) { return 0; }
     }
 }
+
+public class ShrunkenProtocolTests
+{
+    [Fact]
+    public void The_shrunken_protocol_searches_on_prefixes_and_retrains_on_both_and_names_them()
+    {
+        string dir = TinyVtab.Create(Path.Combine(TestFiles.TempDir("tiny-shrunk"), "tiny"));
+        var task = PeftSharp.Data.VtabTask.Open(dir);
+        var splits = ProtocolSplits.Of(task, 20, 8);
+        Assert.Equal(("train800[:20]", "val200[:8]", "train800[:20]+val200[:8]"), (splits.SearchTrainName, splits.SearchValName, splits.FinalTrainName));
+        Assert.Equal(20, splits.SearchTrain.Count);
+        Assert.Equal(28, splits.FinalTrain.Count);
+        for (int i = 0; i < 20; i++) Assert.Equal(task.Train800.Label(i), splits.FinalTrain.Label(i));
+        for (int i = 0; i < 8; i++) Assert.Equal(task.Val200.Label(i), splits.FinalTrain.Label(20 + i));
+        Assert.Equal(task.Val200.ReadImage(3).Pixels, splits.FinalTrain.ReadImage(23).Pixels);
+
+        var full = ProtocolSplits.Of(task, null, null);
+        Assert.Equal(("train800", "val200", "train800val200"), (full.SearchTrainName, full.SearchValName, full.FinalTrainName));
+        Assert.Throws<PeftSharpException>(() => ProtocolSplits.Of(task, 20, null));
+        var tooMany = Assert.Throws<PeftSharpException>(() => ProtocolSplits.Of(task, 49, 8));
+        Assert.Contains("first 49 images of 48", tooMany.Message);
+    }
+
+    [Fact]
+    public void A_shrunken_tune_records_its_splits_and_retrains_with_every_seed()
+    {
+        string db = Path.Combine(TestFiles.TempDir(), "results.db");
+        var spec = new TuneSpec
+        {
+            TaskDirectory = TinyVtab.Create(Path.Combine(TestFiles.TempDir("tiny-shrunk2"), "tiny")),
+            Backbone = new BackboneSpec(null, null, TinyVtab.Backbone), Method = "bitfit", Lrs = new[] { 1e-3, 1e-2 },
+            WeightDecays = new[] { 1e-4 }, Train = new TrainOptions { Epochs = 1, WarmupEpochs = 0, BatchSize = 16 },
+            TrainImages = 24, ValImages = 8, Seeds = new[] { 42, 43 },
+        };
+        using var results = ResultsDb.Open(db);
+        var result = new StudyProtocol(new RunExecutor(results, CPU)).Tune(spec);
+        Assert.All(result.Search, r => Assert.Equal(("train800[:24]", "val200[:8]"), (r.Spec.TrainSplit, r.Spec.EvalSplit)));
+        Assert.Equal(new[] { 42, 43 }, result.Final.Select(r => r.Spec.Seed));
+        Assert.All(result.Final, r => Assert.Equal("train800[:24]+val200[:8]", r.Spec.TrainSplit));
+        Assert.All(result.Final, r => Assert.Equal(32, results.Predictions(r.Id).Count));
+    }
+}

@@ -9,7 +9,8 @@ namespace PeftSharp.Tuners.Methods;
 /// <summary>
 /// ConvPass (Jie &amp; Deng 2022): parallel to the attention and to the MLP, fed the LayerNorm output:
 /// Down → QuickGELU → 3×3 conv over the patch grid → QuickGELU → dropout → Up, times s. Tokens that are not patches
-/// (class, registers, prompts) are convolved as 1×1 maps, as ConvPass does for the class token. The conv starts as
+/// (class, registers, prompts) are convolved as 1×1 maps, as ConvPass does for the class token (computed as the
+/// linear map that is). The conv starts as
 /// identity at its centre (or Xavier), Up starts at zero. Parameters per adapter 2Dr + 9r² + 2r + D.
 /// </summary>
 public sealed class ConvPass : TunerMethod
@@ -82,9 +83,12 @@ public sealed class ConvBypass : BlockTuner
         var parts = new List<Tensor>();
         if (start > 0)
         {
-            // Each non-patch token as a 1×1 map: with padding 1 only the kernel centre and the bias touch it.
-            var tokens = down[.., ..start].reshape(b * start, rank, 1, 1);
-            parts.Add(adapter_conv.forward(tokens).reshape(b, start, rank));
+            // Each non-patch token is a 1×1 map (as in ConvPass), and with padding 1 only the kernel centre and the
+            // bias touch it: that is a linear map. It is computed as one, because libtorch's conv2d backward for a 1×1
+            // input with a 3×3 kernel sometimes returns uninitialised memory as the input gradient (measured: 9 of 200
+            // calls non-finite), which made ConvPass diverge or collapse at random.
+            var centre = adapter_conv.weight![.., .., 1, 1];
+            parts.Add(nn.functional.linear(down[.., ..start], centre, adapter_conv.bias));
         }
         parts.Add(patches);
         var mixed = dropout.forward(QuickGelu(cat(parts.ToArray(), 1)));

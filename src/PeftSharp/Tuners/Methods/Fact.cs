@@ -220,8 +220,10 @@ public sealed class FactLinear : ModuleWrapper
         {
             case FactLayerKind.Qkv:
             {
-                var u = f.u.forward(x);
-                delta = cat(Enumerable.Range(0, 3).Select(j => f.v.forward(dropout.forward(u.matmul(Core(j))))).ToArray(), -1);
+                // q, k and v in one pass: u(x) @ [M_q | M_k | M_v], one (elementwise) dropout, v on each d-wide chunk.
+                var cores = cat(new[] { Core(0), Core(1), Core(2) }, 1);
+                var t = dropout.forward(f.u.forward(x).matmul(cores));
+                delta = f.v.forward(SplitLast(t, 3)).flatten(-2);
                 break;
             }
             case FactLayerKind.Proj:
@@ -241,7 +243,8 @@ public sealed class FactLinear : ModuleWrapper
                 break;
             }
         }
-        return y + delta * scale;
+        // In place: the base layer's output is not kept for its backward, and no activation-sized temporary is made.
+        return y.add_(delta, scale);
     }
 
     /// <summary>[..., n] → [..., parts, n / parts].</summary>

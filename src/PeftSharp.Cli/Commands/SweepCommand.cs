@@ -74,8 +74,9 @@ public sealed class SweepCommand : ICommand
         var sweeps = queue.Progress(plan);
         if (sweeps.Count == 0)
         {
-            Console.WriteLine(plan is null ? $"no sweeps queued in {db.Location}" : $"no sweep of plan '{plan}' in {db.Location}");
-            return plan is null ? 0 : 2;
+            if (plan is not null) throw NoSuchPlan(plan, db);
+            Console.WriteLine($"no sweeps queued in {db.Location}");
+            return 0;
         }
         Console.WriteLine($"{"sweep",-48} {"stage",-6} {"pending",7} {"running",7} {"finished",8} {"failed",6}");
         foreach (var sweep in sweeps)
@@ -109,8 +110,7 @@ public sealed class SweepCommand : ICommand
         using (var db = SharedOptions.OpenDb(line))
         {
             line.RejectUnknown(maxPositional: 1);
-            if (job.Plan is not null && new WorkQueue(db).Progress(job.Plan).Count == 0)
-                throw new PeftSharpException($"sweep slurm: no sweep of plan '{job.Plan}' in {db.Location} (run 'peftsharp sweep plan' first)");
+            if (job.Plan is not null && new WorkQueue(db).Progress(job.Plan).Count == 0) throw NoSuchPlan(job.Plan, db);
         }
         Directory.CreateDirectory(job.LogDirectory);
         File.WriteAllText(output, SlurmScript.Render(job));
@@ -120,6 +120,9 @@ public sealed class SweepCommand : ICommand
             : $"submit: sbatch {output}");
         return 0;
     }
+
+    internal static PeftSharpException NoSuchPlan(string plan, IResultsStore db) =>
+        new($"no sweep of plan '{plan}' in {db.Location} (run 'peftsharp sweep plan' first)");
 
     /// <summary>A URL's user:password@ or a connection string's Password=.</summary>
     static bool HasPassword(string dbArgument) =>

@@ -31,10 +31,12 @@ public sealed class WorkerCommand : ICommand
         using var db = SharedOptions.OpenDb(line);
         line.RejectUnknown();
 
+        var queue = new WorkQueue(db);
+        if (plan is not null && queue.Progress(plan).Count == 0) throw SweepCommand.NoSuchPlan(plan, db);
         var options = new WorkerOptions { Plan = plan, MaxRuns = maxRuns, Lease = TimeSpan.FromSeconds(lease), Poll = TimeSpan.FromSeconds(poll) };
         void Log(string text) => Console.WriteLine($"[{DateTime.Now:HH:mm:ss}] worker {options.WorkerId}: {text}");
         Log($"on {db.Location}{(plan is null ? "" : $", plan {plan}")}");
-        var summary = ConsoleObserver.Run(quiet, observer => new SweepWorker(new WorkQueue(db), device, options, observer, Log).Run());
+        var summary = ConsoleObserver.Run(quiet, observer => new SweepWorker(queue, device, options, observer, Log).Run());
         Log($"done: {summary.Claimed} claimed, {summary.Finished} finished, {summary.Failed} failed, {summary.LeasesLost} leases lost");
         return summary.Failed == 0 ? 0 : 1;
     }

@@ -19,5 +19,5 @@ public static class ResultsStores
 
     /// <summary>The argument as it may be shown: a path as given, a database without its password.</summary>
     public static string Describe(string dbArgument) =>
-        IsPostgres(dbArgument) ? PostgresLocation.RedactMessage(PostgresLocation.RedactUrl(dbArgument)) : dbArgument;
+        IsPostgres(dbArgument) ? PostgresLocation.RedactMessage(dbArgument) : dbArgument;
 }

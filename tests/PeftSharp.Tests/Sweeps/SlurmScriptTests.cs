@@ -45,7 +45,7 @@ public sealed class SlurmScriptTests
     }
 
     [Fact]
-    public void Sweep_slurm_writes_the_script_for_a_planned_sweep_and_keeps_the_password_out()
+    public void Sweep_slurm_writes_the_script_for_a_planned_sweep_and_an_unknown_plan_is_one_line()
     {
         string dir = TestFiles.TempDir();
         string db = Path.Combine(dir, "results.db");
@@ -61,6 +61,8 @@ public sealed class SlurmScriptTests
 
         var missing = CliRunner.RunIn(dir, "sweep", "slurm", "--db", db, "--workers", "3", "--sweep", "nope");
         CliRunner.AssertOneLineError(missing, "no sweep of plan 'nope'");
+        CliRunner.AssertOneLineError(CliRunner.RunIn(dir, "worker", "--db", db, "--sweep", "nope"), "no sweep of plan 'nope'");
+        CliRunner.AssertOneLineError(CliRunner.RunIn(dir, "sweep", "status", "--db", db, "--sweep", "nope"), "no sweep of plan 'nope'");
     }
 
     static void AssertValidBash(string script)

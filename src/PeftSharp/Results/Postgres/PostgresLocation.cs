@@ -38,8 +38,7 @@ public sealed partial class PostgresLocation
     public static PostgresLocation Parse(string dbArgument)
     {
         ArgumentException.ThrowIfNullOrWhiteSpace(dbArgument);
-        var location = UrlScheme().IsMatch(dbArgument) ? FromUrl(dbArgument.Trim()) : FromConnectionString(dbArgument);
-        return location;
+        return UrlScheme().IsMatch(dbArgument) ? FromUrl(dbArgument.Trim()) : FromConnectionString(dbArgument);
     }
 
     static PostgresLocation FromUrl(string url)

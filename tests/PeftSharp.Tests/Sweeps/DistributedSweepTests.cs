@@ -9,7 +9,8 @@ using PeftSharp.Tests.Training;
 
 namespace PeftSharp.Tests.Sweeps;
 
-/// <summary>Real worker processes on the test PostgreSQL server: many at once, one of them killed mid-run.</summary>
+/// <summary>Real worker processes on one database: four on the test PostgreSQL server, one of them killed mid-run;
+/// two on a SQLite file.</summary>
 public sealed class DistributedSweepTests : IDisposable
 {
     const string Plan = "kill-test";
@@ -64,10 +65,7 @@ public sealed class DistributedSweepTests : IDisposable
     {
         string db = server.Value.Url;
         // 4 methods × 5 lrs × 2 wds = 40 search runs, then one final run per method: 44 tiny runs.
-        var plan = CliRunner.RunIn(dir, "sweep", "plan", "--db", db, "--name", Plan, "--data", SweepTestKit.Task,
-            "--method", "bitfit,linear,layernorm,lora", "--grid", "none", "--lrs", "1e-3,3e-3,1e-2,3e-2,1e-1", "--wds", "1e-4,1e-3",
-            "--checkpoint", TinyVtab.Backbone, "--epochs", "1", "--warmup", "0", "--batch-size", "16");
-        Assert.True(plan.ExitCode == 0, plan.Stderr + plan.Stdout);
+        var plan = PlanSweep(db, "bitfit,linear,layernorm,lora", "1e-3,3e-3,1e-2,3e-2,1e-1", "1e-4,1e-3");
         Assert.Contains("40 run(s) queued", plan.Stdout);
 
         var clock = Stopwatch.StartNew();
@@ -105,6 +103,35 @@ public sealed class DistributedSweepTests : IDisposable
         Assert.All(workers, w => Assert.DoesNotContain(password, w.Output));
         Assert.DoesNotContain(password, RunExport.ToJson(runs));
         Assert.DoesNotContain(password, plan.Stdout + plan.Stderr);
+    }
+
+    [Fact]
+    public void Two_workers_share_a_sqlite_file_and_run_each_run_once()
+    {
+        string db = Path.Combine(dir, "results.db");
+        PlanSweep(db, "bitfit,linear", "1e-3,1e-2,1e-1", "1e-4");   // 6 search runs, 2 final runs
+        for (int i = 0; i < 2; i++) workers.Add(new Worker(dir, db));
+        foreach (var w in workers)
+        {
+            Assert.True(w.Process.WaitForExit(TimeSpan.FromMinutes(3)), $"worker {w.Id} did not finish:\n{w.Output}");
+            Assert.True(w.Process.ExitCode == 0, $"worker {w.Id} exited {w.Process.ExitCode}:\n{w.Output}");
+        }
+        using var store = ResultsDb.Open(db);
+        var rows = new WorkQueue(store).Rows(Plan);
+        Assert.Equal(8, rows.Count);
+        Assert.All(rows, r => Assert.Equal((QueueStatus.Finished, 1), (r.Status, r.Item.Attempts)));
+        Assert.Equal(8, store.Runs(new RunFilter(Status: RunStatus.Finished)).Count);
+        // Each run was claimed by exactly one of the two workers.
+        int claims = workers.Sum(w => w.Lines.Count(l => l.Contains(" claimed ")));
+        Assert.Equal(8, claims);
+    }
+
+    CliRunner.Result PlanSweep(string db, string methods, string lrs, string wds)
+    {
+        var plan = CliRunner.RunIn(dir, "sweep", "plan", "--db", db, "--name", Plan, "--data", SweepTestKit.Task, "--method", methods,
+            "--grid", "none", "--lrs", lrs, "--wds", wds, "--checkpoint", TinyVtab.Backbone, "--epochs", "1", "--warmup", "0", "--batch-size", "16");
+        Assert.True(plan.ExitCode == 0, plan.Stderr + plan.Stdout);
+        return plan;
     }
 
     /// <summary>SIGKILLs a worker right after it started training its third run, and returns it with the queue row it

@@ -31,17 +31,19 @@ public interface IRunObserver
 /// </summary>
 public sealed class RunExecutor
 {
-    readonly ResultsDb db;
+    readonly IResultsStore db;
     readonly Device device;
     readonly string checkpointRoot;
     readonly IRunObserver? observer;
 
-    public RunExecutor(ResultsDb db, Device device, IRunObserver? observer = null, string? checkpointRoot = null)
+    public RunExecutor(IResultsStore db, Device device, IRunObserver? observer = null, string? checkpointRoot = null)
     {
         this.db = db;
         this.device = device;
         this.observer = observer;
-        this.checkpointRoot = checkpointRoot ?? Path.Combine(Path.GetDirectoryName(Path.GetFullPath(db.FilePath))!, "peftsharp-checkpoints");
+        // Beside a SQLite file; for a database server, under the working directory (on a cluster, put it on a shared
+        // file system so a reclaimed run resumes where its dead worker stopped).
+        this.checkpointRoot = checkpointRoot ?? Path.Combine(db.LocalFolder ?? Environment.CurrentDirectory, "peftsharp-checkpoints");
     }
 
     /// <summary>Where per-run epoch checkpoints live (one folder per run key, deleted when the run finishes).</summary>

@@ -151,7 +151,7 @@ public sealed class BenchReport
     {
         var sb = new StringBuilder();
         var p = outcome.Profile;
-        sb.AppendLine($"Profile `{p.Name}`: {TaskNames.Count} tasks × {p.Methods.Count} methods; {p.Description()}. Backbone `{outcome.Checkpoint}`, {outcome.Device}, {outcome.Seconds / 60:F1} min end to end. Machine: {outcome.Machine}.");
+        sb.AppendLine($"Profile `{p.Name}`: {TaskNames.Count} tasks × {p.Methods.Count} methods; {p.Description()}. Backbone `{outcome.Checkpoint}`, {outcome.Device}, {outcome.Seconds / 60:F1} min end to end (runs found finished in the database are reused, not retrained; the training time of all its runs is {outcome.Cells.Sum(c => c.TrainSeconds) / 60:F1} min). Machine: {outcome.Machine}.");
         sb.AppendLine();
         sb.AppendLine("| tier | method | natural | specialized | structured | mean of groups (95 % CI) | vs best | mean of tasks | trainable params | PPT | train s | study mean of groups |");
         sb.AppendLine("|---|---|---|---|---|---|---|---|---|---|---|---|");

@@ -14,11 +14,13 @@ public sealed class PerfCommand : ICommand
     public string Usage => """
         peftsharp perf [--model PRESET | --config JSON] [--methods linear,full,lora,...] [--batch 64] [--steps 6]
                        [--warmup 2] [--threads N] [--device cpu|cuda] [--json] [--in-process] [--profile]
+                       [--set key=value ...]
           Default shape: ViT-Tiny (192 wide, 12 blocks, 3 heads) at 32 px with 4-px patches, batch 64, 10 classes.
           Ratios (method vs full fine-tuning, merged vs bare backbone) are the figures to compare across machines.
           Each method runs in a fresh child process (its own peak RSS, no allocator state carried over) unless
           --in-process is given. --profile also times the phases of a training step (zero_grad, forward,
-          backward, optimizer, freeing the step's tensors) and reports their medians.
+          backward, optimizer, freeing the step's tensors) and reports their medians. --set applies a
+          hyperparameter to each method that has it (dropout=0 matches a peer LoRA without dropout).
         """;
 
     public int Run(CommandLine line)
@@ -32,6 +34,7 @@ public sealed class PerfCommand : ICommand
         {
             Model = model, Methods = methods, Batch = line.Int("batch", 64), Steps = line.Int("steps", 6),
             WarmupSteps = line.Int("warmup", 2), Device = Devices.Parse(line.Get("device")),
+            Settings = SharedOptions.Settings(line),
         };
         int threads = line.Int("threads", Environment.ProcessorCount);
         bool json = line.Flag("json");
@@ -40,6 +43,9 @@ public sealed class PerfCommand : ICommand
         var childArgs = new List<string> { "--batch", options.Batch.ToString(), "--steps", options.Steps.ToString(), "--warmup",
                                            options.WarmupSteps.ToString(), "--threads", threads.ToString(), "--json", "--in-process", "--no-baseline" };
         if (options.Profile) childArgs.Add("--profile");
+        foreach (var key in options.Settings.Keys)
+            if (!methods.Any(m => options.SettingsFor(m).ContainsKey(key)))
+                throw new PeftSharpException($"--set {key} is a hyperparameter of none of the measured methods ({string.Join(", ", methods)})");
         foreach (var key in new[] { "model", "config", "device" })
             if (line.Get(key) is string value) childArgs.AddRange(new[] { "--" + key, value });
         line.RejectUnknown();
@@ -48,7 +54,7 @@ public sealed class PerfCommand : ICommand
         TorchSharp.torch.set_num_threads(threads);
 
         var report = PerfBenchmark.Run(options, json ? null : new Progress<string>(Console.WriteLine),
-                                       inProcess ? null : method => MeasureInChild(method, childArgs));
+                                       inProcess ? null : method => MeasureInChild(method, childArgs.Concat(SetArguments(options.SettingsFor(method))).ToList()));
         if (json)
         {
             Console.WriteLine(report.ToJson().ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
@@ -75,6 +81,9 @@ public sealed class PerfCommand : ICommand
         Console.WriteLine($"bare backbone inference {report.BareInferImagesPerSecond:F1} img/s; sgemm {report.SgemmGflops:F1} GFLOP/s; {report.Threads} threads");
         return 0;
     }
+
+    static IEnumerable<string> SetArguments(IReadOnlyDictionary<string, string> settings) =>
+        settings.SelectMany(kv => new[] { "--set", $"{kv.Key}={kv.Value}" });
 
     /// <summary>Runs `perf --methods METHOD --json --in-process` as a child of this same program and reads its entry.</summary>
     static MethodPerf MeasureInChild(string method, IReadOnlyList<string> args)

@@ -21,6 +21,19 @@ public sealed record PerfOptions
     public bool Baseline { get; init; } = true;
     /// <summary>Also time the phases of a training step (<see cref="StepProfile"/>).</summary>
     public bool Profile { get; init; }
+    /// <summary>Hyperparameters (--set) applied to each measured method that has them, e.g. dropout=0 to match a
+    /// peer implementation without LoRA dropout.</summary>
+    public IReadOnlyDictionary<string, string> Settings { get; init; } = new Dictionary<string, string>();
+
+    /// <summary>The settings that apply to <paramref name="method"/> (a composition takes "id.name" keys too).</summary>
+    public Dictionary<string, string> SettingsFor(string method)
+    {
+        var parts = TunerRegistry.Parse(method);
+        bool Applies(string key) => key.Split('.', 2) is [var id, var name]
+            ? parts.Any(m => m.Id == id && m.Hypers.Any(h => h.Name == name))
+            : parts.Any(m => m.Hypers.Any(h => h.Name == key));
+        return Settings.Where(kv => Applies(kv.Key)).ToDictionary(kv => kv.Key, kv => kv.Value);
+    }
 }
 
 /// <summary>Where a training step's time goes: the median milliseconds of each phase over the timed steps. The CPU
@@ -136,7 +149,7 @@ public static class PerfBenchmark
         GC.Collect();
         ResetPeakRss();
         using var model = NewModel(o);
-        var peft = PeftModel.Create(model, method);
+        var peft = PeftModel.Create(model, method, o.SettingsFor(method));
         var parameters = peft.TrainableParameters().Select(p => p.Parameter).ToList();
         var optimizer = optim.AdamW(parameters, lr: 1e-4);
         var trainer = new Trainer(peft, new TrainOptions { DropPath = 0 }, o.Device);

@@ -41,7 +41,8 @@ public sealed class StudyCommand : ICommand
         var output = ConsoleObserver.Run(quiet, observer =>
         {
             // With --json stdout carries the JSON document alone, so run progress is not shown.
-            using var context = new StudyContext(options, device, json ? null : observer);
+            using var context = new StudyContext(options, device, json ? null : observer,
+                                                 message => (json ? Console.Error : Console.Out).WriteLine($"[{DateTime.Now:HH:mm:ss}] {message}"));
             return study.Run(context, profile, overrides);
         });
         var (html, file) = output.Write(options.OutDir);

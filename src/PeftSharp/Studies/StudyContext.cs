@@ -32,14 +32,16 @@ public sealed record StudyRun(string Task, string Method, RunRecord? Run, string
 public sealed class StudyContext : IDisposable
 {
     readonly Dictionary<string, MaterializedTask> tasks = new();
+    readonly Action<string>? log;
 
-    public StudyContext(StudyOptions options, torch.Device device, IRunObserver? observer = null)
+    public StudyContext(StudyOptions options, torch.Device device, IRunObserver? observer = null, Action<string>? log = null)
     {
         if (!File.Exists(options.Checkpoint))
             throw new PeftSharpException($"{options.Checkpoint}: backbone checkpoint not found (run 'peftsharp pretrain' or pass --checkpoint)");
         if (!options.TrainMissing && !File.Exists(options.DatabasePath))
             throw new PeftSharpException($"{options.DatabasePath}: results database not found, and training missing runs is off");
         Options = options;
+        this.log = log;
         SuiteBenchmark.CreateWritable(options.OutDir, "the study's output folder");
         Db = ResultsDb.Open(options.DatabasePath);
         Device = device;
@@ -55,6 +57,9 @@ public sealed class StudyContext : IDisposable
     public BackboneSpec Backbone { get; }
     /// <summary>The input normalisation the backbone was pretrained with (its checkpoint says), used for every run.</summary>
     public string Normalization { get; }
+
+    /// <summary>Reports a step that is not a run (those the observer hears).</summary>
+    public void Log(string message) => log?.Invoke(message);
 
     /// <summary>The task's VTAB-layout folder, materialised under OUT/suite on first use.</summary>
     public MaterializedTask Task(string name)

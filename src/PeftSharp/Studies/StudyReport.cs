@@ -42,7 +42,7 @@ public sealed record StudyOutput(string Name, JsonObject Json, string Html, stri
 /// <summary>The studies the <c>study</c> verb knows, by name.</summary>
 public static class StudyCatalog
 {
-    public static IReadOnlyList<IStudy> All { get; } = new IStudy[] { new EnsembleStudy(), new CapacityStudy() };
+    public static IReadOnlyList<IStudy> All { get; } = new IStudy[] { new EnsembleStudy(), new RobustnessStudy(), new CapacityStudy() };
 
     public static IReadOnlyList<string> Profiles { get; } = new[] { "quick", "default", "full" };
 

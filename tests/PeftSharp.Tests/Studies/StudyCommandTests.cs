@@ -8,14 +8,16 @@ namespace PeftSharp.Tests.Studies;
 /// <summary>The study verb end to end on the tiny fixture backbone (one rendered task, one epoch, seconds per run).</summary>
 public class StudyCommandTests
 {
-    static CliRunner.Result Study(string outDir, params string[] args) =>
-        CliRunner.Run(new[] { "study" }.Concat(args).Concat(new[] { "--quick", "--out", outDir, "--checkpoint", TestFiles.VitCheckpoint, "--tasks", "dsprites-loc", "--epochs", "1" }).ToArray());
+    static CliRunner.Result Study(string outDir, params string[] args) => StudyOn("dsprites-loc", outDir, args);
+
+    static CliRunner.Result StudyOn(string task, string outDir, params string[] args) =>
+        CliRunner.Run(new[] { "study" }.Concat(args).Concat(new[] { "--quick", "--out", outDir, "--checkpoint", TestFiles.VitCheckpoint, "--tasks", task, "--epochs", "1" }).ToArray());
 
     [Fact]
     public void An_unknown_study_or_no_study_is_one_line_naming_the_studies()
     {
         var unknown = CliRunner.Run("study", "no-such-study", "--out", TestFiles.TempDir());
-        CliRunner.AssertOneLineError(unknown, "unknown study 'no-such-study'; expected one of ensembles, capacity");
+        CliRunner.AssertOneLineError(unknown, "unknown study 'no-such-study'; expected one of ensembles, robustness, capacity");
         Assert.Equal(2, unknown.ExitCode);
         var none = CliRunner.Run("study");
         CliRunner.AssertOneLineError(none, "name a study");
@@ -88,5 +90,35 @@ public class StudyCommandTests
         // LoRA on qkv of the fixture (2 blocks, width 64): 2 · r · (64 + 3 · 64) parameters for ranks 1, 8 and 32.
         Assert.Equal(new long[] { 512, 4096, 16384 }, cells.Skip(1).Select(c => c!["trainable_params"]!.GetValue<long>()));
         Assert.Contains("<polyline", File.ReadAllText(Path.Combine(dir, "capacity.html")));
+    }
+
+    [Fact]
+    public void Robustness_scores_every_shift_and_its_wise_sweep_starts_at_the_linear_probe()
+    {
+        string dir = TestFiles.TempDir();
+        var r = StudyOn("digits", dir, "robustness", "--methods", "linear,lora", "--json");
+        Assert.True(r.ExitCode == 0, r.Stderr);
+        var json = JsonNode.Parse(r.Stdout)!;
+        var methods = json["methods"]!.AsArray().ToDictionary(m => m!["method"]!.GetValue<string>());
+        Assert.Equal(new[] { "linear", "lora" }, methods.Keys.Order());
+        var shifts = new[] { "gaussian-noise-3", "invert" };
+        Assert.All(methods.Values, m => Assert.Equal(shifts.Order(), m!["shifted"]!.AsObject().Select(kv => kv.Key).Order()));
+        // Retraining a stored run from its record gives the same model: every test prediction as stored.
+        Assert.All(methods.Values, m => Assert.Equal(100, m!["reproduced"]!.GetValue<double>()));
+        var wise = json["wise"]!.AsArray().Where(p => p!["method"]!.GetValue<string>() == "lora").ToList();
+        Assert.Equal(RobustnessStudy.Profile("quick").Alphas, wise.Select(p => p!["alpha"]!.GetValue<double>()));
+        // α = 0 is the linear probe's model, so its accuracy is the probe's, to the last example.
+        Assert.Equal(methods["linear"]!["in_dist"]!.GetValue<double>(), wise[0]!["in_dist"]!.GetValue<double>());
+        Assert.Equal(methods["linear"]!["shifted_mean"]!.GetValue<double>(), wise[0]!["shifted_mean"]!.GetValue<double>());
+        Assert.True(Directory.Exists(Path.Combine(dir, "suite", "digits@invert")));
+        Assert.Contains("<polyline", File.ReadAllText(Path.Combine(dir, "robustness.html")));
+    }
+
+    [Fact]
+    public void Robustness_on_a_task_without_shifts_is_one_line()
+    {
+        var r = Study(TestFiles.TempDir(), "robustness", "--methods", "linear,lora");
+        CliRunner.AssertOneLineError(r, "robustness: 'dsprites-loc' is not a natural task");
+        Assert.Equal(2, r.ExitCode);
     }
 }

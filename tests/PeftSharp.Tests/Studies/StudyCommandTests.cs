@@ -13,6 +13,18 @@ public class StudyCommandTests
     static CliRunner.Result StudyOn(string task, string outDir, params string[] args) =>
         CliRunner.Run(new[] { "study" }.Concat(args).Concat(new[] { "--quick", "--out", outDir, "--checkpoint", TestFiles.VitCheckpoint, "--tasks", task, "--epochs", "1" }).ToArray());
 
+    /// <summary>Runs a study with --json on <paramref name="task"/>; checks it succeeded and that the printed JSON is
+    /// the one written to DIR/NAME.json next to a DIR/NAME.html with a plot.</summary>
+    static JsonNode StudyJson(string task, string dir, string study, string methods)
+    {
+        var r = StudyOn(task, dir, study, "--methods", methods, "--json");
+        Assert.True(r.ExitCode == 0, r.Stderr);
+        var json = JsonNode.Parse(r.Stdout)!;
+        Assert.Equal(json.ToJsonString(), JsonNode.Parse(File.ReadAllText(Path.Combine(dir, study + ".json")))!.ToJsonString());
+        Assert.Contains("<svg", File.ReadAllText(Path.Combine(dir, study + ".html")));
+        return json;
+    }
+
     [Fact]
     public void An_unknown_study_or_no_study_is_one_line_naming_the_studies()
     {
@@ -37,11 +49,7 @@ public class StudyCommandTests
     public void Ensembles_trains_the_missing_runs_reports_what_the_stored_logits_give_and_reruns_from_the_database()
     {
         string dir = TestFiles.TempDir();
-        var r = Study(dir, "ensembles", "--methods", "linear,bitfit,ssf", "--json");
-        Assert.True(r.ExitCode == 0, r.Stderr);
-        var json = JsonNode.Parse(r.Stdout)!;
-        Assert.Equal(json.ToJsonString(), JsonNode.Parse(File.ReadAllText(Path.Combine(dir, "ensembles.json")))!.ToJsonString());
-        Assert.Contains("<svg", File.ReadAllText(Path.Combine(dir, "ensembles.html")));
+        var json = StudyJson("dsprites-loc", dir, "ensembles", "linear,bitfit,ssf");
         var task = json["tasks"]![0]!;
         Assert.Equal("dsprites-loc", task["task"]!.GetValue<string>());
 
@@ -81,9 +89,7 @@ public class StudyCommandTests
     public void Capacity_reports_one_cell_per_knob_value_with_its_trainable_parameters()
     {
         string dir = TestFiles.TempDir();
-        var r = Study(dir, "capacity", "--methods", "linear,lora", "--json");
-        Assert.True(r.ExitCode == 0, r.Stderr);
-        var cells = JsonNode.Parse(r.Stdout)!["cells"]!.AsArray();
+        var cells = StudyJson("dsprites-loc", dir, "capacity", "linear,lora")["cells"]!.AsArray();
         Assert.Equal(new[] { "linear", "lora", "lora", "lora" }, cells.Select(c => c!["method"]!.GetValue<string>()));
         Assert.All(cells, c => Assert.InRange(c!["top1"]!.GetValue<double>(), 0, 100));
         Assert.Equal(0, cells[0]!["trainable_params"]!.GetValue<long>());
@@ -96,9 +102,7 @@ public class StudyCommandTests
     public void Robustness_scores_every_shift_and_its_wise_sweep_starts_at_the_linear_probe()
     {
         string dir = TestFiles.TempDir();
-        var r = StudyOn("digits", dir, "robustness", "--methods", "linear,lora", "--json");
-        Assert.True(r.ExitCode == 0, r.Stderr);
-        var json = JsonNode.Parse(r.Stdout)!;
+        var json = StudyJson("digits", dir, "robustness", "linear,lora");
         var methods = json["methods"]!.AsArray().ToDictionary(m => m!["method"]!.GetValue<string>());
         Assert.Equal(new[] { "linear", "lora" }, methods.Keys.Order());
         var shifts = new[] { "gaussian-noise-3", "invert" };

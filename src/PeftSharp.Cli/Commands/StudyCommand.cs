@@ -12,7 +12,8 @@ public sealed class StudyCommand : ICommand
     public string Usage => $"""
         peftsharp study NAME [--quick | --full] [--out DIR] [--db FILE] [--checkpoint FILE] [--no-train] [--json]
                         [--tasks a,b,...] [--methods a,b,...] [--epochs N] [--device cpu|cuda] [--quiet]
-          NAME: {string.Join("\n                ", StudyCatalog.All.Select(s => $"{s.Name,-10} {s.Summary}"))}
+          NAME is one of:
+        {string.Join("\n", StudyCatalog.All.Select(s => $"    {s.Name,-11} {s.Summary}"))}
           Reads the runs a study needs from the results database (default DIR/results.db) and trains only the
           missing ones (a killed study resumes; finished runs are never redone); --no-train only reads, and a
           missing run is an error. Writes DIR/NAME.html and DIR/NAME.json (default DIR ./peftsharp-studies) and

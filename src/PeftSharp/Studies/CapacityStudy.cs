@@ -164,7 +164,7 @@ public sealed class CapacityStudy : IStudy
         foreach (var task in protocol.Tasks)
         {
             var series = cells.Where(c => c.Task == task && c.Top1 != null && c.TrainableParams != null).GroupBy(c => c.Method)
-                .Select(g => new ChartSeries(g.Key, g.Select(c => ((double)c.TrainableParams!.Value, c.Top1!.Value)).ToList())).ToList();
+                .Select(g => new ChartSeries(g.Key, g.OrderBy(c => c.TrainableParams).Select(c => ((double)c.TrainableParams!.Value, c.Top1!.Value)).ToList())).ToList();
             sections.Add(Section(task, LineChart(series, "trainable parameters (log scale; the head excluded)", "test top-1 %", logX: true),
                                  "Each point is one knob value; a method without a knob (linear probe, full fine-tuning) is one point."));
         }

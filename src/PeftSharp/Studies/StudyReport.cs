@@ -57,7 +57,7 @@ public static class StudyCatalog
     }
 }
 
-/// <summary>A named line of (x, y) points for <see cref="StudyReport.LineChart"/>.</summary>
+/// <summary>A named line of (x, y) points for <see cref="StudyReport.LineChart"/>, joined in the order given.</summary>
 public sealed record ChartSeries(string Name, IReadOnlyList<(double X, double Y)> Points);
 
 /// <summary>The pieces every study's report is built from: the HTML page, tables, SVG charts, number formats.</summary>
@@ -142,7 +142,7 @@ public static class StudyReport
         for (int i = 0; i < series.Count; i++)
         {
             string colour = Palette[i % Palette.Length];
-            var points = series[i].Points.OrderBy(p => p.X).ToList();
+            var points = series[i].Points;
             sb.Append($"<polyline fill=none stroke='{colour}' stroke-width=1.5 points='{string.Join(" ", points.Select(p => string.Create(Inv, $"{Px(p.X):F1},{Py(p.Y):F1}")))}'/>");
             foreach (var p in points)
                 sb.Append(string.Create(Inv, $"<circle cx={Px(p.X):F1} cy={Py(p.Y):F1} r=3 fill='{colour}'><title>{Esc(series[i].Name)}: {p.Y:F2} at {p.X:G4}</title></circle>"));

@@ -168,7 +168,7 @@ public sealed class EnsembleStudy : IStudy
             .Select(rule => a.Best(size.Size, rule)).Where(e => e != null)
             .Select(e => (IReadOnlyList<string>)new[] { size.Label, RuleName(e!.Rule), string.Join(" + ", e.Members), F(e.Top1), F(e.Top1 - a.BestSingle.Top1, "+0.00;-0.00") }));
         return Section($"{r.Task} ({r.Examples} test examples)",
-            Bars(bars, 100, " %")
+            Bars(bars, 100, "%")
             + "<h3>Exactly one of the pair right (% of test examples)</h3>" + Heatmap(names, (i, j) => Pair(i, j)?.Disagreement)
             + "<h3>Both wrong (%)</h3>" + Heatmap(names, (i, j) => Pair(i, j)?.BothWrong)
             + $"<h3>Shared among the {a.ConfidentK} most confident test examples (shared by all: {a.ConfidentSharedByAll})</h3>" + Heatmap(names, (i, j) => Conf(i, j)?.Shared, "F0")

@@ -152,18 +152,8 @@ public static class StudyReport
     }
 
     /// <summary>Horizontal bars with a value label each; <paramref name="max"/> is the full width's value.</summary>
-    public static string Bars(IReadOnlyList<(string Label, double Value)> bars, double max, string unit)
-    {
-        const int rowH = 18, left = 200, width = 480;
-        var sb = new StringBuilder($"<svg width={left + width + 80} height={bars.Count * rowH + 10} xmlns='http://www.w3.org/2000/svg' font-size='11'>");
-        for (int i = 0; i < bars.Count; i++)
-        {
-            var (label, value) = bars[i];
-            double len = Math.Max(0, value / max * width);
-            sb.Append(string.Create(Inv, $"<text x={left - 6} y={i * rowH + 13} text-anchor=end>{Esc(label)}</text><rect x={left} y={i * rowH + 3} width={len:F1} height=13 fill='{Palette[0]}'/><text x={left + len + 4:F1} y={i * rowH + 13}>{value:F2}{unit}</text>"));
-        }
-        return sb.Append("</svg>").ToString();
-    }
+    public static string Bars(IReadOnlyList<(string Label, double Value)> bars, double max, string unit) =>
+        BenchReport.BarsSvg(bars, unit, max, "F2", Palette[0], left: 200);
 
     /// <summary>A square matrix as a table shaded from white (lowest) to orange (highest off-diagonal value).</summary>
     public static string Heatmap(IReadOnlyList<string> names, Func<int, int, double?> value, string format = "F1")

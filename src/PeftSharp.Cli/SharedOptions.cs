@@ -13,7 +13,16 @@ public static class SharedOptions
           training:  --epochs N (100) --batch-size N (64) --lr X (1e-3) --wd X (1e-4) --warmup N (10)
                      --label-smoothing X (0) --drop-path X (0.1) --grad-clip X (off) --seed N (42)
                      --normalization none|imagenet|inception|clip (the checkpoint's, else none) --augment
-          other:     --device cpu|cuda (cpu) --db FILE (results.db) --quiet
+          other:     --device cpu|cuda (cpu) --db FILE|URL (results.db, or $PEFTSHARP_DB) --quiet
+          --db names a SQLite file, or a PostgreSQL database: postgres://user:pass@host:port/db or an Npgsql
+          connection string (Host=...;Username=...;Database=...).
+        """;
+
+    /// <summary>The options tune and sweep plan take for their grid, beside the backbone and training options.</summary>
+    public const string GridUsage = """
+          --grid study (default) searches the method's grid from the study; --grid none uses defaults/--set;
+          repeated --grid key=v1,v2 give an explicit grid. --lrs (1e-3,1e-2) and --wds (1e-4,1e-3) are the lr and
+          weight-decay grids; --seeds 42,43,... retrains the chosen configuration once per seed.
         """;
 
     public static IEnumerable<string> Flags => new[] { "help", "augment", "quiet", "no-feature-cache" };
@@ -40,5 +49,44 @@ public static class SharedOptions
 
     public static Dictionary<string, string> Settings(CommandLine line) => TunerRegistry.ParseSettings(line.GetAll("set"));
 
-    public static string Db(CommandLine line) => line.Get("db") ?? ResultsDb.DefaultFileName;
+    /// <summary>The --db argument: a SQLite path or a PostgreSQL URL; PEFTSHARP_DB when not given (so a URL with a
+    /// password need not be on the command line), else results.db.</summary>
+    public static string Db(CommandLine line) =>
+        line.Get("db") ?? NonEmpty(Environment.GetEnvironmentVariable(DbVariable)) ?? ResultsDb.DefaultFileName;
+
+    public const string DbVariable = Sweeps.SlurmJob.DbVariable;
+
+    static string? NonEmpty(string? text) => string.IsNullOrWhiteSpace(text) ? null : text;
+
+    /// <summary>Opens the store --db names (SQLite or PostgreSQL).</summary>
+    public static SqlResultsStore OpenDb(CommandLine line) => ResultsStores.Open(Db(line));
+
+    /// <summary>The tune request of one task and method from the grid, backbone and training options.</summary>
+    public static TuneSpec Tune(CommandLine line, string data, string method)
+    {
+        var settings = Settings(line);
+        return new TuneSpec
+        {
+            TaskDirectory = data, Backbone = Backbone(line), Method = method, Settings = settings,
+            MethodGrid = Grid(line.GetAll("grid"), method, settings),
+            Lrs = line.Doubles("lrs", [1e-3, 1e-2]),
+            WeightDecays = line.Doubles("wds", [1e-4, 1e-3]),
+            Train = Train(line),
+            Seeds = line.Get("seeds") is string seeds ? seeds.Split(',').Select(s => int.TryParse(s, out int v) ? v : throw new PeftSharpException($"{line.Verb}: --seeds expects integers, got '{s}'")).ToArray() : new[] { line.Int("seed", 42) },
+        };
+    }
+
+    static Dictionary<string, string[]> Grid(IReadOnlyList<string> grids, string method, IReadOnlyDictionary<string, string> settings)
+    {
+        if (grids.Count == 0 || grids is ["study"]) return TuneSpec.StudyGrid(method, settings);
+        if (grids is ["none"]) return new Dictionary<string, string[]>();
+        var grid = new Dictionary<string, string[]>();
+        foreach (var g in grids)
+        {
+            int eq = g.IndexOf('=');
+            if (eq <= 0) throw new PeftSharpException($"--grid '{g}': expected study, none or key=v1,v2,...");
+            grid[g[..eq]] = g[(eq + 1)..].Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
+        }
+        return grid;
+    }
 }

@@ -28,7 +28,7 @@ public sealed class EvalCommand : ICommand
         string? adapter = line.Get("adapter");
         bool merge = line.Flag("merge");
         var device = Devices.Parse(line.Get("device"));
-        using var db = ResultsDb.Open(SharedOptions.Db(line));
+        using var db = SharedOptions.OpenDb(line);
         line.RejectUnknown();
 
         using var model = backbone.Load(task.NumClasses, 0, out _);

@@ -10,14 +10,15 @@ public sealed class PerfCommand : ICommand
 {
     public string Name => "perf";
     public string Summary => "measure training/inference images/s, merged vs bare, peak memory, per method";
-    public IEnumerable<string> Flags => new[] { "help", "json", "in-process", "no-baseline" };
+    public IEnumerable<string> Flags => new[] { "help", "json", "in-process", "no-baseline", "profile" };
     public string Usage => """
         peftsharp perf [--model PRESET | --config JSON] [--methods linear,full,lora,...] [--batch 64] [--steps 6]
-                       [--warmup 2] [--threads N] [--device cpu|cuda] [--json] [--in-process]
+                       [--warmup 2] [--threads N] [--device cpu|cuda] [--json] [--in-process] [--profile]
           Default shape: ViT-Tiny (192 wide, 12 blocks, 3 heads) at 32 px with 4-px patches, batch 64, 10 classes.
           Ratios (method vs full fine-tuning, merged vs bare backbone) are the figures to compare across machines.
           Each method runs in a fresh child process (its own peak RSS, no allocator state carried over) unless
-          --in-process is given.
+          --in-process is given. --profile also times the phases of a training step (zero_grad, forward,
+          backward, optimizer, freeing the step's tensors) and reports their medians.
         """;
 
     public int Run(CommandLine line)
@@ -35,9 +36,10 @@ public sealed class PerfCommand : ICommand
         int threads = line.Int("threads", Environment.ProcessorCount);
         bool json = line.Flag("json");
         bool inProcess = line.Flag("in-process") || methods.Count == 1;
-        options = options with { Baseline = !line.Flag("no-baseline") };
+        options = options with { Baseline = !line.Flag("no-baseline"), Profile = line.Flag("profile") };
         var childArgs = new List<string> { "--batch", options.Batch.ToString(), "--steps", options.Steps.ToString(), "--warmup",
                                            options.WarmupSteps.ToString(), "--threads", threads.ToString(), "--json", "--in-process", "--no-baseline" };
+        if (options.Profile) childArgs.Add("--profile");
         foreach (var key in new[] { "model", "config", "device" })
             if (line.Get(key) is string value) childArgs.AddRange(new[] { "--" + key, value });
         line.RejectUnknown();
@@ -60,6 +62,16 @@ public sealed class PerfCommand : ICommand
                               $"{(m.InferMergedImagesPerSecond is double v ? v.ToString("F1") : "-"),9} {(m.MergedVsBare is double r ? r.ToString("F3") : "-"),12} " +
                               $"{m.PeakRssBytes / 1048576.0,13:F0} {m.TrainableParams,12:N0}");
         Console.WriteLine("(the vs-bare ratios time the bare backbone alternately with the method in the same process)");
+        if (options.Profile)
+        {
+            Console.WriteLine();
+            Console.WriteLine($"{"step phases, ms",-18} {"zero_grad",10} {"forward",10} {"backward",10} {"optimizer",10} {"dispose",10} {"total",10}");
+            foreach (var m in report.Methods.Where(m => m.Profile != null))
+            {
+                var p = m.Profile!;
+                Console.WriteLine($"{m.Method,-18} {p.ZeroGradMs,10:F2} {p.ForwardMs,10:F2} {p.BackwardMs,10:F2} {p.OptimizerMs,10:F2} {p.DisposeMs,10:F2} {p.TotalMs,10:F2}");
+            }
+        }
         Console.WriteLine($"bare backbone inference {report.BareInferImagesPerSecond:F1} img/s; sgemm {report.SgemmGflops:F1} GFLOP/s; {report.Threads} threads");
         return 0;
     }

@@ -10,7 +10,7 @@ public sealed class ResultsCommand : ICommand
     public string Name => "results";
     public string Summary => "list, filter and export stored runs (table, csv, json)";
     public string Usage => """
-        peftsharp results [--db FILE] [--format table|csv|json] [--dataset NAME] [--method ID]
+        peftsharp results [--db FILE|URL] [--format table|csv|json] [--dataset NAME] [--method ID]
                           [--stage search|final|single] [--status running|finished|failed] [--sweep ID] [--best]
           --best lists, per dataset and method, the search run with the highest val200 top-1.
         """;
@@ -25,8 +25,8 @@ public sealed class ResultsCommand : ICommand
         bool best = line.Flag("best");
         line.RejectUnknown();
         if (format is not ("table" or "csv" or "json")) throw new PeftSharpException($"results: --format must be table, csv or json (got '{format}')");
-        if (!File.Exists(path)) throw new PeftSharpException($"{path}: no results database here (pass --db FILE)");
-        using var db = ResultsDb.Open(path);
+        if (!ResultsStores.IsPostgres(path) && !File.Exists(path)) throw new PeftSharpException($"{path}: no results database here (pass --db FILE|URL)");
+        using var db = ResultsStores.Open(path);
         var runs = best ? db.BestSearchRuns(filter) : db.Runs(filter);
         switch (format)
         {

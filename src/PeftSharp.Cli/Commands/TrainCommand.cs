@@ -37,7 +37,7 @@ public sealed class TrainCommand : ICommand
         bool resume = !line.Flag("no-resume");
         var device = Devices.Parse(line.Get("device"));
         bool quiet = line.Flag("quiet");
-        using var db = ResultsDb.Open(SharedOptions.Db(line));
+        using var db = SharedOptions.OpenDb(line);
         line.RejectUnknown();
 
         int size = backbone.ImageSize();

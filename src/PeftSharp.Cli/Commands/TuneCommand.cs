@@ -14,28 +14,15 @@ public sealed class TuneCommand : ICommand
         peftsharp tune --data TASK_DIR --method ID [backbone] [--grid study|none|key=v1,v2 ...] [--lrs 1e-3,1e-2]
                        [--wds 1e-4,1e-3] [--seeds 42,43,...] [training options]
           TASK_DIR is a VTAB-1K task folder (train800.txt, val200.txt, train800val200.txt, test.txt).
-          --grid study (default) searches the method's grid from the study; --grid none uses defaults/--set;
-          repeated --grid key=v1,v2 give an explicit grid. Rerunning the same command skips finished runs.
-        """ + "\n" + SharedOptions.Usage;
+          Rerunning the same command skips finished runs. To spread the runs over many workers: peftsharp sweep.
+        """ + "\n" + SharedOptions.GridUsage + SharedOptions.Usage;
 
     public int Run(CommandLine line)
     {
-        string data = line.Require("data");
-        string method = line.Require("method");
-        var settings = SharedOptions.Settings(line);
-        var grids = line.GetAll("grid");
-        var spec = new TuneSpec
-        {
-            TaskDirectory = data, Backbone = SharedOptions.Backbone(line), Method = method, Settings = settings,
-            MethodGrid = Grid(grids, method, settings),
-            Lrs = line.Doubles("lrs", [1e-3, 1e-2]),
-            WeightDecays = line.Doubles("wds", [1e-4, 1e-3]),
-            Train = SharedOptions.Train(line),
-            Seeds = line.Get("seeds") is string seeds ? seeds.Split(',').Select(s => int.TryParse(s, out int v) ? v : throw new PeftSharpException($"tune: --seeds expects integers, got '{s}'")).ToArray() : new[] { line.Int("seed", 42) },
-        };
+        var spec = SharedOptions.Tune(line, line.Require("data"), line.Require("method"));
         var device = Devices.Parse(line.Get("device"));
         bool quiet = line.Flag("quiet");
-        using var db = ResultsDb.Open(SharedOptions.Db(line));
+        using var db = SharedOptions.OpenDb(line);
         line.RejectUnknown();
 
         var result = ConsoleObserver.Run(quiet, observer => new StudyProtocol(new RunExecutor(db, device, observer)).Tune(spec));
@@ -54,19 +41,5 @@ public sealed class TuneCommand : ICommand
         if (result.Mean is double mean)
             Console.WriteLine(result.StdDev is double sd ? $"test top-1 mean {mean:F2} ± {sd:F2} over {result.TestTop1.Count} seeds" : $"test top-1 {mean:F2}");
         return result.Final.All(r => r.Status == RunStatus.Finished) ? 0 : 1;
-    }
-
-    static Dictionary<string, string[]> Grid(IReadOnlyList<string> grids, string method, IReadOnlyDictionary<string, string> settings)
-    {
-        if (grids.Count == 0 || grids is ["study"]) return TuneSpec.StudyGrid(method, settings);
-        if (grids is ["none"]) return new Dictionary<string, string[]>();
-        var grid = new Dictionary<string, string[]>();
-        foreach (var g in grids)
-        {
-            int eq = g.IndexOf('=');
-            if (eq <= 0) throw new PeftSharpException($"tune: --grid '{g}': expected study, none or key=v1,v2,...");
-            grid[g[..eq]] = g[(eq + 1)..].Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
-        }
-        return grid;
     }
 }

@@ -151,7 +151,7 @@ public sealed class BenchReport
     {
         var sb = new StringBuilder();
         var p = outcome.Profile;
-        sb.AppendLine($"Profile `{p.Name}`: {TaskNames.Count} tasks × {p.Methods.Count} methods; {p.Description()}. Backbone `{outcome.Checkpoint}`, {outcome.Device}, {outcome.Seconds / 60:F1} min end to end. Machine: {outcome.Machine}.");
+        sb.AppendLine($"Profile `{p.Name}`: {TaskNames.Count} tasks × {p.Methods.Count} methods; {p.Description()}. Backbone `{outcome.Checkpoint}`, {outcome.Device}, {outcome.Seconds / 60:F1} min end to end (runs found finished in the database are reused, not retrained; the training time of all its runs is {outcome.Cells.Sum(c => c.TrainSeconds) / 60:F1} min). Machine: {outcome.Machine}.");
         sb.AppendLine();
         sb.AppendLine("| tier | method | natural | specialized | structured | mean of groups (95 % CI) | vs best | mean of tasks | trainable params | PPT | train s | study mean of groups |");
         sb.AppendLine("|---|---|---|---|---|---|---|---|---|---|---|---|");
@@ -277,15 +277,35 @@ public sealed class BenchReport
         sb.Append($"<text x=14 y={h / 2} transform='rotate(-90 14 {h / 2})' text-anchor=middle>mean of group means, test top-1 %</text>");
         var front = ParetoFront(points);
         sb.Append($"<polyline fill=none stroke='#cc0000' stroke-width=1.5 points='{string.Join(" ", front.Select(p => string.Create(Inv, $"{Px(X(p.TrainableParams)):F1},{Py(p.MeanOfGroups!.Value):F1}")))}'/>");
-        foreach (var p in points)
+        var labels = new LabelPlacer();
+        foreach (var p in points.OrderByDescending(p => p.MeanOfGroups))
         {
             double x = Px(X(p.TrainableParams)), y = Py(p.MeanOfGroups!.Value);
             if (p.Comparison is MethodComparison c)
                 sb.Append(string.Create(Inv, $"<line x1={x:F1} x2={x:F1} y1={Py(Math.Max(c.Low, ymin)):F1} y2={Py(Math.Min(c.High, ymax)):F1} stroke='#999'/>"));
             string colour = front.Contains(p) ? "#cc0000" : "#3465a4";
-            sb.Append(string.Create(Inv, $"<circle cx={x:F1} cy={y:F1} r=4 fill='{colour}'><title>{Esc(p.Method)}: {p.MeanOfGroups:F2}% with {p.TrainableParams:N0} parameters</title></circle><text x={x + 6:F1} y={y - 4:F1}>{Esc(p.Method)}</text>"));
+            double labelY = labels.Place(x + 6, y - 4, p.Method.Length * 6.2);
+            sb.Append(string.Create(Inv, $"<circle cx={x:F1} cy={y:F1} r=4 fill='{colour}'><title>{Esc(p.Method)}: {p.MeanOfGroups:F2}% with {p.TrainableParams:N0} parameters</title></circle><text x={x + 6:F1} y={labelY:F1}>{Esc(p.Method)}</text>"));
         }
         return sb.Append("</svg>").ToString();
+    }
+
+    /// <summary>Moves each scatter label down, then up, in 12-px steps until it overlaps no label placed before it.</summary>
+    sealed class LabelPlacer
+    {
+        readonly List<(double X, double Y, double Width)> placed = new();
+
+        public double Place(double x, double y, double width)
+        {
+            foreach (double dy in new[] { 0.0, 12, -12, 24, -24, 36, -36, 48 })
+                if (!placed.Any(p => Math.Abs(p.Y - (y + dy)) < 11 && x < p.X + p.Width && p.X < x + width))
+                {
+                    placed.Add((x, y + dy, width));
+                    return y + dy;
+                }
+            placed.Add((x, y, width));
+            return y;
+        }
     }
 
     /// <summary>The methods no other method beats with at most as many trainable parameters, fewest parameters first.</summary>

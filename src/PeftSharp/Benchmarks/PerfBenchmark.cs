@@ -19,13 +19,36 @@ public sealed record PerfOptions
     public Device Device { get; init; } = CPU;
     /// <summary>Measure sgemm and the bare backbone too (a child process measuring one method skips them).</summary>
     public bool Baseline { get; init; } = true;
+    /// <summary>Also time the phases of a training step (<see cref="StepProfile"/>).</summary>
+    public bool Profile { get; init; }
+}
+
+/// <summary>Where a training step's time goes: the median milliseconds of each phase over the timed steps. The CPU
+/// backend runs synchronously, so wall time per phase is that phase's cost.</summary>
+public sealed record StepProfile(double ZeroGradMs, double ForwardMs, double BackwardMs, double OptimizerMs, double DisposeMs)
+{
+    public double TotalMs => ZeroGradMs + ForwardMs + BackwardMs + OptimizerMs + DisposeMs;
+
+    public JsonObject ToJson() => new()
+    {
+        ["zero_grad_ms"] = Math.Round(ZeroGradMs, 3), ["forward_ms"] = Math.Round(ForwardMs, 3), ["backward_ms"] = Math.Round(BackwardMs, 3),
+        ["optimizer_ms"] = Math.Round(OptimizerMs, 3), ["dispose_ms"] = Math.Round(DisposeMs, 3), ["total_ms"] = Math.Round(TotalMs, 3),
+    };
+
+    public static StepProfile? FromJson(JsonNode? node) => node is JsonObject o
+        ? new(o["zero_grad_ms"]!.GetValue<double>(), o["forward_ms"]!.GetValue<double>(), o["backward_ms"]!.GetValue<double>(),
+              o["optimizer_ms"]!.GetValue<double>(), o["dispose_ms"]!.GetValue<double>())
+        : null;
 }
 
 /// <summary>One method's measurements. The vs-bare ratios come from the bare backbone timed in the same process,
 /// step by step alternating with the tuned model, so warm-up and machine drift cancel out.</summary>
 public sealed record MethodPerf(string Method, long TrainableParams, double TrainImagesPerSecond, double InferImagesPerSecond,
                                 double? InferMergedImagesPerSecond, long PeakRssBytes, long TrainingStateBytes, bool FirstBlockSkipped, int FirstTrainableBlock,
-                                double UnmergedVsBare, double? MergedVsBare);
+                                double UnmergedVsBare, double? MergedVsBare)
+{
+    public StepProfile? Profile { get; init; }
+}
 
 public sealed record PerfReport(VitConfig Model, int Batch, int Threads, double SgemmGflops, double BareInferImagesPerSecond,
                                 IReadOnlyList<MethodPerf> Methods)
@@ -36,7 +59,10 @@ public sealed record PerfReport(VitConfig Model, int Batch, int Threads, double 
         m["infer_images_per_s"]!.GetValue<double>(), m["infer_merged_images_per_s"]?.GetValue<double>(),
         m["peak_rss_bytes"]!.GetValue<long>(), m["training_state_bytes"]!.GetValue<long>(),
         m["first_trainable_block"]!.GetValue<int>() > 0, m["first_trainable_block"]!.GetValue<int>(),
-        m["unmerged_vs_bare"]!.GetValue<double>(), m["merged_vs_bare"]?.GetValue<double>());
+        m["unmerged_vs_bare"]!.GetValue<double>(), m["merged_vs_bare"]?.GetValue<double>())
+    {
+        Profile = StepProfile.FromJson(m["profile"]),
+    };
 
     public JsonObject ToJson()
     {
@@ -57,6 +83,7 @@ public sealed record PerfReport(VitConfig Model, int Batch, int Threads, double 
                 ["merged_vs_bare"] = m.MergedVsBare is double mv ? Math.Round(mv, 3) : null,
                 ["unmerged_vs_bare"] = Math.Round(m.UnmergedVsBare, 3),
                 ["first_trainable_block"] = m.FirstTrainableBlock,
+                ["profile"] = m.Profile?.ToJson(),
             }).ToArray()),
         };
     }
@@ -121,6 +148,7 @@ public static class PerfBenchmark
             F.cross_entropy(trainer.Logits(images), labels).backward();
             optimizer.step();
         });
+        var profile = o.Profile ? ProfileSteps(o, optimizer, () => F.cross_entropy(trainer.Logits(images), labels)) : null;
         long stateBytes = parameters.Sum(p => p.numel() * p.ElementSize * 4);   // parameter + gradient + two AdamW moments
         long peak = PeakRss();
         long trainable = peft.CountTrainable();
@@ -134,7 +162,44 @@ public static class PerfBenchmark
             (merged, mergedVsBare) = (mergedRate, mergedRate / bareNextToMerged);
         }
         return new MethodPerf(method, trainable, trainRate, infer, merged, peak, stateBytes,
-                              trainer.FirstTrainableBlock > 0, trainer.FirstTrainableBlock, infer / bareNextToUnmerged, mergedVsBare);
+                              trainer.FirstTrainableBlock > 0, trainer.FirstTrainableBlock, infer / bareNextToUnmerged, mergedVsBare)
+        {
+            Profile = profile,
+        };
+    }
+
+    /// <summary>Times each phase of <see cref="PerfOptions.Steps"/> training steps (after the rate's own warm-up).</summary>
+    static StepProfile ProfileSteps(PerfOptions o, optim.Optimizer optimizer, Func<Tensor> loss)
+    {
+        var phases = Enumerable.Range(0, 5).Select(_ => new List<double>()).ToArray();
+        var watch = new Stopwatch();
+        void Lap(int phase)
+        {
+            phases[phase].Add(watch.Elapsed.TotalMilliseconds);
+            watch.Restart();
+        }
+        for (int i = 0; i < o.Steps; i++)
+        {
+            watch.Restart();
+            var scope = NewDisposeScope();
+            optimizer.zero_grad();
+            Lap(0);
+            var value = loss();
+            value.item<float>();
+            Lap(1);
+            value.backward();
+            Lap(2);
+            optimizer.step();
+            Lap(3);
+            scope.Dispose();
+            Lap(4);
+        }
+        double Median(List<double> t)
+        {
+            t.Sort();
+            return t.Count % 2 == 1 ? t[t.Count / 2] : (t[t.Count / 2 - 1] + t[t.Count / 2]) / 2;
+        }
+        return new StepProfile(Median(phases[0]), Median(phases[1]), Median(phases[2]), Median(phases[3]), Median(phases[4]));
     }
 
     static Action InferenceStep(VisionTransformer model, Tensor images)

@@ -1,60 +1,106 @@
 namespace PeftSharp.Results;
 
-/// <summary>All SQL of the results database, in one place.</summary>
+/// <summary>
+/// The SQL of the results database. The queries and writes are in the dialect SQLite and PostgreSQL share (parameters
+/// as @name, a null filter parameter cast to TEXT so PostgreSQL knows its type), so both stores run the same text;
+/// the schema is one text too, with each engine's column types filled in.
+/// </summary>
 internal static class ResultsSql
 {
+    /// <summary>The column types of one engine, filled into <see cref="MigrationTemplates"/>.</summary>
+    internal sealed record SchemaTypes(string Id, string Integer, string Real, string Blob, string SortedText, string KeyOnlyTable);
+
+    /// <summary>SQLite: a row id that is never reused, 8-byte integers and reals, a predictions table stored by its key.</summary>
+    public static readonly SchemaTypes Sqlite = new("INTEGER PRIMARY KEY AUTOINCREMENT", "INTEGER", "REAL", "BLOB", "TEXT", " WITHOUT ROWID");
+
+    /// <summary>PostgreSQL: the text columns results are ordered by sort byte-wise ("C"), as in SQLite and the
+    /// in-process protocol's ordinal tie-break, whatever the server's default collation.</summary>
+    public static readonly SchemaTypes Postgres = new("BIGSERIAL PRIMARY KEY", "BIGINT", "DOUBLE PRECISION", "BYTEA", "TEXT COLLATE \"C\"", "");
+
     /// <summary>
-    /// Migrations[v] takes a database from schema version v to v + 1 (version 0 = empty file). The schema version
-    /// lives in PRAGMA user_version; append a script here and bump <see cref="ResultsDb.SchemaVersion"/> to migrate.
+    /// Migrations(types)[v] takes a database from schema version v to v + 1 (version 0 = empty). Both engines get the
+    /// same tables, columns and constraints from one text. To migrate, append a script here and bump
+    /// <see cref="ResultsDb.SchemaVersion"/> (SQLite keeps the version in PRAGMA user_version, PostgreSQL in a table).
     /// </summary>
-    public static readonly string[] Migrations =
+    public static string[] Migrations(SchemaTypes t) =>
+        MigrationTemplates.Select(m => m.Replace("{id}", t.Id).Replace("{int}", t.Integer).Replace("{real}", t.Real)
+                                        .Replace("{blob}", t.Blob).Replace("{sorted_text}", t.SortedText).Replace("{key_only}", t.KeyOnlyTable)).ToArray();
+
+    static readonly string[] MigrationTemplates =
     {
         """
         CREATE TABLE runs (
-            id                INTEGER PRIMARY KEY AUTOINCREMENT,   -- never reused: a replaced attempt's id stays dead
+            id                {id},   -- never reused: a replaced attempt's id stays dead
             run_key           TEXT    NOT NULL UNIQUE,   -- one row per key: a new attempt replaces an unfinished one
             stage             TEXT    NOT NULL CHECK (stage IN ('search', 'final', 'single')),
-            dataset           TEXT    NOT NULL,
+            dataset           {sorted_text} NOT NULL,
             dataset_path      TEXT    NOT NULL,
             train_split       TEXT    NOT NULL,
             eval_split        TEXT    NOT NULL,
-            method            TEXT    NOT NULL,
-            hyper_json        TEXT    NOT NULL,
-            lr                REAL    NOT NULL,
-            weight_decay      REAL    NOT NULL,
-            seed              INTEGER NOT NULL,
-            epochs            INTEGER NOT NULL,
-            batch_size        INTEGER NOT NULL,
-            training_json     TEXT    NOT NULL,
+            method            {sorted_text} NOT NULL,
+            hyper_json        {sorted_text} NOT NULL,
+            lr                {real}  NOT NULL,
+            weight_decay      {real}  NOT NULL,
+            seed              {int}   NOT NULL,
+            epochs            {int}   NOT NULL,
+            batch_size        {int}   NOT NULL,
+            training_json     {sorted_text} NOT NULL,
             model_json        TEXT    NOT NULL,
             checkpoint        TEXT    NOT NULL,
-            sweep_id          TEXT,
+            sweep_id          {sorted_text},
             status            TEXT    NOT NULL CHECK (status IN ('running', 'finished', 'failed')),
-            trainable_params  INTEGER,
-            top1              REAL,
+            trainable_params  {int},
+            top1              {real},
             metrics_json      TEXT,
-            train_seconds     REAL,
-            eval_seconds      REAL,
-            images_per_second REAL,
+            train_seconds     {real},
+            eval_seconds      {real},
+            images_per_second {real},
             code_version      TEXT    NOT NULL,
             host              TEXT    NOT NULL,
-            started_utc       TEXT    NOT NULL,
+            started_utc       TEXT    NOT NULL,   -- yyyy-MM-ddTHH:mm:ss.fffZ in both engines, so one reader serves both
             finished_utc      TEXT,
             error             TEXT
         );
         CREATE INDEX runs_by_dataset_method ON runs (dataset, method, stage, status);
         CREATE INDEX runs_by_sweep ON runs (sweep_id);
         CREATE TABLE predictions (
-            run_id    INTEGER NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+            run_id    {int}   NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
             example   INTEGER NOT NULL,
             label     INTEGER NOT NULL,
             predicted INTEGER NOT NULL,
-            logits    BLOB    NOT NULL,                  -- float32 little-endian, one per class
+            logits    {blob}  NOT NULL,                  -- float32 little-endian, one per class
             PRIMARY KEY (run_id, example)
-        ) WITHOUT ROWID;
+        ){key_only};
+        """,
+        // 2: the work queue of `peftsharp sweep` / `peftsharp worker` (PeftSharp.Sweeps).
+        """
+        CREATE TABLE sweeps (
+            sweep_id    TEXT NOT NULL PRIMARY KEY,   -- the study protocol's sweep id (task/method/hash), as tune gives it
+            plan        TEXT NOT NULL,               -- the name of the `sweep plan` that wrote it
+            spec_json   TEXT NOT NULL,               -- the tune request, from which every run of the sweep is rebuilt
+            created_utc TEXT NOT NULL
+        );
+        CREATE TABLE sweep_queue (
+            id             {id},
+            run_key        TEXT   NOT NULL UNIQUE,   -- the run it stands for; unique, so the selection step enqueues once
+            sweep_id       TEXT   NOT NULL REFERENCES sweeps (sweep_id),
+            plan           TEXT   NOT NULL,
+            stage          TEXT   NOT NULL CHECK (stage IN ('search', 'final')),
+            point          {int}  NOT NULL,          -- index into the sweep's grid points
+            seed           {int}  NOT NULL,
+            status         TEXT   NOT NULL CHECK (status IN ('pending', 'running', 'finished', 'failed')),
+            worker         TEXT,
+            lease_until_ms {int},                    -- the database clock in Unix ms; past it, the run is reclaimed
+            attempts       {int}  NOT NULL DEFAULT 0,
+            run_id         {int},
+            error          TEXT
+        );
+        CREATE INDEX sweep_queue_by_plan ON sweep_queue (plan, status);
+        CREATE INDEX sweep_queue_by_sweep ON sweep_queue (sweep_id, stage, status);
         """,
     };
 
+    // SQLite only: the schema version, pragmas and checks.
     public const string UserVersion = "PRAGMA user_version";
     public const string SetUserVersion = "PRAGMA user_version = {0}";   // pragmas take no parameters
     public const string CountSchemaObjects = "SELECT count(*) FROM sqlite_master";
@@ -103,9 +149,9 @@ internal static class ResultsSql
 
     // A null filter parameter matches every row.
     const string Filter = """
-        (@dataset IS NULL OR dataset = @dataset) AND (@method IS NULL OR method = @method)
-        AND (@stage IS NULL OR stage = @stage) AND (@status IS NULL OR status = @status)
-        AND (@sweep_id IS NULL OR sweep_id = @sweep_id)
+        (CAST(@dataset AS TEXT) IS NULL OR dataset = @dataset) AND (CAST(@method AS TEXT) IS NULL OR method = @method)
+        AND (CAST(@stage AS TEXT) IS NULL OR stage = @stage) AND (CAST(@status AS TEXT) IS NULL OR status = @status)
+        AND (CAST(@sweep_id AS TEXT) IS NULL OR sweep_id = @sweep_id)
         """;
 
     public const string SelectRunById = $"SELECT {RunColumns} FROM runs WHERE id = @id";
@@ -115,15 +161,15 @@ internal static class ResultsSql
     /// <summary>
     /// The best finished search run per (dataset, method, sweep) by validation top-1. Ties go to the lower lr, then the
     /// lower weight decay, then the hyperparameter and training JSON text, then the earlier run, so the choice never
-    /// depends on row order.
+    /// depends on row order. Runs without a sweep id come first in both engines (PostgreSQL sorts NULL last).
     /// </summary>
     public const string SelectBestSearchRuns = $"""
         SELECT {RunColumns} FROM (
             SELECT *, row_number() OVER (
                 PARTITION BY dataset, method, sweep_id
-                ORDER BY top1 DESC, lr ASC, weight_decay ASC, hyper_json ASC, training_json ASC, id ASC) AS rank
-            FROM runs WHERE stage = 'search' AND status = 'finished' AND {Filter})
-        WHERE rank = 1
-        ORDER BY dataset, method, sweep_id
+                ORDER BY top1 DESC, lr ASC, weight_decay ASC, hyper_json ASC, training_json ASC, id ASC) AS best_rank
+            FROM runs WHERE stage = 'search' AND status = 'finished' AND {Filter}) AS ranked
+        WHERE best_rank = 1
+        ORDER BY dataset, method, sweep_id IS NOT NULL, sweep_id
         """;
 }

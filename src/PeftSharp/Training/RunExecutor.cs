@@ -31,17 +31,19 @@ public interface IRunObserver
 /// </summary>
 public sealed class RunExecutor
 {
-    readonly ResultsDb db;
+    readonly IResultsStore db;
     readonly Device device;
     readonly string checkpointRoot;
     readonly IRunObserver? observer;
 
-    public RunExecutor(ResultsDb db, Device device, IRunObserver? observer = null, string? checkpointRoot = null)
+    public RunExecutor(IResultsStore db, Device device, IRunObserver? observer = null, string? checkpointRoot = null)
     {
         this.db = db;
         this.device = device;
         this.observer = observer;
-        this.checkpointRoot = checkpointRoot ?? Path.Combine(Path.GetDirectoryName(Path.GetFullPath(db.FilePath))!, "peftsharp-checkpoints");
+        // Beside a SQLite file; for a database server, under the working directory (on a cluster, put it on a shared
+        // file system so a reclaimed run resumes where its dead worker stopped).
+        this.checkpointRoot = checkpointRoot ?? Path.Combine(db.LocalFolder ?? Environment.CurrentDirectory, "peftsharp-checkpoints");
     }
 
     /// <summary>False: a run that is not finished in the database is an error naming it, not trained (for reading
@@ -65,7 +67,7 @@ public sealed class RunExecutor
             return done;
         }
         if (!TrainMissing)
-            throw new PeftSharpException($"{db.FilePath}: no finished run for {label} ({spec.Method} on {spec.Dataset}, {spec.TrainSplit}, lr {spec.Lr:G3}), and training missing runs is off");
+            throw new PeftSharpException($"{db.Location}: no finished run for {label} ({spec.Method} on {spec.Dataset}, {spec.TrainSplit}, lr {spec.Lr:G3}), and training missing runs is off");
         observer?.RunStarting(spec, label);
         long id = db.BeginRun(spec, new RunContext { DatasetPath = request.DatasetPath, CodeVersion = CodeVersion });
         var checkpoint = new TrainCheckpoint(Path.Combine(checkpointRoot, key));

@@ -79,52 +79,27 @@ public sealed class StudyProtocol
 
     public TuneResult Tune(TuneSpec spec)
     {
-        var task = VtabTask.Open(spec.TaskDirectory);
-        var points = spec.Points();
-        foreach (var (_, _, settings) in points) TunerRegistry.ResolveHypers(spec.Method, settings);   // fail fast on a bad grid
-        int size = spec.Backbone.ImageSize();
-        string sweep = SweepId(spec, task);
-        string checkpoint = spec.Backbone.CheckpointIdentity();
-        var splits = ProtocolSplits.Of(task, spec.TrainImages, spec.ValImages);
-
-        RunRequest Request(RunStage stage, DataLoader train, DataLoader eval, double lr, double wd, int seed, Dictionary<string, string> settings) =>
-            new(new RunSpec
-            {
-                Stage = stage, Dataset = task.Name, TrainSplit = stage == RunStage.Search ? splits.SearchTrainName : splits.FinalTrainName,
-                EvalSplit = stage == RunStage.Search ? splits.SearchValName : "test", Method = spec.Method,
-                HyperJson = TunerRegistry.ResolveHypers(spec.Method, settings).ToJsonString(),
-                Lr = lr, WeightDecay = wd, Seed = seed, Epochs = spec.Train.Epochs, BatchSize = spec.Train.BatchSize,
-                TrainingJson = TrainingJson(spec.Train), ModelJson = spec.Backbone.ModelJson, Checkpoint = checkpoint, SweepId = sweep,
-            }, spec.Backbone, settings, spec.Train with { Lr = lr, WeightDecay = wd, Seed = seed }, train, eval, task.NumClasses, task.Directory);
-
+        var plan = TunePlan.Create(spec);
         var search = new List<RunRecord>();
-        if (points.Count == 1 && spec.Seeds.Count > 0)
+        if (plan.SkipsSearch) return new TuneResult(plan.SweepId, null, search, Final(0));
+        var (train, val) = plan.Loaders(RunStage.Search);
+        using (train)
+        using (val)
         {
-            // One configuration leaves nothing to select on val200: it is retrained on train800val200 directly.
-            var (lr, wd, settings) = points[0];
-            return new TuneResult(sweep, null, search, Final(lr, wd, settings));
-        }
-        using (var train = Loader(splits.SearchTrain, size, spec.Train, shuffle: true))
-        using (var val = Loader(splits.SearchVal, size, spec.Train, shuffle: false))
-        {
-            for (int i = 0; i < points.Count; i++)
-            {
-                var (lr, wd, settings) = points[i];
-                search.Add(executor.Execute(Request(RunStage.Search, train, val, lr, wd, spec.Seeds[0], settings),
-                                            $"{task.Name} {spec.Method} search {i + 1}/{points.Count}"));
-            }
+            for (int i = 0; i < plan.Points.Count; i++)
+                search.Add(executor.Execute(plan.Request(RunStage.Search, i, plan.SearchSeed, train, val), plan.Label(RunStage.Search, i, plan.SearchSeed)));
         }
         var best = Best(search);
         // search[i] is the run of points[i].
-        return new TuneResult(sweep, best, search,
-                              best == null ? new List<RunRecord>() : Final(best.Spec.Lr, best.Spec.WeightDecay, points[search.IndexOf(best)].Settings));
+        return new TuneResult(plan.SweepId, best, search, best == null ? new List<RunRecord>() : Final(search.IndexOf(best)));
 
-        List<RunRecord> Final(double lr, double wd, Dictionary<string, string> settings)
+        List<RunRecord> Final(int point)
         {
-            using var trainVal = Loader(splits.FinalTrain, size, spec.Train, shuffle: true);
-            using var test = Loader(task.Test, size, spec.Train, shuffle: false);
-            return spec.Seeds.Select(seed => executor.Execute(Request(RunStage.Final, trainVal, test, lr, wd, seed, settings),
-                                                              $"{task.Name} {spec.Method} final (seed {seed})")).ToList();
+            var (trainVal, test) = plan.Loaders(RunStage.Final);
+            using (trainVal)
+            using (test)
+                return spec.Seeds.Select(seed => executor.Execute(plan.Request(RunStage.Final, point, seed, trainVal, test),
+                                                                  plan.Label(RunStage.Final, point, seed))).ToList();
         }
     }
 
@@ -151,7 +126,7 @@ public sealed class StudyProtocol
     }.ToJsonString();
 
     /// <summary>A deterministic id for the sweep, so rerunning the same tune resumes it (and only it).</summary>
-    static string SweepId(TuneSpec spec, VtabTask task)
+    internal static string SweepId(TuneSpec spec, VtabTask task)
     {
         var o = new JsonObject
         {

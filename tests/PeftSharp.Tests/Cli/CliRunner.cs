@@ -31,6 +31,7 @@ public static class CliRunner
         psi.ArgumentList.Add(Path.Combine(AppContext.BaseDirectory, "PeftSharp.Cli.dll"));
         foreach (var a in args) psi.ArgumentList.Add(a);
         psi.Environment.Remove("PEFTSHARP_DEBUG");
+        psi.Environment.Remove("PEFTSHARP_DB");   // the tests name their databases
         return Process.Start(psi)!;
     }
 

@@ -8,7 +8,7 @@ public class PerfAndBenchCommandTests
     public void Perf_json_reports_every_method_with_the_documented_fields()
     {
         var r = CliRunner.Run("perf", "--config", """{"img_size": 32, "patch_size": 8, "embed_dim": 32, "depth": 2, "num_heads": 2}""",
-                              "--methods", "full,lora,vpt-shallow,linear", "--batch", "4", "--steps", "1", "--warmup", "0", "--json");
+                              "--methods", "full,lora,vpt-shallow,linear", "--batch", "4", "--steps", "1", "--warmup", "0", "--json", "--profile");
         Assert.True(r.ExitCode == 0, r.Stderr);
         var json = JsonNode.Parse(r.Stdout)!.AsObject();
         Assert.True(json["sgemm_gflops"]!.GetValue<double>() > 0);
@@ -21,6 +21,10 @@ public class PerfAndBenchCommandTests
             Assert.True(m["infer_images_per_s"]!.GetValue<double>() > 0);
             Assert.True(m["peak_rss_bytes"]!.GetValue<long>() > 0);
             Assert.True(m.ContainsKey("infer_merged_images_per_s"));
+            var profile = m["profile"]!.AsObject();
+            foreach (var phase in new[] { "zero_grad_ms", "forward_ms", "backward_ms", "optimizer_ms", "dispose_ms" })
+                Assert.True(profile[phase]!.GetValue<double>() >= 0, phase);
+            Assert.True(profile["forward_ms"]!.GetValue<double>() > 0 && profile["backward_ms"]!.GetValue<double>() > 0);
         }
         Assert.Null(methods["vpt-shallow"]["infer_merged_images_per_s"]);
         Assert.Null(methods["vpt-shallow"]["merged_vs_bare"]);

@@ -21,13 +21,7 @@ public sealed class ResultsDbTests : IDisposable
     public void A_finished_run_round_trips_with_bit_exact_logits()
     {
         var spec = Spec();
-        var predictions = Predictions(1, 30, 7);
-        // Values a lossy encoding would change: NaN with a payload, -0, subnormal, infinities, extremes.
-        predictions[0].Logits[0] = BitConverter.Int32BitsToSingle(0x7FC0_1234);
-        predictions[0].Logits[1] = -0f;
-        predictions[0].Logits[2] = float.Epsilon;
-        predictions[0].Logits[3] = float.NegativeInfinity;
-        predictions[0].Logits[4] = float.MaxValue;
+        var predictions = PredictionsWithOddLogits();
         var before = DateTime.UtcNow.AddSeconds(-1);
         long id;
         using (var db = ResultsDb.Open(DbPath))

@@ -51,6 +51,19 @@ internal static class ResultsTestData
         return list;
     }
 
+    /// <summary>Predictions whose first logits are values a lossy encoding would change: NaN with a payload, -0,
+    /// a subnormal, infinities, extremes.</summary>
+    public static List<Prediction> PredictionsWithOddLogits()
+    {
+        var predictions = Predictions(1, 30, 7);
+        predictions[0].Logits[0] = BitConverter.Int32BitsToSingle(0x7FC0_1234);
+        predictions[0].Logits[1] = -0f;
+        predictions[0].Logits[2] = float.Epsilon;
+        predictions[0].Logits[3] = float.NegativeInfinity;
+        predictions[0].Logits[4] = float.MaxValue;
+        return predictions;
+    }
+
     /// <summary>A raw connection that really closes (no pool), for poking at the file behind ResultsDb's back.</summary>
     public static SqliteConnection Raw(string path)
     {

@@ -1,0 +1,43 @@
+namespace PeftSharp.Results;
+
+/// <summary>
+/// Where runs and their predictions are recorded: the embedded SQLite file (<see cref="ResultsDb"/>) or a shared
+/// PostgreSQL database (<see cref="Postgres.PostgresResultsStore"/>); <see cref="ResultsStores.Open"/> picks one from
+/// the <c>--db</c> argument. Both keep the same schema and the same crash-safety contract: a run is 'running' from
+/// <see cref="BeginRun"/> until the one transaction of <see cref="FinishRun"/> stores its outcome and predictions.
+/// </summary>
+public interface IResultsStore : IDisposable
+{
+    /// <summary>The store as shown to people: a file path, or a database URL without its password.</summary>
+    string Location { get; }
+
+    /// <summary>The folder the database file lies in (per-run epoch checkpoints go beside it); null for a server.</summary>
+    string? LocalFolder { get; }
+
+    /// <summary>Records the start of a run and returns its id; an unfinished row with the same key is replaced.</summary>
+    long BeginRun(RunSpec spec, RunContext context);
+
+    /// <summary>Stores the outcome and every prediction and marks the run finished, all in one transaction.</summary>
+    void FinishRun(long id, RunOutcome outcome, IReadOnlyList<Prediction> predictions);
+
+    /// <summary>Marks a running run failed; false if it was not running.</summary>
+    bool FailRun(long id, string error);
+
+    /// <summary>The finished run with this key, or null (running and failed runs do not count).</summary>
+    RunRecord? TryGetFinished(string key);
+
+    RunRecord? TryGetRun(long id);
+
+    /// <summary>The runs matching <paramref name="filter"/> (all if null), oldest first.</summary>
+    IReadOnlyList<RunRecord> Runs(RunFilter? filter = null);
+
+    /// <summary>The best finished search run of each (dataset, method, sweep) by validation top-1 (ties: lower lr,
+    /// lower wd, hyperparameter JSON, earlier run).</summary>
+    IReadOnlyList<RunRecord> BestSearchRuns(RunFilter? filter = null);
+
+    /// <summary>The stored predictions of a run, by example index.</summary>
+    IReadOnlyList<Prediction> Predictions(long runId);
+
+    /// <summary>The best finished search run of one dataset and method within one sweep (null: the runs without a sweep id).</summary>
+    RunRecord? BestSearchRun(string dataset, string method, string? sweepId);
+}

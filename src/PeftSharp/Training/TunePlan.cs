@@ -1,0 +1,76 @@
+using PeftSharp.Data;
+using PeftSharp.Results;
+using PeftSharp.Tuners;
+using DataLoader = PeftSharp.Data.DataLoader;
+
+namespace PeftSharp.Training;
+
+/// <summary>
+/// The runs a tune request stands for, whoever executes them: the task, the grid points, the sweep id, and each
+/// run's identity and request. <see cref="StudyProtocol"/> executes them in one process; PeftSharp.Sweeps queues the
+/// same runs (the same keys) for workers.
+/// </summary>
+public sealed class TunePlan
+{
+    TunePlan(TuneSpec spec, VtabTask task)
+    {
+        Spec = spec;
+        Task = task;
+        Points = spec.Points();
+        foreach (var (_, _, settings) in Points) TunerRegistry.ResolveHypers(spec.Method, settings);   // fail fast on a bad grid
+        ImageSize = spec.Backbone.ImageSize();
+        Splits = ProtocolSplits.Of(task, spec.TrainImages, spec.ValImages);
+        SweepId = StudyProtocol.SweepId(spec, task);
+        Checkpoint = spec.Backbone.CheckpointIdentity();
+    }
+
+    public static TunePlan Create(TuneSpec spec) => new(spec, VtabTask.Open(spec.TaskDirectory));
+
+    public TuneSpec Spec { get; }
+    public VtabTask Task { get; }
+    public IReadOnlyList<(double Lr, double Wd, Dictionary<string, string> Settings)> Points { get; }
+    public int ImageSize { get; }
+    /// <summary>The search and retraining splits: VTAB-1K's own, or their shrunken prefixes.</summary>
+    public ProtocolSplits Splits { get; }
+    public string SweepId { get; }
+    /// <summary>The backbone's identity ("file sha256:…"), hashed once for the whole sweep.</summary>
+    public string Checkpoint { get; }
+
+    /// <summary>One configuration leaves nothing to select on val200: it is retrained on train800val200 directly.</summary>
+    public bool SkipsSearch => Points.Count == 1 && Spec.Seeds.Count > 0;
+
+    /// <summary>The search trains every point with the first seed.</summary>
+    public int SearchSeed => Spec.Seeds[0];
+
+    string TrainSplit(RunStage stage) => stage == RunStage.Search ? Splits.SearchTrainName : Splits.FinalTrainName;
+    string EvalSplit(RunStage stage) => stage == RunStage.Search ? Splits.SearchValName : "test";
+
+    public RunSpec RunSpec(RunStage stage, int point, int seed)
+    {
+        var (lr, wd, settings) = Points[point];
+        return new RunSpec
+        {
+            Stage = stage, Dataset = Task.Name, TrainSplit = TrainSplit(stage), EvalSplit = EvalSplit(stage), Method = Spec.Method,
+            HyperJson = TunerRegistry.ResolveHypers(Spec.Method, settings).ToJsonString(),
+            Lr = lr, WeightDecay = wd, Seed = seed, Epochs = Spec.Train.Epochs, BatchSize = Spec.Train.BatchSize,
+            TrainingJson = StudyProtocol.TrainingJson(Spec.Train), ModelJson = Spec.Backbone.ModelJson, Checkpoint = Checkpoint,
+            SweepId = SweepId,
+        };
+    }
+
+    public RunRequest Request(RunStage stage, int point, int seed, DataLoader train, DataLoader eval)
+    {
+        var (lr, wd, settings) = Points[point];
+        return new RunRequest(RunSpec(stage, point, seed), Spec.Backbone, settings, Spec.Train with { Lr = lr, WeightDecay = wd, Seed = seed },
+                              train, eval, Task.NumClasses, Task.Directory);
+    }
+
+    /// <summary>The (train, eval) loaders of a stage; one pair serves every run of that stage.</summary>
+    public (DataLoader Train, DataLoader Eval) Loaders(RunStage stage) => stage == RunStage.Search
+        ? (StudyProtocol.Loader(Splits.SearchTrain, ImageSize, Spec.Train, shuffle: true), StudyProtocol.Loader(Splits.SearchVal, ImageSize, Spec.Train, shuffle: false))
+        : (StudyProtocol.Loader(Splits.FinalTrain, ImageSize, Spec.Train, shuffle: true), StudyProtocol.Loader(Task.Test, ImageSize, Spec.Train, shuffle: false));
+
+    public string Label(RunStage stage, int point, int seed) => stage == RunStage.Search
+        ? $"{Task.Name} {Spec.Method} search {point + 1}/{Points.Count}"
+        : $"{Task.Name} {Spec.Method} final (seed {seed})";
+}

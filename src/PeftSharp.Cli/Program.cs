@@ -8,7 +8,7 @@ var verbs = new ICommand[]
 {
     new ForwardCommand(), new InspectCommand(), new MethodsCommand(),
     new TrainCommand(), new EvalCommand(), new TuneCommand(), new ResultsCommand(), new PerfCommand(), new PretrainCommand(), new BenchCommand(), new SuiteCommand(),
-    new SweepCommand(), new WorkerCommand(),
+    new SweepCommand(), new WorkerCommand(), new StudyCommand(),
 };
 
 if (args.Length == 0 || args[0] is "help" or "--help" or "-h")

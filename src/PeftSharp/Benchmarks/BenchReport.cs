@@ -384,15 +384,17 @@ public sealed class BenchReport
         return sb.Append("</svg>").ToString();
     }
 
-    static string BarsSvg(IReadOnlyList<(string Label, double Value)> bars, string unit, double max)
+    /// <summary>Horizontal bars labelled "value unit"; <paramref name="max"/> is the full width's value (the studies' reports draw theirs with it too).</summary>
+    internal static string BarsSvg(IReadOnlyList<(string Label, double Value)> bars, string unit, double max, string format = "F3",
+                                   string colour = "#75507b", int left = 130)
     {
-        const int rowH = 18, left = 130, width = 560;
+        const int rowH = 18, width = 560;
         var sb = new StringBuilder($"<svg width={left + width + 70} height={bars.Count * rowH + 10} xmlns='http://www.w3.org/2000/svg' font-size='11'>");
         for (int i = 0; i < bars.Count; i++)
         {
             var (label, value) = bars[i];
             double len = Math.Max(0, value / max * width);
-            sb.Append(string.Create(Inv, $"<text x={left - 6} y={i * rowH + 13} text-anchor=end>{Esc(label)}</text><rect x={left} y={i * rowH + 3} width={len:F1} height=13 fill='#75507b'/><text x={left + len + 4:F1} y={i * rowH + 13}>{value:F3} {unit}</text>"));
+            sb.Append(string.Create(Inv, $"<text x={left - 6} y={i * rowH + 13} text-anchor=end>{Esc(label)}</text><rect x={left} y={i * rowH + 3} width={len:F1} height=13 fill='{colour}'/><text x={left + len + 4:F1} y={i * rowH + 13}>{value.ToString(format, Inv)} {unit}</text>"));
         }
         return sb.Append("</svg>").ToString();
     }

@@ -74,6 +74,22 @@ public sealed record BenchProfile
         return $"{data}; grid {search}; {Epochs} epochs ({WarmupEpochs} warm-up), batch {BatchSize}; {Seeds} seed{(Seeds == 1 ? "" : "s")} ({string.Join(", ", SeedList)})";
     }
 
+    /// <summary>The training settings of every run of the profile, inputs normalised as the backbone was pretrained.</summary>
+    public TrainOptions Training(string normalization) => new()
+    {
+        Epochs = Epochs, WarmupEpochs = WarmupEpochs, BatchSize = BatchSize, DropPath = 0.1,
+        EvalBatchSize = 256,   // the suite's 32-px backbone evaluates fastest in large batches
+        Normalization = Data.Normalization.FromName(normalization).Name,
+    };
+
+    /// <summary>The tune request of one (task, method) cell: the method's lrs and grid, the profile's seeds and splits.</summary>
+    public TuneSpec CellSpec(string taskDirectory, string method, BackboneSpec backbone, TrainOptions train) => new()
+    {
+        TaskDirectory = taskDirectory, Backbone = backbone, Method = method, Train = train,
+        MethodGrid = GridFor(method), Lrs = LrsFor(method), WeightDecays = WeightDecays,
+        Seeds = SeedList, TrainImages = TrainImages, ValImages = ValImages,
+    };
+
     public static IReadOnlyList<string> AllMethods => TunerRegistry.All.Select(m => m.Id).ToList();
 
     /// <summary>Two values of each method's capacity knob, from the study's grid (ConvPass: its output scale, the knob
@@ -215,12 +231,7 @@ public sealed class SuiteBenchmark
         var random = new BackboneSpec(null, shape.ToJson(), null);
         // Inputs are normalised as the backbone was pretrained (its metadata says how), for both backbones alike.
         string normalization = Checkpoints.ModelCheckpoints.ReadNormalization(checkpoint) ?? "none";
-        var train = new TrainOptions
-        {
-            Epochs = profile.Epochs, WarmupEpochs = profile.WarmupEpochs, BatchSize = profile.BatchSize, DropPath = 0.1,
-            EvalBatchSize = 256,   // the suite's 32-px backbone evaluates fastest in large batches
-            Normalization = Data.Normalization.FromName(normalization).Name,
-        };
+        var train = profile.Training(normalization);
         var cells = new List<BenchCell>();
         foreach (var task in tasks)
         {
@@ -232,7 +243,7 @@ public sealed class SuiteBenchmark
     }
 
     /// <summary>Creates the output folder and proves it is writable, so a bad --out fails before any training.</summary>
-    static void CreateWritable(string directory)
+    internal static void CreateWritable(string directory, string what = "the benchmark's output folder")
     {
         try
         {
@@ -243,18 +254,13 @@ public sealed class SuiteBenchmark
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
-            throw new PeftSharpException($"{directory}: cannot write the benchmark's output folder ({e.Message})");
+            throw new PeftSharpException($"{directory}: cannot write {what} ({e.Message})");
         }
     }
 
     BenchCell Cell(ResultsDb db, StudyProtocol protocol, MaterializedTask task, string method, BackboneSpec backbone, string backboneName, TrainOptions train)
     {
-        var spec = new TuneSpec
-        {
-            TaskDirectory = task.Directory, Backbone = backbone, Method = method, Train = train,
-            MethodGrid = profile.GridFor(method), Lrs = profile.LrsFor(method), WeightDecays = profile.WeightDecays,
-            Seeds = profile.SeedList, TrainImages = profile.TrainImages, ValImages = profile.ValImages,
-        };
+        var spec = profile.CellSpec(task.Directory, method, backbone, train);
         var result = protocol.Tune(spec);
         var finals = result.Final.Where(r => r.Status == RunStatus.Finished).ToList();
         double seconds = result.Search.Concat(result.Final).Sum(r => r.Outcome?.TrainSeconds ?? 0);

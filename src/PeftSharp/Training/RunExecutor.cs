@@ -46,6 +46,10 @@ public sealed class RunExecutor
         this.checkpointRoot = checkpointRoot ?? Path.Combine(db.LocalFolder ?? Environment.CurrentDirectory, "peftsharp-checkpoints");
     }
 
+    /// <summary>False: a run that is not finished in the database is an error naming it, not trained (for reading
+    /// studies out of an existing database).</summary>
+    public bool TrainMissing { get; init; } = true;
+
     /// <summary>Where per-run epoch checkpoints live (one folder per run key, deleted when the run finishes).</summary>
     public string CheckpointRoot => checkpointRoot;
 
@@ -62,6 +66,8 @@ public sealed class RunExecutor
             observer?.RunSkipped(done, label);
             return done;
         }
+        if (!TrainMissing)
+            throw new PeftSharpException($"{db.Location}: no finished run for {label} ({spec.Method} on {spec.Dataset}, {spec.TrainSplit}, lr {spec.Lr:G3}), and training missing runs is off");
         observer?.RunStarting(spec, label);
         long id = db.BeginRun(spec, new RunContext { DatasetPath = request.DatasetPath, CodeVersion = CodeVersion });
         var checkpoint = new TrainCheckpoint(Path.Combine(checkpointRoot, key));

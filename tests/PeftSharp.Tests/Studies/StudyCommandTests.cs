@@ -1,0 +1,128 @@
+using System.Text.Json.Nodes;
+using PeftSharp.Results;
+using PeftSharp.Studies;
+using PeftSharp.Tests.Cli;
+
+namespace PeftSharp.Tests.Studies;
+
+/// <summary>The study verb end to end on the tiny fixture backbone (one rendered task, one epoch, seconds per run).</summary>
+public class StudyCommandTests
+{
+    static CliRunner.Result Study(string outDir, params string[] args) => StudyOn("dsprites-loc", outDir, args);
+
+    static CliRunner.Result StudyOn(string task, string outDir, params string[] args) =>
+        CliRunner.Run(new[] { "study" }.Concat(args).Concat(new[] { "--quick", "--out", outDir, "--checkpoint", TestFiles.VitCheckpoint, "--tasks", task, "--epochs", "1" }).ToArray());
+
+    /// <summary>Runs a study with --json on <paramref name="task"/>; checks it succeeded and that the printed JSON is
+    /// the one written to DIR/NAME.json next to a DIR/NAME.html with a plot.</summary>
+    static JsonNode StudyJson(string task, string dir, string study, string methods)
+    {
+        var r = StudyOn(task, dir, study, "--methods", methods, "--json");
+        Assert.True(r.ExitCode == 0, r.Stderr);
+        var json = JsonNode.Parse(r.Stdout)!;
+        Assert.Equal(json.ToJsonString(), JsonNode.Parse(File.ReadAllText(Path.Combine(dir, study + ".json")))!.ToJsonString());
+        Assert.Contains("<svg", File.ReadAllText(Path.Combine(dir, study + ".html")));
+        return json;
+    }
+
+    [Fact]
+    public void An_unknown_study_or_no_study_is_one_line_naming_the_studies()
+    {
+        var unknown = CliRunner.Run("study", "no-such-study", "--out", TestFiles.TempDir());
+        CliRunner.AssertOneLineError(unknown, "unknown study 'no-such-study'; expected one of ensembles, robustness, capacity");
+        Assert.Equal(2, unknown.ExitCode);
+        var none = CliRunner.Run("study");
+        CliRunner.AssertOneLineError(none, "name a study");
+        Assert.Equal(2, none.ExitCode);
+    }
+
+    [Fact]
+    public void No_train_without_a_database_is_one_line_naming_the_database()
+    {
+        string dir = TestFiles.TempDir();
+        var r = Study(dir, "ensembles", "--no-train");
+        CliRunner.AssertOneLineError(r, "results.db: results database not found");
+        Assert.Equal(2, r.ExitCode);
+    }
+
+    [Fact]
+    public void Ensembles_trains_the_missing_runs_reports_what_the_stored_logits_give_and_reruns_from_the_database()
+    {
+        string dir = TestFiles.TempDir();
+        var json = StudyJson("dsprites-loc", dir, "ensembles", "linear,bitfit,ssf");
+        var task = json["tasks"]![0]!;
+        Assert.Equal("dsprites-loc", task["task"]!.GetValue<string>());
+
+        // The numbers are those of the test logits stored in the database.
+        using (var db = ResultsDb.Open(Path.Combine(dir, "results.db")))
+        {
+            var members = new[] { "linear", "bitfit", "ssf" }.Select(m =>
+            {
+                var run = db.Runs(new RunFilter(Dataset: "dsprites-loc", Method: m, Stage: RunStage.Final, Status: RunStatus.Finished)).Single();
+                var rows = db.Predictions(run.Id).OrderBy(p => p.Index).ToList();
+                return (Logits: new MemberLogits(m, rows.Select(p => p.Logits).ToArray()), Labels: rows.Select(p => p.Label).ToArray());
+            }).ToList();
+            var expected = Ensemble.Evaluate(members.Select(m => m.Logits).ToList(), members[0].Labels, 200);
+            var pair = task["pairs"]!.AsArray().Single(p => p!["a"]!.GetValue<string>() == "linear" && p["b"]!.GetValue<string>() == "bitfit")!;
+            var want = expected.Pairs.Single(p => p.A == "linear" && p.B == "bitfit");
+            Assert.Equal(want.BothWrong, pair["both_wrong"]!.GetValue<double>(), 3);
+            Assert.Equal(want.Disagreement, pair["disagreement"]!.GetValue<double>(), 3);
+            var all = task["ensembles"]!.AsArray().Single(e => e!["members"]!.AsArray().Count == 3 && e["rule"]!.GetValue<string>() == "logits")!;
+            Assert.Equal(expected.Best(3, EnsembleRule.Logits)!.Top1, all["top1"]!.GetValue<double>(), 3);
+            Assert.Equal(expected.BestSingle.Method, task["best_single"]!["method"]!.GetValue<string>());
+            Assert.Equal(expected.BestSingle.Top1, task["best_single"]!["top1"]!.GetValue<double>(), 3);
+        }
+
+        // Everything is in the database now: a read-only rerun trains nothing and reports the same.
+        var again = Study(dir, "ensembles", "--methods", "linear,bitfit,ssf", "--no-train", "--quiet");
+        Assert.True(again.ExitCode == 0, again.Stderr);
+        Assert.DoesNotContain(": training ", again.Stdout);
+        Assert.Contains("| dsprites-loc |", again.Stdout);
+
+        // A method the database lacks cannot be read without training: one line naming the run.
+        var missing = Study(dir, "ensembles", "--methods", "linear,lora", "--no-train", "--quiet");
+        CliRunner.AssertOneLineError(missing, "no finished run for dsprites-loc lora");
+        Assert.Equal(2, missing.ExitCode);
+    }
+
+    [Fact]
+    public void Capacity_reports_one_cell_per_knob_value_with_its_trainable_parameters()
+    {
+        string dir = TestFiles.TempDir();
+        var cells = StudyJson("dsprites-loc", dir, "capacity", "linear,lora")["cells"]!.AsArray();
+        Assert.Equal(new[] { "linear", "lora", "lora", "lora" }, cells.Select(c => c!["method"]!.GetValue<string>()));
+        Assert.All(cells, c => Assert.InRange(c!["top1"]!.GetValue<double>(), 0, 100));
+        Assert.Equal(0, cells[0]!["trainable_params"]!.GetValue<long>());
+        // LoRA on qkv of the fixture (2 blocks, width 64): 2 · r · (64 + 3 · 64) parameters for ranks 1, 8 and 32.
+        Assert.Equal(new long[] { 512, 4096, 16384 }, cells.Skip(1).Select(c => c!["trainable_params"]!.GetValue<long>()));
+        Assert.Contains("<polyline", File.ReadAllText(Path.Combine(dir, "capacity.html")));
+    }
+
+    [Fact]
+    public void Robustness_scores_every_shift_and_its_wise_sweep_starts_at_the_linear_probe()
+    {
+        string dir = TestFiles.TempDir();
+        var json = StudyJson("digits", dir, "robustness", "linear,lora");
+        var methods = json["methods"]!.AsArray().ToDictionary(m => m!["method"]!.GetValue<string>());
+        Assert.Equal(new[] { "linear", "lora" }, methods.Keys.Order());
+        var shifts = new[] { "gaussian-noise-3", "invert" };
+        Assert.All(methods.Values, m => Assert.Equal(shifts.Order(), m!["shifted"]!.AsObject().Select(kv => kv.Key).Order()));
+        // Retraining a stored run from its record gives the same model: every test prediction as stored.
+        Assert.All(methods.Values, m => Assert.Equal(100, m!["reproduced"]!.GetValue<double>()));
+        var wise = json["wise"]!.AsArray().Where(p => p!["method"]!.GetValue<string>() == "lora").ToList();
+        Assert.Equal(RobustnessStudy.Profile("quick").Alphas, wise.Select(p => p!["alpha"]!.GetValue<double>()));
+        // α = 0 is the linear probe's model, so its accuracy is the probe's, to the last example.
+        Assert.Equal(methods["linear"]!["in_dist"]!.GetValue<double>(), wise[0]!["in_dist"]!.GetValue<double>());
+        Assert.Equal(methods["linear"]!["shifted_mean"]!.GetValue<double>(), wise[0]!["shifted_mean"]!.GetValue<double>());
+        Assert.True(Directory.Exists(Path.Combine(dir, "suite", "digits@invert")));
+        Assert.Contains("<polyline", File.ReadAllText(Path.Combine(dir, "robustness.html")));
+    }
+
+    [Fact]
+    public void Robustness_on_a_task_without_shifts_is_one_line()
+    {
+        var r = Study(TestFiles.TempDir(), "robustness", "--methods", "linear,lora");
+        CliRunner.AssertOneLineError(r, "robustness: 'dsprites-loc' is not a natural task");
+        Assert.Equal(2, r.ExitCode);
+    }
+}

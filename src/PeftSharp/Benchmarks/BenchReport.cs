@@ -199,12 +199,12 @@ public sealed class BenchReport
             td,th{border:1px solid #ccc;padding:3px 7px;text-align:right}th{background:#f3f3f3}td:first-child,th:first-child{text-align:left}
             .bad{color:#b00}.note{color:#555;font-size:13px}svg{background:#fff;border:1px solid #ddd;margin:.5em 0}h2{margin-top:1.6em}</style></head><body>
             """);
+        var markdown = Markdown().Split('\n');
         sb.Append("<h1>PeftSharp benchmark: mini-VTAB</h1>");
-        sb.Append($"<p class=note>{Esc(MarkdownLine(Markdown().Split('\n')[0]))}</p>");
+        sb.Append($"<p class=note>{Esc(MarkdownLine(markdown[0]))}</p>");
         sb.Append("<h2>Accuracy vs trainable parameters</h2><p class=note>Red: the Pareto front (no method is more accurate with as few trainable parameters). Whiskers: 95 % bootstrap interval.</p>").Append(ScatterSvg());
         sb.Append("<h2>Per-group accuracy</h2>").Append(GroupBarsSvg());
         sb.Append("<h2>Performance–parameter trade-off (PPT)</h2>").Append(BarsSvg(Summaries.Where(s => s.Ppt != null).OrderByDescending(s => s.Ppt).Select(s => (s.Method, s.Ppt!.Value)).ToList(), "PPT", 1.0));
-        var markdown = Markdown().Split('\n');
         sb.Append("<h2>Summary per method</h2>").Append(MarkdownTableToHtml(markdown.Skip(2).TakeWhile(l => l.StartsWith('|')).ToList()));
         sb.Append($"<p class=note>{Esc(MarkdownLine(markdown.First(l => l.StartsWith("Tiers", StringComparison.Ordinal))))}</p>");
         sb.Append("<h2>Per-task accuracy</h2><p class=note>Test top-1 %; the colour runs from the worst (white) to the best (green) method on each task.</p>").Append(Heatmap());

@@ -207,11 +207,6 @@ public static class PerfBenchmark
             scope.Dispose();
             Lap(4);
         }
-        double Median(List<double> t)
-        {
-            t.Sort();
-            return t.Count % 2 == 1 ? t[t.Count / 2] : (t[t.Count / 2 - 1] + t[t.Count / 2]) / 2;
-        }
         return new StepProfile(Median(phases[0]), Median(phases[1]), Median(phases[2]), Median(phases[3]), Median(phases[4]));
     }
 
@@ -250,12 +245,14 @@ public static class PerfBenchmark
                 steps[s]();
                 times[s].Add(watch.Elapsed.TotalSeconds);
             }
-        return times.Select(t =>
-        {
-            t.Sort();
-            double median = t.Count % 2 == 1 ? t[t.Count / 2] : (t[t.Count / 2 - 1] + t[t.Count / 2]) / 2;
-            return o.Batch / median;
-        }).ToArray();
+        return times.Select(t => o.Batch / Median(t)).ToArray();
+    }
+
+    /// <summary>The median of the timings (sorts them in place).</summary>
+    static double Median(List<double> t)
+    {
+        t.Sort();
+        return t.Count % 2 == 1 ? t[t.Count / 2] : (t[t.Count / 2 - 1] + t[t.Count / 2]) / 2;
     }
 
     /// <summary>Measured single-precision matrix-multiply rate (1024³, median of 5).</summary>

@@ -36,6 +36,21 @@ public class PerfAndBenchCommandTests
     }
 
     [Fact]
+    public void Perf_set_applies_to_the_methods_that_have_the_hyperparameter_and_rejects_one_that_none_has()
+    {
+        const string config = """{"img_size": 32, "patch_size": 8, "embed_dim": 32, "depth": 2, "num_heads": 2}""";
+        var r = CliRunner.Run("perf", "--config", config, "--methods", "full,lora", "--set", "rank=2", "--batch", "4",
+                              "--steps", "1", "--warmup", "0", "--json", "--no-baseline");
+        Assert.True(r.ExitCode == 0, r.Stderr);
+        var methods = JsonNode.Parse(r.Stdout)!["methods"]!.AsArray().ToDictionary(m => m!["method"]!.GetValue<string>(), m => m!);
+        Assert.Equal(2 * 2 * (32 + 96), methods["lora"]["trainable_params"]!.GetValue<long>());   // rank 2, not the default 8
+
+        var bad = CliRunner.Run("perf", "--config", config, "--methods", "full", "--set", "rank=2");
+        CliRunner.AssertOneLineError(bad, "--set rank is a hyperparameter of none of the measured methods (full)");
+        Assert.Equal(2, bad.ExitCode);
+    }
+
+    [Fact]
     public void Bench_runs_a_tiny_profile_end_to_end_and_writes_the_report()
     {
         string dir = TestFiles.TempDir();

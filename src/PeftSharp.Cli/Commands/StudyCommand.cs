@@ -33,7 +33,7 @@ public sealed class StudyCommand : ICommand
         var options = new StudyOptions
         {
             OutDir = line.Get("out") ?? "peftsharp-studies", DbPath = line.Get("db"),
-            Checkpoint = line.Get("checkpoint") ?? ShippedModels.RequireDefaultVit(), TrainMissing = !line.Flag("no-train"),
+            Checkpoint = line.Get("checkpoint") ?? study.DefaultCheckpoint(), TrainMissing = !line.Flag("no-train"),
         };
         var overrides = new StudyOverrides(List(line.Get("tasks")), List(line.Get("methods")), line.Get("epochs") is null ? null : line.Int("epochs", 0));
         var device = Devices.Parse(line.Get("device"));

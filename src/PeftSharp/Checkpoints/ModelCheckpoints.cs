@@ -102,12 +102,21 @@ public static class ModelCheckpoints
         SafeTensors.Save(path, StateDictLoader.StateDict(model), meta);
     }
 
-    /// <summary>Saves a CLIP model with open_clip key names.</summary>
-    public static void SaveClip(string path, ClipModel model, string? configJson = null)
+    /// <summary>Saves a CLIP model with open_clip key names and its config (default: the model's own) as metadata;
+    /// <paramref name="half"/> stores float16, which loads back into float32.</summary>
+    public static void SaveClip(string path, ClipModel model, string? configJson = null, IReadOnlyDictionary<string, string>? metadata = null,
+                                bool half = false)
     {
-        var meta = new Dictionary<string, string> { ["format"] = "pt" };
-        if (configJson != null) meta["config"] = configJson;
-        SafeTensors.Save(path, KeyMaps.InternalToClip(StateDictLoader.StateDict(model)), meta);
+        var meta = new Dictionary<string, string>(metadata ?? new Dictionary<string, string>()) { ["format"] = "pt", ["config"] = configJson ?? model.Config.ToJson() };
+        var state = KeyMaps.InternalToClip(StateDictLoader.StateDict(model));
+        if (!half)
+        {
+            SafeTensors.Save(path, state, meta);
+            return;
+        }
+        var halves = state.ToDictionary(kv => kv.Key, kv => kv.Value.to_type(ScalarType.Float16));
+        try { SafeTensors.Save(path, halves, meta); }
+        finally { foreach (var t in halves.Values) t.Dispose(); }
     }
 
     /// <summary>timm's resample_abs_pos_embed: bicubic interpolation of the patch part, prefix tokens kept.</summary>

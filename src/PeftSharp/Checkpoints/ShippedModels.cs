@@ -8,6 +8,7 @@ namespace PeftSharp.Checkpoints;
 public static class ShippedModels
 {
     public const string DefaultVitName = "peftsharp-vit-tiny6-p8-32";
+    public const string DefaultClipName = "peftsharp-clip-tiny-p8-32";
 
     /// <summary>The models/ folder beside the PeftSharp assembly.</summary>
     public static string Directory
@@ -23,11 +24,14 @@ public static class ShippedModels
     public static string DefaultVit => Path.Combine(Directory, DefaultVitName + ".safetensors");
 
     /// <summary>The default backbone, or a clear error when the installation lacks it.</summary>
-    public static string RequireDefaultVit()
-    {
-        string path = DefaultVit;
-        if (!File.Exists(path))
-            throw new PeftSharpException($"{path}: the shipped default backbone is missing from this installation (reinstall PeftSharp, or pass --checkpoint FILE)");
-        return path;
-    }
+    public static string RequireDefaultVit() => Require(DefaultVit, "the shipped default backbone", "reinstall PeftSharp, or pass --checkpoint FILE");
+
+    /// <summary>The default CLIP model: both towers pretrained here on rendered image–caption pairs (see its card).</summary>
+    public static string DefaultClip => Path.Combine(Directory, DefaultClipName + ".safetensors");
+
+    /// <summary>The default CLIP model, or a clear error when the installation lacks it.</summary>
+    public static string RequireDefaultClip() => Require(DefaultClip, "the shipped CLIP model", "run 'peftsharp pretrain-clip', or pass --checkpoint FILE");
+
+    static string Require(string path, string what, string remedy) =>
+        File.Exists(path) ? path : throw new PeftSharpException($"{path}: {what} is missing from this installation ({remedy})");
 }

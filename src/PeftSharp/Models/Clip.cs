@@ -66,6 +66,22 @@ public sealed record ClipConfig
         return new ClipConfig { EmbedDim = embed, QuickGelu = quick, Vision = vision.Validate(source + ".vision_cfg"), Text = text };
     }
 
+    /// <summary>The config as open_clip's model JSON (what <see cref="FromJson"/> reads; stored in checkpoints).</summary>
+    public string ToJson() => new JsonObject
+    {
+        ["embed_dim"] = EmbedDim, ["quick_gelu"] = QuickGelu,
+        ["vision_cfg"] = new JsonObject
+        {
+            ["image_size"] = Vision.ImgSize, ["patch_size"] = Vision.PatchSize, ["width"] = Vision.EmbedDim, ["layers"] = Vision.Depth,
+            ["head_width"] = Vision.EmbedDim / Vision.NumHeads, ["mlp_ratio"] = Vision.MlpRatio,
+        },
+        ["text_cfg"] = new JsonObject
+        {
+            ["context_length"] = Text.ContextLength, ["vocab_size"] = Text.VocabSize, ["width"] = Text.Width, ["heads"] = Text.Heads,
+            ["layers"] = Text.Layers, ["mlp_ratio"] = Text.MlpRatio,
+        },
+    }.ToJsonString();
+
     static int GetInt(JsonObject o, string key, int fallback, string source)
     {
         var node = o[key];

@@ -15,6 +15,9 @@ public interface IStudy
     /// <summary>Runs the analysis under the profile named <paramref name="profile"/> (quick, default or full),
     /// narrowed by <paramref name="overrides"/>.</summary>
     StudyOutput Run(StudyContext context, string profile, StudyOverrides? overrides = null);
+
+    /// <summary>The checkpoint the study runs on unless told otherwise (the shipped ViT backbone).</summary>
+    string DefaultCheckpoint() => Checkpoints.ShippedModels.RequireDefaultVit();
 }
 
 /// <summary>A narrower profile from the command line (a quick look, or a test on a tiny backbone): other tasks, a
@@ -42,7 +45,7 @@ public sealed record StudyOutput(string Name, JsonObject Json, string Html, stri
 /// <summary>The studies the <c>study</c> verb knows, by name.</summary>
 public static class StudyCatalog
 {
-    public static IReadOnlyList<IStudy> All { get; } = new IStudy[] { new EnsembleStudy(), new RobustnessStudy(), new CapacityStudy() };
+    public static IReadOnlyList<IStudy> All { get; } = new IStudy[] { new EnsembleStudy(), new RobustnessStudy(), new CapacityStudy(), new VlScalingStudy() };
 
     public static IReadOnlyList<string> Profiles { get; } = new[] { "quick", "default", "full" };
 

@@ -40,7 +40,8 @@ public static class AdapterFiles
             ["towers"] = new JsonArray(model.Options.Towers.Select(t => (JsonNode)t).ToArray()),
             ["base_model"] = new JsonObject
             {
-                ["config"] = JsonNode.Parse(model.Vit.Config.ToJson()),
+                ["kind"] = model.Root is ClipModel ? "clip" : "vit",
+                ["config"] = JsonNode.Parse(model.Root is ClipModel clip ? clip.Config.ToJson() : model.Vit.Config.ToJson()),
                 ["checkpoint"] = baseCheckpoint,
             },
             ["num_classes"] = model.Vit.Config.NumClasses,
@@ -56,29 +57,53 @@ public static class AdapterFiles
     /// </summary>
     public static PeftModel Load(VisionTransformer baseModel, string directory)
     {
-        string configPath = Path.Combine(directory, ConfigFile), weightsPath = Path.Combine(directory, WeightsFile);
-        if (!File.Exists(configPath)) throw new PeftSharpException($"{configPath}: adapter config not found");
-        if (!File.Exists(weightsPath)) throw new PeftSharpException($"{weightsPath}: adapter weights not found");
-        JsonObject config;
-        try { config = JsonNode.Parse(File.ReadAllText(configPath)) as JsonObject ?? throw new PeftSharpException($"{configPath}: expected a JSON object"); }
-        catch (JsonException e) { throw new PeftSharpException($"{configPath}: invalid JSON ({e.Message.Split('\n')[0]})"); }
-
+        var (config, configPath, weightsPath) = ReadConfig(directory);
         if (config["peft_type"] is not null) return LoadHuggingFace(baseModel, config, configPath, weightsPath);
-        if (config["format"]?.GetValue<string>() != "peftsharp-adapter")
-            throw new PeftSharpException($"{configPath}: not a PeftSharp or Hugging Face peft adapter config (no 'format' or 'peft_type')");
-
-        string method = config["method"]?.GetValue<string>() ?? throw new PeftSharpException($"{configPath}: missing 'method'");
-        var settings = new Dictionary<string, string>();
-        if (config["hyper"] is JsonObject hyper)
-            foreach (var (m, values) in hyper)
-                foreach (var (k, v) in (JsonObject)values!)
-                    settings[$"{m}.{k}"] = v is JsonValue jv && jv.TryGetValue(out double d) ? d.ToString("R", CultureInfo.InvariantCulture) : v!.ToString();
+        var (method, settings) = MethodOf(config, configPath, "vit");
         int classes = config["num_classes"]?.GetValue<int>() ?? baseModel.Config.NumClasses;
         if (classes != baseModel.Config.NumClasses) baseModel.ResetClassifier(classes);
         var options = new PeftOptions { TrainHead = config["train_head"]?.GetValue<bool>() ?? true };
         var model = PeftModel.Create(baseModel, method, settings, options);
         LoadTensors(model, weightsPath, name => name);
         return model;
+    }
+
+    /// <summary>Applies the saved methods to the saved towers of <paramref name="baseModel"/> (a freshly loaded CLIP)
+    /// and loads the saved tensors.</summary>
+    public static PeftModel Load(ClipModel baseModel, string directory)
+    {
+        var (config, configPath, weightsPath) = ReadConfig(directory);
+        if (config["peft_type"] is not null) throw new PeftSharpException($"{configPath}: a Hugging Face peft adapter; PeftSharp reads those for ViTs only");
+        var (method, settings) = MethodOf(config, configPath, "clip");
+        var towers = (config["towers"] as JsonArray)?.Select(t => t!.GetValue<string>()).ToArray() ?? ["visual"];
+        var model = PeftModel.Create(baseModel, method, settings, new PeftOptions { TrainHead = config["train_head"]?.GetValue<bool>() ?? false, Towers = towers });
+        LoadTensors(model, weightsPath, name => name);
+        return model;
+    }
+
+    static (JsonObject Config, string ConfigPath, string WeightsPath) ReadConfig(string directory)
+    {
+        string configPath = Path.Combine(directory, ConfigFile), weightsPath = Path.Combine(directory, WeightsFile);
+        if (!File.Exists(configPath)) throw new PeftSharpException($"{configPath}: adapter config not found");
+        if (!File.Exists(weightsPath)) throw new PeftSharpException($"{weightsPath}: adapter weights not found");
+        try { return (JsonNode.Parse(File.ReadAllText(configPath)) as JsonObject ?? throw new PeftSharpException($"{configPath}: expected a JSON object"), configPath, weightsPath); }
+        catch (JsonException e) { throw new PeftSharpException($"{configPath}: invalid JSON ({e.Message.Split('\n')[0]})"); }
+    }
+
+    /// <summary>The saved method spec and its settings; an adapter saved for the other kind of model is an error.</summary>
+    static (string Method, Dictionary<string, string> Settings) MethodOf(JsonObject config, string configPath, string kind)
+    {
+        if (config["format"]?.GetValue<string>() != "peftsharp-adapter")
+            throw new PeftSharpException($"{configPath}: not a PeftSharp or Hugging Face peft adapter config (no 'format' or 'peft_type')");
+        string saved = config["base_model"]?["kind"]?.GetValue<string>() ?? "vit";
+        if (saved != kind) throw new PeftSharpException($"{configPath}: an adapter for a {saved.ToUpperInvariant()} model, not for a {kind.ToUpperInvariant()} model");
+        string method = config["method"]?.GetValue<string>() ?? throw new PeftSharpException($"{configPath}: missing 'method'");
+        var settings = new Dictionary<string, string>();
+        if (config["hyper"] is JsonObject hyper)
+            foreach (var (m, values) in hyper)
+                foreach (var (k, v) in (JsonObject)values!)
+                    settings[$"{m}.{k}"] = v is JsonValue jv && jv.TryGetValue(out double d) ? d.ToString("R", CultureInfo.InvariantCulture) : v!.ToString();
+        return (method, settings);
     }
 
     /// <summary>Writes a LoRA model in Hugging Face peft's format (targets must be whole Linear layers).</summary>

@@ -52,8 +52,9 @@ public sealed class VlScalingStudy : IStudy
             {
                 ["lora"] = Knob("rank", "1", "16"), ["bitfit"] = NoKnob,
             }, ["visual", "text"], 30, 32, Lrs()),
+        // 2 tasks × (4 fractions × (10 PEFT cells + full fine-tuning) + zero-shot): 90 runs of 100 steps.
         "default" => new(name, VlTasks.Names, [0.01, 0.05, 0.25, 1.0], Methods(
-            lora: ["1", "4", "16", "64"], adapter: ["2", "8", "32"], prefix: ["2", "8", "32"]), ["visual", "text"], 120, 32, Lrs()),
+            lora: ["1", "8", "64"], adapter: ["2", "8", "32"], prefix: ["2", "32"]), ["visual", "text"], 100, 32, Lrs()),
         "full" => new(name, VlTasks.Names, [0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0], Methods(
             lora: ["1", "2", "4", "8", "16", "32", "64"], adapter: ["1", "2", "4", "8", "16", "32", "64"], prefix: ["1", "2", "4", "8", "16", "32"]),
             ["visual", "text"], 400, 32, Lrs()),

@@ -3,7 +3,6 @@ using PeftSharp.Data;
 using PeftSharp.Models;
 using TorchSharp;
 using static TorchSharp.torch;
-using F = TorchSharp.torch.nn.functional;
 
 namespace PeftSharp.VisionLanguage;
 

@@ -123,6 +123,35 @@ public class ClipTrainingTests
     }
 
     [Fact]
+    public void Every_method_applies_to_the_text_tower_or_says_it_needs_image_patches()
+    {
+        manual_seed(4);
+        using var tokens = randint(1, 999, new long[] { 2, 16 });
+        var needImages = new List<string>();
+        foreach (var method in TunerRegistry.All.Where(m => m.Id != "linear"))
+        {
+            using var clip = ModelCheckpoints.LoadClip(TestFiles.ClipCheckpoint).Model;
+            try
+            {
+                var peft = ClipRuns.Apply(clip, method.Id, new Dictionary<string, string>(), ["text"]);
+                Assert.True(peft.CountTrainable() > 0, method.Id);
+                if (method.Id != "full") // full fine-tuning trains the whole model, by design
+                    Assert.All(peft.TrainableParameters(), p => Assert.StartsWith("text.", p.Name));
+                using var features = clip.EncodeText(tokens);
+                features.sum().backward();
+                Assert.Contains(peft.TrainableParameters(), p => p.Parameter.grad is not null && p.Parameter.grad.abs().sum().item<float>() > 0);
+            }
+            catch (PeftSharpException e)
+            {
+                Assert.Contains("needs an image encoder", e.Message);
+                needImages.Add(method.Id);
+            }
+        }
+        // Prompt tokens in front of patches, and ConvPass's patch grid, have no meaning on a causal text sequence.
+        Assert.Equal(new[] { "convpass", "vpt-deep", "vpt-shallow" }, needImages.Order());
+    }
+
+    [Fact]
     public void Half_precision_storage_loads_back_within_float16_rounding()
     {
         using var clip = ModelCheckpoints.LoadClip(TestFiles.ClipCheckpoint).Model;

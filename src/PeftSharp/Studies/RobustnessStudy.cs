@@ -68,9 +68,9 @@ public sealed class RobustnessStudy : IStudy
         "full" => new(BenchProfile.Full with
             {
                 Tasks = Shifts.NaturalTasks,
-                Methods = new[] { "linear", "full", "lora", "ssf", "adapter-pfeiffer", "adapter-houlsby", "fact-tk", "bitfit", "vpt-deep" },
+                Methods = new[] { "linear", "full", "lora", "ssf", "adapter-pfeiffer", "adapter-houlsby", "repadapter", "fact-tk", "bitfit", "vpt-deep" },
             },
-            Shifts.All.Select(s => s.Name).ToList(), new[] { "full", "lora", "ssf", "adapter-pfeiffer", "fact-tk", "bitfit" }),
+            Shifts.All.Select(s => s.Name).ToList(), new[] { "full", "lora", "ssf", "adapter-pfeiffer", "repadapter", "fact-tk", "bitfit" }),
         _ => throw new PeftSharpException($"unknown study profile '{name}'; expected one of {string.Join(", ", StudyCatalog.Profiles)}"),
     };
 
@@ -107,10 +107,12 @@ public sealed class RobustnessStudy : IStudy
             ["task"] = p.Task, ["method"] = p.Method, ["alpha"] = p.Alpha, ["in_dist"] = Round(p.InDist), ["shifted_mean"] = Round(p.ShiftedMean),
             ["shifted"] = new JsonObject(p.Shifted.Select(kv => KeyValuePair.Create(kv.Key, (JsonNode?)Round(kv.Value)))),
         }));
+        var notSwept = NotSwept(protocol.Methods, wiseMethods);
+        json["not_swept"] = new JsonObject(notSwept.Select(kv => KeyValuePair.Create(kv.Key, (JsonNode?)kv.Value)));
         var claims = Claims(accuracies, wise);
         json["claims"] = Array(claims.Select(c => (JsonNode)c));
         string summary = SummaryTable(accuracies, wise) + "\n" + string.Concat(claims.Select(c => $"- {c}\n"));
-        return new StudyOutput(Name, json, Html(protocol, profile.Shifts, accuracies, wise, summary, claims, watch.Elapsed.TotalSeconds), summary);
+        return new StudyOutput(Name, json, Html(protocol, profile.Shifts, accuracies, wise, summary, claims, notSwept, watch.Elapsed.TotalSeconds), summary);
     }
 
     /// <summary>The name of the task's own test split among the evaluation sets.</summary>
@@ -223,6 +225,24 @@ public sealed class RobustnessStudy : IStudy
         return 100.0 * same / Math.Max(1, again.Count);
     }
 
+    /// <summary>Why the WiSE-FT sweep leaves a method out: for each tuned method not swept, and always for the Houlsby
+    /// adapter, the study's adapter, which cannot be swept the way this study sweeps.</summary>
+    public static IReadOnlyDictionary<string, string> NotSwept(IEnumerable<string> methods, IReadOnlyCollection<string> swept)
+    {
+        var notes = new Dictionary<string, string>();
+        foreach (var method in methods.Append("adapter-houlsby").Distinct().Where(m => m != "linear" && !swept.Contains(m)))
+            notes[method] = method switch
+            {
+                "adapter-houlsby" => "Not linear on the frozen path, so not mergeable: its bottleneck (down-projection, ReLU, up-projection) has no merged " +
+                    "delta W₀ + α·ΔW. Nor does interpolating its own parameters start at the pretrained model: its up-projection is Xavier-initialised, " +
+                    "not zero. The mergeable adapter is RepAdapter (swept in the full profile); the Pfeiffer adapter starts at zero output and is swept.",
+                _ when method.StartsWith("vpt", StringComparison.Ordinal) => "Adds prompt tokens: not a delta on the frozen weights, and not the identity at init.",
+                _ when TunerRegistry.Get(method).Mergeable => "Mergeable, so it could be swept as W₀ + α·ΔW; this profile leaves it out to fit its time.",
+                _ => "Not mergeable; not swept by this profile.",
+            };
+        return notes;
+    }
+
     /// <summary>Effective robustness (Taori et al., 2020): shifted accuracy above the linear trend of shifted against
     /// in-distribution accuracy fitted over all methods of the task (null with fewer than three methods).</summary>
     public static double? EffectiveRobustness(IReadOnlyList<ShiftedAccuracy> all, ShiftedAccuracy a)
@@ -286,7 +306,7 @@ public sealed class RobustnessStudy : IStudy
     }
 
     string Html(BenchProfile protocol, IReadOnlyList<string> shifts, IReadOnlyList<ShiftedAccuracy> accuracies, IReadOnlyList<WisePoint> wise,
-                string summary, IReadOnlyList<string> claims, double seconds)
+                string summary, IReadOnlyList<string> claims, IReadOnlyDictionary<string, string> notSwept, double seconds)
     {
         var sections = new List<string>
         {
@@ -306,6 +326,7 @@ public sealed class RobustnessStudy : IStudy
                                  "Each line runs from α = 0 (the linear probe) to α = 1 (the fine-tuned model)."));
             sections.Add(Section($"{task}: every shift", HtmlTable(new[] { "method", "in-dist" }.Concat(shifts).Append("retrained = stored, % of test").ToList(), rows)));
         }
+        sections.Add(Section("Not swept with WiSE-FT", HtmlTable(new[] { "method", "why" }, notSwept.Select(kv => (IReadOnlyList<string>)new[] { kv.Key, kv.Value }))));
         sections.Add(Section("Shifts", HtmlTable(new[] { "shift", "what" }, shifts.Select(s => (IReadOnlyList<string>)new[] { s, Shifts.Get(s).Description }))));
         return Page("PeftSharp study: robustness", $"Profile {protocol.Name}: {protocol.Description()}. {seconds / 60:F1} min.", sections);
     }

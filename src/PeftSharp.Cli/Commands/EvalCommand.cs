@@ -52,12 +52,7 @@ public sealed class EvalCommand : ICommand
             Checkpoint = backbone.CheckpointIdentity(), TrainingJson = $"{{\"adapter\": {System.Text.Json.JsonSerializer.Serialize(adapter == null ? null : Path.GetFullPath(adapter))}, \"merged\": {(merge ? "true" : "false")}}}",
         };
         // The same evaluation of the same files is stored once.
-        if (db.TryGetFinished(spec.Key) == null)
-        {
-            long id = db.BeginRun(spec, new RunContext { DatasetPath = task.Directory, CodeVersion = RunExecutor.CodeVersion });
-            db.FinishRun(id, new RunOutcome { Top1 = m.Top1 / 100, MetricsJson = m.ToJson().ToJsonString(), TrainableParams = 0, EvalSeconds = result.Seconds },
-                         RunExecutor.Predictions(result));
-        }
+        RunExecutor.RecordEvaluation(db, spec, result, task.Directory);
         Console.WriteLine($"{task.Name} {split}: top-1 {m.Top1:F2}% over {m.Count} images, loss {m.Loss:F4}, ECE {m.ExpectedCalibrationError:F4} ({result.ImagesPerSecond:F0} img/s)");
         Console.WriteLine("per-class top-1: " + string.Join(" ", m.PerClassAccuracy.Select((a, c) => $"{c}:{(double.IsNaN(a) ? "-" : a.ToString("F1", CultureInfo.InvariantCulture))}")));
         return 0;

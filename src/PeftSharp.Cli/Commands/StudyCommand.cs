@@ -3,7 +3,7 @@ using PeftSharp.Studies;
 
 namespace PeftSharp.Cli.Commands;
 
-/// <summary>The unifying study's analyses after the ranking (ensembles, capacity), over the results database.</summary>
+/// <summary>The unifying study's analyses after the ranking (ensembles, robustness, capacity, many-shot), over the results database.</summary>
 public sealed class StudyCommand : ICommand
 {
     public string Name => "study";
@@ -11,7 +11,8 @@ public sealed class StudyCommand : ICommand
     public IEnumerable<string> Flags => new[] { "help", "quick", "full", "json", "no-train", "quiet" };
     public string Usage => $"""
         peftsharp study NAME [--quick | --full] [--out DIR] [--db FILE] [--checkpoint FILE] [--no-train] [--json]
-                        [--tasks a,b,...] [--methods a,b,...] [--epochs N] [--device cpu|cuda] [--quiet]
+                        [--tasks a,b,...] [--methods a,b,...] [--epochs N] [--sizes n,m,...] [--data DIR]
+                        [--device cpu|cuda] [--quiet]
           NAME is one of:
         {string.Join("\n", StudyCatalog.All.Select(s => $"    {s.Name,-11} {s.Summary}"))}
           Reads the runs a study needs from the results database (default DIR/results.db) and trains only the
@@ -20,7 +21,9 @@ public sealed class StudyCommand : ICommand
           prints a short table, or the JSON with --json. The runs are the benchmark's own requests, so
           --db peftsharp-report/results.db reuses a finished 'bench' of the same profile.
           Profiles: --quick (smoke test, a few minutes), default, --full (the study's settings); --tasks,
-          --methods and --epochs narrow a profile (capacity: --methods keeps the knobs it names).
+          --methods and --epochs narrow a profile (capacity: --methods keeps the knobs it names; many-shot:
+          --sizes replaces its training-set sizes, --data DIR is the folder of the Fashion-MNIST IDX files,
+          default /usr/share/datasets/fashion-mnist from the Debian package dataset-fashion-mnist).
         """;
 
     public int Run(CommandLine line)
@@ -34,8 +37,10 @@ public sealed class StudyCommand : ICommand
         {
             OutDir = line.Get("out") ?? "peftsharp-studies", DbPath = line.Get("db"),
             Checkpoint = line.Get("checkpoint") ?? study.DefaultCheckpoint(), TrainMissing = !line.Flag("no-train"),
+            DataDir = line.Get("data"),
         };
-        var overrides = new StudyOverrides(List(line.Get("tasks")), List(line.Get("methods")), line.Get("epochs") is null ? null : line.Int("epochs", 0));
+        var overrides = new StudyOverrides(List(line.Get("tasks")), List(line.Get("methods")), line.Get("epochs") is null ? null : line.Int("epochs", 0),
+                                           List(line.Get("sizes"))?.Select(n => Size(n)).ToList());
         var device = Devices.Parse(line.Get("device"));
         line.RejectUnknown(maxPositional: 1);
 
@@ -57,6 +62,10 @@ public sealed class StudyCommand : ICommand
         Console.WriteLine($"report: {html}; data: {file}; database: {options.DatabasePath}");
         return 0;
     }
+
+    static int Size(string text) =>
+        int.TryParse(text, System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out int n) && n > 0 ? n
+            : throw new PeftSharpException($"study: --sizes expects positive whole numbers, got '{text}'");
 
     static List<string>? List(string? text) => text?.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).ToList();
 }

@@ -3,6 +3,7 @@ using System.Text.Json.Nodes;
 using PeftSharp.Benchmarks;
 using PeftSharp.Data;
 using PeftSharp.Evaluation;
+using PeftSharp.Results;
 using PeftSharp.Suite;
 using PeftSharp.Training;
 using PeftSharp.Tuners;
@@ -67,9 +68,9 @@ public sealed class RobustnessStudy : IStudy
         "full" => new(BenchProfile.Full with
             {
                 Tasks = Shifts.NaturalTasks,
-                Methods = new[] { "linear", "full", "lora", "ssf", "adapter-pfeiffer", "adapter-houlsby", "fact-tk", "bitfit", "vpt-deep" },
+                Methods = new[] { "linear", "full", "lora", "ssf", "adapter-pfeiffer", "adapter-houlsby", "repadapter", "fact-tk", "bitfit", "vpt-deep" },
             },
-            Shifts.All.Select(s => s.Name).ToList(), new[] { "full", "lora", "ssf", "adapter-pfeiffer", "fact-tk", "bitfit" }),
+            Shifts.All.Select(s => s.Name).ToList(), new[] { "full", "lora", "ssf", "adapter-pfeiffer", "repadapter", "fact-tk", "bitfit" }),
         _ => throw new PeftSharpException($"unknown study profile '{name}'; expected one of {string.Join(", ", StudyCatalog.Profiles)}"),
     };
 
@@ -106,84 +107,140 @@ public sealed class RobustnessStudy : IStudy
             ["task"] = p.Task, ["method"] = p.Method, ["alpha"] = p.Alpha, ["in_dist"] = Round(p.InDist), ["shifted_mean"] = Round(p.ShiftedMean),
             ["shifted"] = new JsonObject(p.Shifted.Select(kv => KeyValuePair.Create(kv.Key, (JsonNode?)Round(kv.Value)))),
         }));
+        var notSwept = NotSwept(protocol.Methods, wiseMethods);
+        json["not_swept"] = new JsonObject(notSwept.Select(kv => KeyValuePair.Create(kv.Key, (JsonNode?)kv.Value)));
         var claims = Claims(accuracies, wise);
         json["claims"] = Array(claims.Select(c => (JsonNode)c));
         string summary = SummaryTable(accuracies, wise) + "\n" + string.Concat(claims.Select(c => $"- {c}\n"));
-        return new StudyOutput(Name, json, Html(protocol, profile.Shifts, accuracies, wise, summary, claims, watch.Elapsed.TotalSeconds), summary);
+        return new StudyOutput(Name, json, Html(protocol, profile.Shifts, accuracies, wise, summary, claims, notSwept, watch.Elapsed.TotalSeconds), summary);
     }
+
+    /// <summary>The name of the task's own test split among the evaluation sets.</summary>
+    const string InDist = "in_dist";
 
     (List<ShiftedAccuracy>, List<WisePoint>) RunTask(StudyContext context, BenchProfile protocol, IReadOnlyList<string> shifts,
                                                      IReadOnlyList<string> wiseMethods, IReadOnlyList<double> alphas, string task)
     {
         var source = context.Task(task);
-        var train = protocol.Training(context.Normalization);
-        int size = context.Backbone.ImageSize();
-        var sets = new Dictionary<string, DataLoader> { ["in_dist"] = StudyProtocol.Loader(VtabTask.Open(source.Directory).Test, size, train, shuffle: false) };
-        foreach (var shift in shifts)
+        var setNames = new[] { InDist }.Concat(shifts).ToList();
+        using var sets = new EvaluationSets(context, protocol, source.Directory, shifts);
+        var runs = protocol.Methods.ToDictionary(m => m, m => context.Tuned(protocol, task, m));
+        if (runs["linear"].Run is not RunRecord probeRun) throw new PeftSharpException($"robustness: the linear probe on {task} did not finish ({runs["linear"].Error})");
+        // Each evaluation is stored as it finishes, so a rerun retrains a model only when one of its evaluations is missing.
+        using var probe = new LazyRetrained(context, protocol, runs["linear"]);
+        var accuracies = new List<ShiftedAccuracy>();
+        var wise = new List<WisePoint>();
+        foreach (var (method, run) in runs.Where(r => r.Value.Run != null))
         {
-            var shifted = Shifts.Materialize(source.Directory, shift, Path.Combine(context.Options.OutDir, "suite"));
-            if (!shifted.Reused) context.Log($"wrote the shifted task {shifted.Directory}");
-            sets[shift] = StudyProtocol.Loader(VtabTask.Open(shifted.Directory).Test, size, train, shuffle: false);
+            using var own = method == "linear" ? null : new LazyRetrained(context, protocol, run);
+            var model = own ?? probe;
+            var plain = setNames.ToDictionary(set => set, set => Stored(context, EvaluationSpec(run.Run!, set, null, null), source.Directory,
+                () => (Evaluator.Evaluate(model.Get().Peft.Vit, sets[set], context.Device), model.Get().Peft.CountTrainable())));
+            var scores = plain.ToDictionary(kv => kv.Key, kv => kv.Value.Top1!.Value * 100);
+            accuracies.Add(new ShiftedAccuracy(task, method, scores[InDist], Shifted(scores), Agreement(context, run.Run!, plain[InDist])));
+            context.Log($"{task} {method}: {accuracies[^1].Reproduced:F1} % of the stored test predictions reproduced; in-dist {scores[InDist]:F2}, shifted mean {accuracies[^1].ShiftedMean:F2}");
+            if (own == null || !wiseMethods.Contains(method)) continue;
+            wise.AddRange(Sweep(context, sets, setNames, alphas, task, run.Run!, own, probeRun, probe, source.Directory));
         }
+        return (accuracies, wise);
+    }
+
+    /// <summary>The WiSE-FT points of one method: each (α, set) read back when stored, else evaluated on the
+    /// interpolated model (built, with its retraining, only when something is missing).</summary>
+    static List<WisePoint> Sweep(StudyContext context, EvaluationSets sets, IReadOnlyList<string> setNames, IReadOnlyList<double> alphas, string task,
+                                 RunRecord run, LazyRetrained model, RunRecord probeRun, LazyRetrained probe, string datasetPath)
+    {
+        WiseFtModel? sweep = null;
+        Dictionary<string, Tensor>? probeHead = null;
         try
         {
-            var runs = protocol.Methods.ToDictionary(m => m, m => context.Tuned(protocol, task, m));
-            if (runs["linear"].Run == null) throw new PeftSharpException($"robustness: the linear probe on {task} did not finish ({runs["linear"].Error})");
-            using var probe = Retrained.Of(context, protocol, runs["linear"]);
-            var probeHead = WiseFt.Snapshot(probe.Peft.Root).Where(kv => kv.Key.StartsWith("head.", StringComparison.Ordinal)).ToDictionary();
-            var accuracies = new List<ShiftedAccuracy>();
-            var wise = new List<WisePoint>();
-            try
+            WiseFtModel At(double alpha)
             {
-                foreach (var (method, run) in runs.Where(r => r.Value.Run != null))
+                if (sweep == null)
                 {
-                    using var model = method == "linear" ? null : Retrained.Of(context, protocol, run);
-                    var tuned = model ?? probe;
-                    var scores = Score(tuned.Peft.Vit, sets, context.Device, out var test);
-                    accuracies.Add(new ShiftedAccuracy(task, method, scores["in_dist"], Shifted(scores), Agreement(context, run, test)));
-                    context.Log($"{task} {method}: retrained, {accuracies[^1].Reproduced:F1} % of the stored test predictions reproduced; in-dist {scores["in_dist"]:F2}, shifted mean {accuracies[^1].ShiftedMean:F2}");
-                    if (model == null || !wiseMethods.Contains(method)) continue;
-                    context.Log($"{task} {method}: WiSE-FT over {alphas.Count} values of α on {sets.Count} test sets");
-                    using var sweep = new WiseFtModel(model.Peft, model.Initial, probeHead);
-                    foreach (double alpha in alphas)
-                    {
-                        sweep.SetAlpha(alpha);
-                        var s = Score(model.Peft.Vit, sets, context.Device, out _);
-                        wise.Add(new WisePoint(task, method, alpha, s["in_dist"], Shifted(s)));
-                    }
+                    context.Log($"{task} {run.Spec.Method}: WiSE-FT over {alphas.Count} values of α on {setNames.Count} test sets");
+                    probeHead = WiseFt.Snapshot(probe.Get().Peft.Root).Where(kv => kv.Key.StartsWith("head.", StringComparison.Ordinal)).ToDictionary();
+                    sweep = new WiseFtModel(model.Get().Peft, model.Get().Initial, probeHead);
                 }
+                sweep.SetAlpha(alpha);
+                return sweep;
             }
-            finally { WiseFt.Dispose(probeHead); }
-            return (accuracies, wise);
+            return alphas.Select(alpha =>
+            {
+                double? set = null;   // the α the model is set to, so that it is interpolated once per α
+                var scores = setNames.ToDictionary(name => name, name => Stored(context, EvaluationSpec(run, name, alpha, probeRun), datasetPath, () =>
+                {
+                    var wiseModel = set == alpha ? sweep! : At(alpha);
+                    set = alpha;
+                    return (Evaluator.Evaluate(wiseModel.Model.Vit, sets[name], context.Device), wiseModel.Model.CountTrainable());
+                }).Top1!.Value * 100);
+                return new WisePoint(task, run.Spec.Method, alpha, scores[InDist], Shifted(scores));
+            }).ToList();
         }
         finally
         {
-            foreach (var loader in sets.Values) loader.Dispose();
+            sweep?.Dispose();
+            if (probeHead != null) WiseFt.Dispose(probeHead);
         }
     }
 
-    static Dictionary<string, double> Shifted(Dictionary<string, double> scores) => scores.Where(kv => kv.Key != "in_dist").ToDictionary();
-
-    /// <summary>Top-1 (%) on every evaluation set; <paramref name="test"/> is the in-distribution evaluation.</summary>
-    static Dictionary<string, double> Score(Models.VisionTransformer model, IReadOnlyDictionary<string, DataLoader> sets, Device device, out EvaluationResult test)
+    /// <summary>
+    /// The identity of one evaluation of a tuned final run's model, stored like a run: the run's own spec at stage
+    /// single, evaluated on the task's test split or a shifted copy of it ("test@invert"), for WiSE-FT at α from the
+    /// linear probe's run. Its key names the run evaluated, so it is never confused with another run's.
+    /// </summary>
+    public static RunSpec EvaluationSpec(RunRecord run, string set, double? alpha, RunRecord? probe)
     {
-        var scores = new Dictionary<string, double>();
-        test = null!;
-        foreach (var (name, loader) in sets)
+        var training = JsonNode.Parse(run.Spec.TrainingJson)!.AsObject();
+        training["evaluation"] = new JsonObject
         {
-            var result = Evaluator.Evaluate(model, loader, device);
-            if (name == "in_dist") test = result;
-            scores[name] = result.Metrics.Top1;
-        }
-        return scores;
+            ["of"] = run.Key, ["wise_alpha"] = alpha, ["wise_start"] = alpha == null ? null : probe!.Key,
+        };
+        return run.Spec with
+        {
+            Stage = RunStage.Single, EvalSplit = set == InDist ? "test" : $"test@{set}", TrainingJson = training.ToJsonString(), SweepId = "robustness",
+        };
     }
 
-    /// <summary>% of the test examples on which the retrained model predicts what the stored run predicted.</summary>
-    static double Agreement(StudyContext context, StudyRun run, EvaluationResult test)
+    /// <summary>The finished evaluation of <paramref name="spec"/>: read back when the database has it, else run now
+    /// and stored with every prediction (under --no-train a missing one is an error naming it).</summary>
+    static RunRecord Stored(StudyContext context, RunSpec spec, string datasetPath, Func<(EvaluationResult Result, long Trainable)> evaluate)
     {
-        var stored = context.Db.Predictions(run.Run!.Id).ToDictionary(p => p.Index, p => p.Predicted);
-        int same = Enumerable.Range(0, test.Labels.Length).Count(i => stored.TryGetValue(test.Indices[i], out int p) && p == test.Predicted(i));
-        return 100.0 * same / Math.Max(1, test.Labels.Length);
+        if (context.Db.TryGetFinished(spec.Key) is RunRecord done) return done;
+        if (!context.Options.TrainMissing)
+            throw new PeftSharpException($"{context.Db.Location}: no stored robustness evaluation of {spec.Dataset} {spec.Method} on {spec.EvalSplit}, and training missing runs is off");
+        var (result, trainable) = evaluate();
+        return RunExecutor.RecordEvaluation(context.Db, spec, result, datasetPath, trainable);
+    }
+
+    static Dictionary<string, double> Shifted(Dictionary<string, double> scores) => scores.Where(kv => kv.Key != InDist).ToDictionary();
+
+    /// <summary>% of the test examples on which the retrained model (its stored in-distribution evaluation) predicts
+    /// what the tuned run predicted.</summary>
+    static double Agreement(StudyContext context, RunRecord run, RunRecord evaluation)
+    {
+        var stored = context.Db.Predictions(run.Id).ToDictionary(p => p.Index, p => p.Predicted);
+        var again = context.Db.Predictions(evaluation.Id);
+        int same = again.Count(p => stored.TryGetValue(p.Index, out int s) && s == p.Predicted);
+        return 100.0 * same / Math.Max(1, again.Count);
+    }
+
+    /// <summary>Why the WiSE-FT sweep leaves a method out: for each tuned method not swept, and always for the Houlsby
+    /// adapter, the study's adapter, which cannot be swept the way this study sweeps.</summary>
+    public static IReadOnlyDictionary<string, string> NotSwept(IEnumerable<string> methods, IReadOnlyCollection<string> swept)
+    {
+        var notes = new Dictionary<string, string>();
+        foreach (var method in methods.Append("adapter-houlsby").Distinct().Where(m => m != "linear" && !swept.Contains(m)))
+            notes[method] = method switch
+            {
+                "adapter-houlsby" => "Not linear on the frozen path, so not mergeable: its bottleneck (down-projection, ReLU, up-projection) has no merged " +
+                    "delta W₀ + α·ΔW. Nor does interpolating its own parameters start at the pretrained model: its up-projection is Xavier-initialised, " +
+                    "not zero. The mergeable adapter is RepAdapter (swept in the full profile); the Pfeiffer adapter starts at zero output and is swept.",
+                _ when method.StartsWith("vpt", StringComparison.Ordinal) => "Adds prompt tokens: not a delta on the frozen weights, and not the identity at init.",
+                _ when TunerRegistry.Get(method).Mergeable => "Mergeable, so it could be swept as W₀ + α·ΔW; this profile leaves it out to fit its time.",
+                _ => "Not mergeable; not swept by this profile.",
+            };
+        return notes;
     }
 
     /// <summary>Effective robustness (Taori et al., 2020): shifted accuracy above the linear trend of shifted against
@@ -249,7 +306,7 @@ public sealed class RobustnessStudy : IStudy
     }
 
     string Html(BenchProfile protocol, IReadOnlyList<string> shifts, IReadOnlyList<ShiftedAccuracy> accuracies, IReadOnlyList<WisePoint> wise,
-                string summary, IReadOnlyList<string> claims, double seconds)
+                string summary, IReadOnlyList<string> claims, IReadOnlyDictionary<string, string> notSwept, double seconds)
     {
         var sections = new List<string>
         {
@@ -269,8 +326,53 @@ public sealed class RobustnessStudy : IStudy
                                  "Each line runs from α = 0 (the linear probe) to α = 1 (the fine-tuned model)."));
             sections.Add(Section($"{task}: every shift", HtmlTable(new[] { "method", "in-dist" }.Concat(shifts).Append("retrained = stored, % of test").ToList(), rows)));
         }
+        sections.Add(Section("Not swept with WiSE-FT", HtmlTable(new[] { "method", "why" }, notSwept.Select(kv => (IReadOnlyList<string>)new[] { kv.Key, kv.Value }))));
         sections.Add(Section("Shifts", HtmlTable(new[] { "shift", "what" }, shifts.Select(s => (IReadOnlyList<string>)new[] { s, Shifts.Get(s).Description }))));
         return Page("PeftSharp study: robustness", $"Profile {protocol.Name}: {protocol.Description()}. {seconds / 60:F1} min.", sections);
+    }
+
+    /// <summary>A tuned run's model, retrained on first use only (a study whose evaluations are all stored never retrains).</summary>
+    sealed class LazyRetrained(StudyContext context, BenchProfile protocol, StudyRun run) : IDisposable
+    {
+        Retrained? model;
+
+        public Retrained Get()
+        {
+            if (model != null) return model;
+            context.Log($"{run.Task} {run.Method}: retraining the tuned run from its record, to evaluate it");
+            return model = Retrained.Of(context, protocol, run);
+        }
+
+        public void Dispose() => model?.Dispose();
+    }
+
+    /// <summary>The task's test split and its shifted copies, materialised and loaded on first use.</summary>
+    sealed class EvaluationSets(StudyContext context, BenchProfile protocol, string taskDirectory, IReadOnlyList<string> shifts) : IDisposable
+    {
+        readonly Dictionary<string, DataLoader> loaders = new();
+
+        public DataLoader this[string set]
+        {
+            get
+            {
+                if (loaders.TryGetValue(set, out var loader)) return loader;
+                string directory = taskDirectory;
+                if (set != InDist)
+                {
+                    if (!shifts.Contains(set)) throw new ArgumentException($"not an evaluation set of this study: {set}", nameof(set));
+                    var shifted = Shifts.Materialize(taskDirectory, set, Path.Combine(context.Options.OutDir, "suite"));
+                    if (!shifted.Reused) context.Log($"wrote the shifted task {shifted.Directory}");
+                    directory = shifted.Directory;
+                }
+                var train = protocol.Training(context.Normalization);
+                return loaders[set] = StudyProtocol.Loader(VtabTask.Open(directory).Test, context.Backbone.ImageSize(), train, shuffle: false);
+            }
+        }
+
+        public void Dispose()
+        {
+            foreach (var loader in loaders.Values) loader.Dispose();
+        }
     }
 
     /// <summary>A finished run's model, retrained deterministically from its record (same seed, data order and
@@ -306,7 +408,7 @@ public sealed class RobustnessStudy : IStudy
         }
 
         /// <summary>The run's resolved hyperparameters as --set values.</summary>
-        static Dictionary<string, string> SettingsOf(Results.RunSpec spec) =>
+        static Dictionary<string, string> SettingsOf(RunSpec spec) =>
             JsonNode.Parse(spec.HyperJson)?[spec.Method]?.AsObject().ToDictionary(kv => kv.Key, kv => kv.Value?.ToString() ?? "")
             ?? new Dictionary<string, string>();
 

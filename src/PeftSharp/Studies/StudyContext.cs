@@ -15,6 +15,8 @@ public sealed record StudyOptions
     public required string Checkpoint { get; init; }
     /// <summary>False: every run must already be finished in the database (a missing one is an error naming it).</summary>
     public bool TrainMissing { get; init; } = true;
+    /// <summary>A study's own data outside the suite (many-shot: the Fashion-MNIST IDX files); null for its default.</summary>
+    public string? DataDir { get; init; }
     public string DatabasePath => DbPath ?? Path.Combine(OutDir, "results.db");
 }
 
@@ -45,7 +47,8 @@ public sealed class StudyContext : IDisposable
         SuiteBenchmark.CreateWritable(options.OutDir, "the study's output folder");
         Db = ResultsDb.Open(options.DatabasePath);
         Device = device;
-        Protocol = new StudyProtocol(new RunExecutor(Db, device, observer, Path.Combine(options.OutDir, "checkpoints")) { TrainMissing = options.TrainMissing });
+        Executor = new RunExecutor(Db, device, observer, Path.Combine(options.OutDir, "checkpoints")) { TrainMissing = options.TrainMissing };
+        Protocol = new StudyProtocol(Executor);
         Backbone = new BackboneSpec(null, null, options.Checkpoint);
         Normalization = Checkpoints.ModelCheckpoints.ReadNormalization(options.Checkpoint) ?? "none";
     }
@@ -54,6 +57,8 @@ public sealed class StudyContext : IDisposable
     public ResultsDb Db { get; }
     public torch.Device Device { get; }
     public StudyProtocol Protocol { get; }
+    /// <summary>Runs one run against the database (reused when finished), for studies whose runs are not tune requests.</summary>
+    public RunExecutor Executor { get; }
     public BackboneSpec Backbone { get; }
     /// <summary>The input normalisation the backbone was pretrained with (its checkpoint says), used for every run.</summary>
     public string Normalization { get; }

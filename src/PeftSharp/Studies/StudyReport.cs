@@ -21,8 +21,9 @@ public interface IStudy
 }
 
 /// <summary>A narrower profile from the command line (a quick look, or a test on a tiny backbone): other tasks, a
-/// subset of the methods, fewer epochs.</summary>
-public sealed record StudyOverrides(IReadOnlyList<string>? Tasks = null, IReadOnlyList<string>? Methods = null, int? Epochs = null)
+/// subset of the methods, fewer epochs, other training-set sizes (many-shot).</summary>
+public sealed record StudyOverrides(IReadOnlyList<string>? Tasks = null, IReadOnlyList<string>? Methods = null, int? Epochs = null,
+                                    IReadOnlyList<int>? TrainSizes = null)
 {
     public BenchProfile Apply(BenchProfile profile) =>
         (profile with { Tasks = Tasks ?? profile.Tasks, Methods = Methods ?? profile.Methods, Epochs = Epochs ?? profile.Epochs }).Validate();
@@ -45,7 +46,7 @@ public sealed record StudyOutput(string Name, JsonObject Json, string Html, stri
 /// <summary>The studies the <c>study</c> verb knows, by name.</summary>
 public static class StudyCatalog
 {
-    public static IReadOnlyList<IStudy> All { get; } = new IStudy[] { new EnsembleStudy(), new RobustnessStudy(), new CapacityStudy(), new VlScalingStudy() };
+    public static IReadOnlyList<IStudy> All { get; } = new IStudy[] { new EnsembleStudy(), new RobustnessStudy(), new CapacityStudy(), new ManyShotStudy(), new VlScalingStudy() };
 
     public static IReadOnlyList<string> Profiles { get; } = new[] { "quick", "default", "full" };
 

@@ -11,15 +11,13 @@ internal static class PackageExtractor
     public const ulong ExtractionSeed = 20240917;
     const int PerClass = 100; // per class and split (train+val, test)
 
-    const string FashionDir = "usr/share/datasets/fashion-mnist";
     const string OpenCvExamples = "usr/share/doc/opencv-doc/examples";
-    const string FashionPackage = "dataset-fashion-mnist", OpenCvPackage = "opencv-doc";
+    const string OpenCvPackage = "opencv-doc";
 
     public static void Build(string dataDir, string packageRoot)
     {
         // Check every input first, so a missing package is reported before anything is written.
-        var fashionFiles = new[] { "train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz", "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz" }
-            .Select(f => Require(packageRoot, $"{FashionDir}/{f}", FashionPackage)).ToArray();
+        var fashionFiles = FashionMnist.Files(Path.Combine(packageRoot, FashionMnist.PackageFolder));
         string digitsFile = Require(packageRoot, $"{OpenCvExamples}/data/digits.png", OpenCvPackage);
         var photoFiles = ShippedTasks.Photos.Select(p => Require(packageRoot, $"{OpenCvExamples}/{p.File}", OpenCvPackage)).ToArray();
 

@@ -109,6 +109,22 @@ public sealed class RunExecutor
         }
     }
 
+    /// <summary>Stores an evaluation that trained nothing (a model evaluated again, on another split or with other
+    /// weights) as a finished run of <paramref name="spec"/>, with its metrics and every prediction, in one
+    /// transaction; an evaluation already stored under the same key is returned as it is.</summary>
+    public static RunRecord RecordEvaluation(IResultsStore db, RunSpec spec, EvaluationResult evaluation, string datasetPath, long trainableParams = 0)
+    {
+        if (db.TryGetFinished(spec.Key) is RunRecord done) return done;
+        long id = db.BeginRun(spec, new RunContext { DatasetPath = datasetPath, CodeVersion = CodeVersion });
+        var outcome = new RunOutcome
+        {
+            Top1 = evaluation.Metrics.Top1 / 100, MetricsJson = evaluation.Metrics.ToJson().ToJsonString(),
+            TrainableParams = trainableParams, EvalSeconds = evaluation.Seconds,
+        };
+        db.FinishRun(id, outcome, Predictions(evaluation));
+        return db.TryGetRun(id)!;
+    }
+
     /// <summary>Every example's label, prediction and logits, as the results database stores them.</summary>
     public static List<Prediction> Predictions(EvaluationResult evaluation)
     {

@@ -29,7 +29,7 @@ public class StudyCommandTests
     public void An_unknown_study_or_no_study_is_one_line_naming_the_studies()
     {
         var unknown = CliRunner.Run("study", "no-such-study", "--out", TestFiles.TempDir());
-        CliRunner.AssertOneLineError(unknown, "unknown study 'no-such-study'; expected one of ensembles, robustness, capacity");
+        CliRunner.AssertOneLineError(unknown, "unknown study 'no-such-study'; expected one of ensembles, robustness, capacity, many-shot");
         Assert.Equal(2, unknown.ExitCode);
         var none = CliRunner.Run("study");
         CliRunner.AssertOneLineError(none, "name a study");
@@ -116,6 +116,23 @@ public class StudyCommandTests
         Assert.Equal(methods["linear"]!["shifted_mean"]!.GetValue<double>(), wise[0]!["shifted_mean"]!.GetValue<double>());
         Assert.True(Directory.Exists(Path.Combine(dir, "suite", "digits@invert")));
         Assert.Contains("<polyline", File.ReadAllText(Path.Combine(dir, "robustness.html")));
+
+        // Every evaluation is stored as it finishes: a resumed study, read-only, retrains and evaluates nothing and
+        // reports the same numbers from the database.
+        int stored = RunCount(dir);
+        var again = StudyOn("digits", dir, "robustness", "--methods", "linear,lora", "--no-train", "--json");
+        Assert.True(again.ExitCode == 0, again.Stderr);
+        Assert.DoesNotContain("retraining", again.Stderr);
+        Assert.Equal(stored, RunCount(dir));
+        var resumed = JsonNode.Parse(again.Stdout)!;
+        Assert.Equal(json["methods"]!.ToJsonString(), resumed["methods"]!.ToJsonString());
+        Assert.Equal(json["wise"]!.ToJsonString(), resumed["wise"]!.ToJsonString());
+    }
+
+    static int RunCount(string dir)
+    {
+        using var db = ResultsDb.Open(Path.Combine(dir, "results.db"));
+        return db.Runs().Count;
     }
 
     [Fact]

@@ -31,6 +31,15 @@ public class WiseFtTests
         Assert.Contains("α must be in [0, 1]", Assert.Throws<PeftSharpException>(() => WiseFt.Interpolate(a, a, 1.5)).Message);
     }
 
+    [Fact]
+    public void The_houlsby_adapter_is_reported_as_not_sweepable_and_why()
+    {
+        var notes = RobustnessStudy.NotSwept(new[] { "linear", "full", "lora", "vpt-deep" }, new[] { "full" });
+        Assert.Equal(new[] { "lora", "vpt-deep", "adapter-houlsby" }, notes.Keys);
+        Assert.Contains("Not linear on the frozen path, so not mergeable", notes["adapter-houlsby"]);
+        Assert.Contains("Mergeable, so it could be swept", notes["lora"]);
+    }
+
     /// <summary>The fixture ViT with a 4-class head.</summary>
     static PeftSharp.Models.VisionTransformer Fixture() => new BackboneSpec(null, null, TestFiles.VitCheckpoint).Load(4, 0, out _);
 
@@ -43,6 +52,7 @@ public class WiseFtTests
     [Theory]
     [InlineData("lora")]             // merged: W0 + α·ΔW
     [InlineData("ssf")]              // merged
+    [InlineData("repadapter")]       // the mergeable adapter: merged into the next linear layer
     [InlineData("adapter-pfeiffer")] // not mergeable: its own parameters interpolate from the zero-output init
     [InlineData("full")]
     public void Alpha_zero_is_the_linear_probe_and_alpha_one_the_fine_tuned_model_exactly(string method)

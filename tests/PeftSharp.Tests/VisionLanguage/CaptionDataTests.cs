@@ -97,6 +97,20 @@ public class CaptionDataTests
         var g = VlScalingStudy.Findings(cells, [consistent, inconsistent]);
         Assert.False(g.DataIrrelevantConsistent);
         Assert.Contains("does not hold", g.Statements[0]);
+        Assert.False(g.UpperHolds); // with two fractions the last step is the whole range
+
+        // Three fractions: the consistent task loses 20 points on 10 pairs and is flat from 50 on, the inconsistent
+        // one keeps rising: the finding fails from the smallest fraction but holds over the last step.
+        var three = new List<VlCell>
+        {
+            Cell("c", "lora", "rank=8", 0.1, 80, 60), Cell("c", "lora", "rank=8", 0.5, 80, 84), Cell("c", "lora", "rank=8", 1, 80, 84.5),
+            Cell("i", "lora", "rank=8", 0.1, 80, 30), Cell("i", "lora", "rank=8", 0.5, 80, 45), Cell("i", "lora", "rank=8", 1, 80, 55),
+        };
+        var h = VlScalingStudy.Findings(three, [consistent, inconsistent]);
+        Assert.False(h.DataIrrelevantConsistent);
+        Assert.True(h.UpperHolds);
+        Assert.Equal(0.5, h.UpperDataGain["c"], 6);
+        Assert.Equal("holds from 50 training pairs on, not from the smallest fraction", h.ToJson()["finding_1_data_size"]!.GetValue<string>());
     }
 
     [Fact]

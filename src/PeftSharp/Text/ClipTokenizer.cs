@@ -62,14 +62,19 @@ public sealed class ClipTokenizer
     /// One row per text: start-of-text, the text's ids, end-of-text, then zeros up to <paramref name="contextLength"/>.
     /// A row that would be longer is cut to <paramref name="contextLength"/> and its last position set to end-of-text.
     /// </summary>
-    public long[,] Tokenize(IReadOnlyList<string> texts, int contextLength = DefaultContextLength)
+    public long[,] Tokenize(IReadOnlyList<string> texts, int contextLength = DefaultContextLength) => Tokenize(texts, contextLength, out _);
+
+    /// <summary><see cref="Tokenize(IReadOnlyList{string}, int)"/>; <paramref name="truncated"/> counts the rows that were cut.</summary>
+    public long[,] Tokenize(IReadOnlyList<string> texts, int contextLength, out int truncated)
     {
         ArgumentNullException.ThrowIfNull(texts);
         ArgumentOutOfRangeException.ThrowIfLessThan(contextLength, 1);
         var rows = new long[texts.Count, contextLength];
+        truncated = 0;
         for (int row = 0; row < texts.Count; row++)
         {
             int[] ids = Encode(texts[row]);
+            if (ids.Length + 2 > contextLength) truncated++;
             rows[row, 0] = StartOfText;
             int kept = Math.Min(ids.Length, contextLength - 1);
             for (int i = 0; i < kept; i++) rows[row, i + 1] = ids[i];
@@ -80,9 +85,13 @@ public sealed class ClipTokenizer
     }
 
     /// <summary><see cref="Tokenize"/> as an int64 tensor of shape [texts.Count, contextLength] on the CPU.</summary>
-    public torch.Tensor TokenizeToTensor(IReadOnlyList<string> texts, int contextLength = DefaultContextLength)
+    public torch.Tensor TokenizeToTensor(IReadOnlyList<string> texts, int contextLength = DefaultContextLength) =>
+        TokenizeToTensor(texts, contextLength, out _);
+
+    /// <summary><see cref="TokenizeToTensor(IReadOnlyList{string}, int)"/>, counting the rows that were cut.</summary>
+    public torch.Tensor TokenizeToTensor(IReadOnlyList<string> texts, int contextLength, out int truncated)
     {
-        long[,] rows = Tokenize(texts, contextLength);
+        long[,] rows = Tokenize(texts, contextLength, out truncated);
         var flat = new long[rows.Length];
         Buffer.BlockCopy(rows, 0, flat, 0, rows.Length * sizeof(long));
         return torch.tensor(flat, [texts.Count, contextLength], dtype: torch.int64);

@@ -57,6 +57,13 @@ public sealed class CaptionSet
         return captions.Select(c => ClipTextCleaner.Clean(c)).Select(c => ids.TryGetValue(c, out int id) ? id : ids[c] = ids.Count).ToArray();
     }
 
+    /// <summary>A batch of images (count × size × size × 3 bytes, as the pretraining sources render them), one array each.</summary>
+    public static byte[][] SplitImages(byte[] pixels, int imageSize)
+    {
+        int perImage = imageSize * imageSize * 3;
+        return Enumerable.Range(0, pixels.Length / perImage).Select(i => pixels.AsSpan(i * perImage, perImage).ToArray()).ToArray();
+    }
+
     /// <summary>The pairs at <paramref name="indices"/>, in that order.</summary>
     public CaptionSet Subset(IReadOnlyList<int> indices, string? name = null) =>
         new(name ?? Name, ImageSize, indices.Select(i => Pixels[i]).ToArray(), indices.Select(i => Captions[i]).ToArray(),
@@ -139,12 +146,8 @@ public sealed class CaptionSet
 
     /// <summary>Token ids [N, context] of <paramref name="texts"/>, truncated as open_clip truncates (the last kept
     /// position becomes end-of-text); <paramref name="truncated"/> counts the texts that were cut.</summary>
-    public static Tensor Tokenize(IReadOnlyList<string> texts, int contextLength, out int truncated)
-    {
-        var tokenizer = ClipTokenizer.Default;
-        truncated = texts.Count(t => tokenizer.Encode(t).Length + 2 > contextLength);
-        return tokenizer.TokenizeToTensor(texts, contextLength);
-    }
+    public static Tensor Tokenize(IReadOnlyList<string> texts, int contextLength, out int truncated) =>
+        ClipTokenizer.Default.TokenizeToTensor(texts, contextLength, out truncated);
 
     public override string ToString() => string.Create(CultureInfo.InvariantCulture, $"{Name}: {Count} pairs at {ImageSize}×{ImageSize}");
 }

@@ -33,23 +33,19 @@ public static class ClipEvaluation
     public static (Tensor Images, Tensor Texts) Embed(ClipModel model, CaptionSet set, Normalization normalization, int batchSize = 256)
     {
         var device = model.logit_scale.device;
-        bool training = model.training;
-        model.eval();
         var images = new List<Tensor>();
         var texts = new List<Tensor>();
-        using (inference_mode())
+        InEvalMode(model, () =>
         {
-            for (int start = 0; start < set.Count; start += batchSize)
+            foreach (var indices in Batches(set.Count, batchSize))
             {
                 using var scope = NewDisposeScope();
-                var indices = Enumerable.Range(start, Math.Min(batchSize, set.Count - start)).ToArray();
-                using var pixels = set.Images(indices, normalization, device);
-                using var tokens = CaptionSet.Tokenize(indices.Select(i => set.Captions[i]).ToArray(), model.Config.Text.ContextLength, out _).to(device);
+                var pixels = set.Images(indices, normalization, device);
+                var tokens = CaptionSet.Tokenize(indices.Select(i => set.Captions[i]).ToArray(), model.Config.Text.ContextLength, out _).to(device);
                 images.Add(model.EncodeImage(pixels, normalize: true).cpu().MoveToOuterDisposeScope());
                 texts.Add(model.EncodeText(tokens, normalize: true).cpu().MoveToOuterDisposeScope());
             }
-        }
-        model.train(training);
+        });
         var result = (cat(images, 0), cat(texts, 0));
         foreach (var t in images.Concat(texts)) t.Dispose();
         return result;
@@ -94,25 +90,40 @@ public static class ClipEvaluation
     {
         if (!set.IsClassification) throw new PeftSharpException($"{set.Name}: not a classification set (no labels and class prompts)");
         var device = model.logit_scale.device;
-        bool training = model.training;
-        model.eval();
         var logits = new float[set.Count][];
-        using (inference_mode())
+        InEvalMode(model, () =>
         {
             using var classes = ClassEmbeddings(model, set.ClassPrompts!);
-            for (int start = 0; start < set.Count; start += batchSize)
+            foreach (var indices in Batches(set.Count, batchSize))
             {
                 using var scope = NewDisposeScope();
-                var indices = Enumerable.Range(start, Math.Min(batchSize, set.Count - start)).ToArray();
                 var batch = ClipLosses.ClassLogits(model.EncodeImage(set.Images(indices, normalization, device)), classes, model.logit_scale).cpu();
                 int width = (int)batch.shape[1];
                 var flat = batch.data<float>().ToArray();
-                for (int i = 0; i < indices.Length; i++) logits[start + i] = flat.AsSpan(i * width, width).ToArray();
+                for (int i = 0; i < indices.Length; i++) logits[indices[i]] = flat.AsSpan(i * width, width).ToArray();
             }
-        }
-        model.train(training);
+        });
         var predicted = logits.Select(row => Array.IndexOf(row, row.Max())).ToArray();
         double top1 = 100.0 * predicted.Where((p, i) => p == set.Labels![i]).Count() / set.Count;
         return new ClassificationScores(top1, logits, predicted);
+    }
+
+    /// <summary>Runs <paramref name="body"/> with the model in eval mode under inference mode, then restores its mode.</summary>
+    static void InEvalMode(ClipModel model, Action body)
+    {
+        bool training = model.training;
+        model.eval();
+        try
+        {
+            using (inference_mode()) body();
+        }
+        finally { model.train(training); }
+    }
+
+    /// <summary>Consecutive index batches covering 0 … count − 1.</summary>
+    static IEnumerable<int[]> Batches(int count, int batchSize)
+    {
+        for (int start = 0; start < count; start += batchSize)
+            yield return Enumerable.Range(start, Math.Min(batchSize, count - start)).ToArray();
     }
 }

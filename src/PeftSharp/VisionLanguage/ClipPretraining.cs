@@ -164,15 +164,11 @@ public static class ClipPretraining
     {
         var pixels = scenes.Select(s => s.Pixels).ToList();
         var captions = scenes.Select(s => s.Caption).ToList();
-        int perImage = size * size * 3;
         void Add((byte[] Pixels, long[] Labels)? batch, Func<long, string> caption)
         {
             if (batch is not { } b) return;
-            for (int i = 0; i < b.Labels.Length; i++)
-            {
-                pixels.Add(b.Pixels.AsSpan(i * perImage, perImage).ToArray());
-                captions.Add(caption(b.Labels[i]));
-            }
+            pixels.AddRange(CaptionSet.SplitImages(b.Pixels, size));
+            captions.AddRange(b.Labels.Select(caption));
         }
         Add(glyphBatch, l => GlyphCaption(glyphs!.Classes[(int)l]));
         Add(photoBatch, l => PhotoCaption(photos!.Names[(int)l]));
@@ -221,8 +217,7 @@ public static class ClipPretraining
 
     static CaptionSet Classification(string name, int size, byte[] pixels, long[] labels, IReadOnlyList<string> prompts)
     {
-        int perImage = size * size * 3;
-        var images = Enumerable.Range(0, labels.Length).Select(i => pixels.AsSpan(i * perImage, perImage).ToArray()).ToArray();
+        var images = CaptionSet.SplitImages(pixels, size);
         var ints = labels.Select(l => (int)l).ToArray();
         return new CaptionSet(name, size, images, ints.Select(l => prompts[l]).ToArray(), labels: ints, classPrompts: prompts);
     }

@@ -38,25 +38,24 @@ public sealed class ClipRuns(IResultsStore db, string checkpoint, Device device)
     /// <summary>False: a run missing from the database is an error naming it, not trained.</summary>
     public bool TrainMissing { get; init; } = true;
 
-    public RunSpec Spec(ClipRunRequest r)
+    /// <summary>The run's identity; <paramref name="train"/> is the pairs it trains on (null for zero-shot) and
+    /// <paramref name="options"/> its training, the objective being the task's.</summary>
+    static RunSpec Spec(ClipRunRequest r, CaptionSet? train, ClipTrainOptions options, string checkpointIdentity) => new()
     {
-        var train = r.Task.TrainFraction(r.DataFraction);
-        bool zeroShot = r.Method == ClipRunRequest.ZeroShot;
-        return new RunSpec
-        {
-            Stage = RunStage.Single, Dataset = "vl/" + r.Task.Name, TrainSplit = zeroShot ? "none" : $"train[:{train.Count}]", EvalSplit = "test",
-            Method = r.Method, HyperJson = new JsonObject(r.Settings.OrderBy(s => s.Key).Select(s => KeyValuePair.Create(s.Key, (JsonNode?)s.Value))).ToJsonString(),
-            Lr = zeroShot ? 0 : r.Train.Lr, WeightDecay = zeroShot ? 0 : r.Train.WeightDecay, Seed = r.Train.Seed, Epochs = 0,
-            BatchSize = r.Train.BatchSize, TrainingJson = zeroShot ? "{}" : r.Train.ToJson().ToJsonString(),
-            ModelJson = new JsonObject { ["model"] = "clip", ["towers"] = string.Join("+", r.Towers), ["objective"] = r.Task.Objective.ToString().ToLowerInvariant() }.ToJsonString(),
-            Checkpoint = checkpointIdentity,
-        };
-    }
+        Stage = RunStage.Single, Dataset = "vl/" + r.Task.Name, TrainSplit = train == null ? "none" : $"train[:{train.Count}]", EvalSplit = "test",
+        Method = r.Method, HyperJson = new JsonObject(r.Settings.OrderBy(s => s.Key).Select(s => KeyValuePair.Create(s.Key, (JsonNode?)s.Value))).ToJsonString(),
+        Lr = train == null ? 0 : options.Lr, WeightDecay = train == null ? 0 : options.WeightDecay, Seed = options.Seed, Epochs = 0,
+        BatchSize = options.BatchSize, TrainingJson = train == null ? "{}" : options.ToJson().ToJsonString(),
+        ModelJson = new JsonObject { ["model"] = "clip", ["towers"] = string.Join("+", r.Towers), ["objective"] = r.Task.Objective.ToString().ToLowerInvariant() }.ToJsonString(),
+        Checkpoint = checkpointIdentity,
+    };
 
     public ClipRunResult Execute(ClipRunRequest request, Action<string>? log = null)
     {
-        var spec = Spec(request);
-        int trainPairs = request.Method == ClipRunRequest.ZeroShot ? 0 : request.Task.TrainFraction(request.DataFraction).Count;
+        var train = request.Method == ClipRunRequest.ZeroShot ? null : request.Task.TrainFraction(request.DataFraction);
+        var options = request.Train with { Objective = request.Task.Objective };
+        var spec = Spec(request, train, options, checkpointIdentity);
+        int trainPairs = train?.Count ?? 0;
         string label = $"{request.Task.Name} {request.Method} {Describe(request.Settings)} on {trainPairs} pairs";
         if (db.TryGetFinished(spec.Key) is RunRecord done) return new ClipRunResult(request, done) { TrainPairs = trainPairs };
         if (!TrainMissing)
@@ -64,7 +63,7 @@ public sealed class ClipRuns(IResultsStore db, string checkpoint, Device device)
         long id = db.BeginRun(spec, new RunContext { DatasetPath = request.Task.Name, CodeVersion = RunExecutor.CodeVersion });
         try
         {
-            var (outcome, predictions) = Train(request);
+            var (outcome, predictions) = Train(request, train, options);
             db.FinishRun(id, outcome, predictions);
             var record = db.TryGetRun(id)!;
             log?.Invoke($"{label}: {record.Outcome!.Top1 * 100:F2} ({record.Outcome.TrainableParams:N0} trainable, {record.Outcome.TrainSeconds:F0} s)");
@@ -80,19 +79,19 @@ public sealed class ClipRuns(IResultsStore db, string checkpoint, Device device)
     static string Describe(IReadOnlyDictionary<string, string> settings) =>
         settings.Count == 0 ? "" : "(" + string.Join(", ", settings.Select(s => $"{s.Key}={s.Value}")) + ")";
 
-    (RunOutcome, IReadOnlyList<Prediction>) Train(ClipRunRequest r)
+    (RunOutcome, IReadOnlyList<Prediction>) Train(ClipRunRequest r, CaptionSet? train, ClipTrainOptions options)
     {
-        manual_seed(r.Train.Seed);
+        manual_seed(options.Seed);
         using var clip = ModelCheckpoints.LoadClip(checkpoint).Model;
         clip.to(device);
         double trainSeconds = 0, pairsPerSecond = 0;
         long trainable = 0;
         var metrics = new JsonObject();
-        if (r.Method != ClipRunRequest.ZeroShot)
+        if (train != null)
         {
             var peft = Apply(clip, r.Method, r.Settings, r.Towers);
             trainable = peft.CountTrainable(includeHead: true);
-            var trained = new ClipTrainer(peft, r.Train with { Objective = r.Task.Objective }).Fit(r.Task.TrainFraction(r.DataFraction));
+            var trained = new ClipTrainer(peft, options).Fit(train);
             (trainSeconds, pairsPerSecond) = (trained.Seconds, trained.PairsPerSecond);
             metrics["final_loss"] = Math.Round(trained.FinalLoss, 5);
             metrics["first_loss"] = Math.Round(trained.Losses[0], 5);
@@ -102,13 +101,13 @@ public sealed class ClipRuns(IResultsStore db, string checkpoint, Device device)
         IReadOnlyList<Prediction> predictions = [];
         if (r.Task.Objective == ClipObjective.Contrastive)
         {
-            var recall = ClipEvaluation.Retrieval(clip, r.Task.Test, r.Train.Normalization);
+            var recall = ClipEvaluation.Retrieval(clip, r.Task.Test, options.Normalization);
             foreach (var (k, v) in recall.ToDictionary()) metrics[k] = Math.Round(v, 3);
             score = recall.Mean;
         }
         else
         {
-            var classified = ClipEvaluation.Classify(clip, r.Task.Test, r.Train.Normalization);
+            var classified = ClipEvaluation.Classify(clip, r.Task.Test, options.Normalization);
             score = classified.Top1;
             predictions = classified.Logits.Select((row, i) => new Prediction(i, r.Task.Test.Labels![i], classified.Predicted[i], row)).ToList();
         }

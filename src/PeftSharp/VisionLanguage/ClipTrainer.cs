@@ -75,7 +75,9 @@ public sealed class ClipTrainer
         var schedule = new CosineSchedule(options.Lr, options.Steps, options.WarmupSteps, 0, 0);
         int context = clip.Config.Text.ContextLength;
         var batches = new BatchOrder(train.Count, Math.Min(options.BatchSize, train.Count), options.Seed);
-        using var classTokens = train.IsClassification ? CaptionSet.Tokenize(train.ClassPrompts!, context, out _).to(device) : null;
+        // The set is fixed, so its captions (or class prompts) are tokenized once, not every step.
+        using var captionTokens = options.Objective == ClipObjective.Contrastive ? CaptionSet.Tokenize(train.Captions, context, out _) : null;
+        using var classTokens = options.Objective == ClipObjective.Classification ? CaptionSet.Tokenize(train.ClassPrompts!, context, out _).to(device) : null;
         var losses = new List<double>();
         var watch = Stopwatch.StartNew();
         clip.train();
@@ -89,7 +91,7 @@ public sealed class ClipTrainer
             Tensor loss;
             if (options.Objective == ClipObjective.Contrastive)
             {
-                var tokens = CaptionSet.Tokenize(indices.Select(i => train.Captions[i]).ToArray(), context, out _).to(device);
+                var tokens = captionTokens!.index(tensor(indices.Select(i => (long)i).ToArray())).to(device);
                 loss = ClipLosses.Contrastive(images, clip.EncodeText(tokens), clip.logit_scale, indices.Select(i => train.Groups[i]).ToArray());
             }
             else

@@ -25,6 +25,7 @@ if (command == null)
     return 2;
 }
 
+NativeHeap.KeepFreedBuffers();
 try
 {
     var line = new CommandLine(command.Name, args.Skip(1), command.Flags);

@@ -13,6 +13,7 @@ public static class SharedOptions
           training:  --epochs N (100) --batch-size N (64) --lr X (1e-3) --wd X (1e-4) --warmup N (10)
                      --label-smoothing X (0) --drop-path X (0.1) --grad-clip X (off) --seed N (42)
                      --normalization none|imagenet|inception|clip (the checkpoint's, else none) --augment
+                     --precision fp32|bf16 (fp32; bf16 = libtorch autocast, fast on CPUs with AVX-512 BF16 or AMX)
           other:     --device cpu|cuda (cpu) --db FILE|URL (results.db, or $PEFTSHARP_DB) --quiet
           --db names a SQLite file, or a PostgreSQL database: postgres://user:pass@host:port/db or an Npgsql
           connection string (Host=...;Username=...;Database=...).
@@ -40,6 +41,7 @@ public static class SharedOptions
             GradClip = line.OptionalDouble("grad-clip"), Seed = line.Int("seed", d.Seed),
             Normalization = Data.Normalization.FromName(line.Get("normalization") ?? CheckpointNormalization(line) ?? d.Normalization).Name,
             Augment = line.Flag("augment"), CacheFrozenFeatures = !line.Flag("no-feature-cache"),
+            Precision = Autocast.ParsePrecision(line.Get("precision")),
         }.Validate();
     }
 

@@ -13,14 +13,16 @@ public sealed class PerfCommand : ICommand
     public IEnumerable<string> Flags => new[] { "help", "json", "in-process", "no-baseline", "profile" };
     public string Usage => """
         peftsharp perf [--model PRESET | --config JSON] [--methods linear,full,lora,...] [--batch 64] [--steps 6]
-                       [--warmup 2] [--threads N] [--device cpu|cuda] [--json] [--in-process] [--profile]
-                       [--set key=value ...]
+                       [--warmup 2] [--threads N] [--device cpu|cuda] [--precision fp32|bf16] [--json]
+                       [--in-process] [--profile] [--set key=value ...]
           Default shape: ViT-Tiny (192 wide, 12 blocks, 3 heads) at 32 px with 4-px patches, batch 64, 10 classes.
           Ratios (method vs full fine-tuning, merged vs bare backbone) are the figures to compare across machines.
           Each method runs in a fresh child process (its own peak RSS, no allocator state carried over) unless
           --in-process is given. --profile also times the phases of a training step (zero_grad, forward,
           backward, optimizer, freeing the step's tensors) and reports their medians. --set applies a
           hyperparameter to each method that has it (dropout=0 matches a peer LoRA without dropout).
+          --precision bf16 trains and infers under libtorch's bfloat16 autocast (fast on CPUs with AVX-512 BF16
+          or AMX; PyTorch's torch.autocast("cpu") is the peer of it).
         """;
 
     public int Run(CommandLine line)
@@ -34,6 +36,7 @@ public sealed class PerfCommand : ICommand
         {
             Model = model, Methods = methods, Batch = line.Int("batch", 64), Steps = line.Int("steps", 6),
             WarmupSteps = line.Int("warmup", 2), Device = Devices.Parse(line.Get("device")),
+            Precision = Autocast.ParsePrecision(line.Get("precision")),
             Settings = SharedOptions.Settings(line),
         };
         int threads = line.Int("threads", Environment.ProcessorCount);
@@ -46,7 +49,7 @@ public sealed class PerfCommand : ICommand
         foreach (var key in options.Settings.Keys)
             if (!methods.Any(m => options.SettingsFor(m).ContainsKey(key)))
                 throw new PeftSharpException($"--set {key} is a hyperparameter of none of the measured methods ({string.Join(", ", methods)})");
-        foreach (var key in new[] { "model", "config", "device" })
+        foreach (var key in new[] { "model", "config", "device", "precision" })
             if (line.Get(key) is string value) childArgs.AddRange(new[] { "--" + key, value });
         line.RejectUnknown();
         if (options.Batch < 1 || options.Steps < 1 || options.WarmupSteps < 0 || threads < 1)

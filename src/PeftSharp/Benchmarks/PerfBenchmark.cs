@@ -17,6 +17,8 @@ public sealed record PerfOptions
     public int WarmupSteps { get; init; } = 2;
     public int Steps { get; init; } = 6;
     public Device Device { get; init; } = CPU;
+    /// <summary>Precision of training and inference (bf16: libtorch autocast).</summary>
+    public Precision Precision { get; init; } = Precision.Float32;
     /// <summary>Measure sgemm and the bare backbone too (a child process measuring one method skips them).</summary>
     public bool Baseline { get; init; } = true;
     /// <summary>Also time the phases of a training step (<see cref="StepProfile"/>).</summary>
@@ -66,6 +68,8 @@ public sealed record MethodPerf(string Method, long TrainableParams, double Trai
 public sealed record PerfReport(VitConfig Model, int Batch, int Threads, double SgemmGflops, double BareInferImagesPerSecond,
                                 IReadOnlyList<MethodPerf> Methods)
 {
+    public Precision Precision { get; init; } = Precision.Float32;
+
     /// <summary>Reads back one method's entry of <see cref="ToJson"/> (a child process's report).</summary>
     public static MethodPerf MethodFromJson(JsonObject m) => new(
         m["method"]!.GetValue<string>(), m["trainable_params"]!.GetValue<long>(), m["train_images_per_s"]!.GetValue<double>(),
@@ -82,7 +86,7 @@ public sealed record PerfReport(VitConfig Model, int Batch, int Threads, double 
         double? full = Methods.FirstOrDefault(m => m.Method == "full")?.TrainImagesPerSecond;
         return new JsonObject
         {
-            ["model"] = JsonNode.Parse(Model.ToJson()), ["batch"] = Batch, ["threads"] = Threads,
+            ["model"] = JsonNode.Parse(Model.ToJson()), ["batch"] = Batch, ["threads"] = Threads, ["precision"] = Autocast.Name(Precision),
             ["sgemm_gflops"] = double.IsNaN(SgemmGflops) ? null : Math.Round(SgemmGflops, 2),
             ["bare_infer_images_per_s"] = double.IsNaN(BareInferImagesPerSecond) ? null : Math.Round(BareInferImagesPerSecond, 2),
             ["methods"] = new JsonArray(Methods.Select(m => (JsonNode)new JsonObject
@@ -134,7 +138,7 @@ public static class PerfBenchmark
                         (r.InferMergedImagesPerSecond is double m ? $", merged {m:F1} img/s" : "") + $", peak RSS {r.PeakRssBytes / 1048576.0:F0} MiB");
             results.Add(r);
         }
-        return new PerfReport(o.Model, o.Batch, get_num_threads(), gflops, bare, results);
+        return new PerfReport(o.Model, o.Batch, get_num_threads(), gflops, bare, results) { Precision = o.Precision };
     }
 
     static VisionTransformer NewModel(PerfOptions o)
@@ -152,7 +156,7 @@ public static class PerfBenchmark
         var peft = PeftModel.Create(model, method, o.SettingsFor(method));
         var parameters = peft.TrainableParameters().Select(p => p.Parameter).ToList();
         var optimizer = optim.AdamW(parameters, lr: 1e-4);
-        var trainer = new Trainer(peft, new TrainOptions { DropPath = 0 }, o.Device);
+        var trainer = new Trainer(peft, new TrainOptions { DropPath = 0, Precision = o.Precision }, o.Device);
         model.train();
         double trainRate = Rate(o, () =>
         {
@@ -210,23 +214,24 @@ public static class PerfBenchmark
         return new StepProfile(Median(phases[0]), Median(phases[1]), Median(phases[2]), Median(phases[3]), Median(phases[4]));
     }
 
-    static Action InferenceStep(VisionTransformer model, Tensor images)
+    static Action InferenceStep(VisionTransformer model, Tensor images, PerfOptions o)
     {
         model.eval();
         return () =>
         {
             using var scope = NewDisposeScope();
             using var _ = inference_mode();
+            using var precision = Autocast.Enter(o.Precision, o.Device);
             model.forward(images);
         };
     }
 
-    static double InferenceRate(VisionTransformer model, Tensor images, PerfOptions o) => Rates(o, InferenceStep(model, images))[0];
+    static double InferenceRate(VisionTransformer model, Tensor images, PerfOptions o) => Rates(o, InferenceStep(model, images, o))[0];
 
     /// <summary>Inference rates of a model and the bare backbone, timed alternately step by step.</summary>
     static (double Model, double Bare) PairedInferenceRates(VisionTransformer model, VisionTransformer bare, Tensor images, PerfOptions o)
     {
-        var rates = Rates(o, InferenceStep(model, images), InferenceStep(bare, images));
+        var rates = Rates(o, InferenceStep(model, images, o), InferenceStep(bare, images, o));
         return (rates[0], rates[1]);
     }
 

@@ -19,7 +19,8 @@ public sealed record EvaluationResult(Metrics Metrics, float[,] Logits, long[] L
 /// <summary>Runs a classifier over a loader in inference mode.</summary>
 public static class Evaluator
 {
-    public static EvaluationResult Evaluate(nn.Module<Tensor, Tensor> model, DataLoader loader, Device device, IProgress<int>? progress = null)
+    public static EvaluationResult Evaluate(nn.Module<Tensor, Tensor> model, DataLoader loader, Device device, IProgress<int>? progress = null,
+                                            Precision precision = Precision.Float32)
     {
         var watch = System.Diagnostics.Stopwatch.StartNew();
         bool wasTraining = model.training;
@@ -30,6 +31,7 @@ public static class Evaluator
         try
         {
             using var _ = inference_mode();
+            using var products = Autocast.Enter(precision, device);
             int done = 0;
             foreach (var batch in loader.Epoch(0))
             {

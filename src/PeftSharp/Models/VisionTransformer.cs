@@ -64,12 +64,22 @@ public sealed class Attention : nn.Module<Tensor, Tensor>
             if (mask is not null && k.shape[2] > before)
                 mask = cat(new[] { zeros(mask.shape[0], k.shape[2] - before, dtype: mask.dtype, device: mask.device), mask }, 1);
         }
-        var y = F.scaled_dot_product_attention(q, k, v, mask, training ? attnDropRate : 0.0, false);
+        var y = q.device_type == DeviceType.CPU ? ExplicitAttention(q, k, v, mask) : F.scaled_dot_product_attention(q, k, v, mask, training ? attnDropRate : 0.0, false);
         y = y.transpose(1, 2).reshape(b, n, c);
         return proj_drop.forward(proj.forward(y));
     }
 
     public void AttachKeyValueTuner(string name, KeyValueTuner tuner) => keyValueTuners.Add(this, name, tuner);
+
+    /// <summary>softmax(q·kᵀ/√d + mask)·v as three kernels (timm's non-fused path). On CPU, libtorch's fused
+    /// scaled_dot_product_attention is 2.5× slower for short sequences (65 tokens, head width 64: 15 vs 6 ms forward and
+    /// backward per block in float32, 32 vs 4 ms in bfloat16), measured here.</summary>
+    Tensor ExplicitAttention(Tensor q, Tensor k, Tensor v, Tensor? mask)
+    {
+        var scores = q.mul(1.0 / Math.Sqrt(q.shape[^1])).matmul(k.transpose(-2, -1));
+        if (mask is not null) scores = scores.add(mask);
+        return attn_drop.forward(scores.softmax(-1)).matmul(v);
+    }
 }
 
 /// <summary>fc1 → act → drop → fc2 → drop.</summary>

@@ -79,7 +79,7 @@ public sealed class RunExecutor
             var peft = PeftModel.Create(model, spec.Method, request.Settings);
             var trainer = new Trainer(peft, request.Train, device);
             var trained = trainer.Fit(request.TrainData, observer == null ? null : new Progress(observer), checkpoint);
-            var evaluation = Evaluator.Evaluate(model, request.EvalData, device);
+            var evaluation = Evaluator.Evaluate(model, request.EvalData, device, precision: request.Train.Precision);
             var metrics = evaluation.Metrics.ToJson();
             metrics["epoch_losses"] = new JsonArray(trained.EpochLosses.Select(l => (JsonNode)JsonValue.Create(l)!).ToArray());
             metrics["feature_cache"] = trained.UsedFeatureCache;

@@ -117,13 +117,19 @@ public sealed class StudyProtocol
             Augmentation = shuffle && train.Augment ? Augmentation.ManyShot : null,
         });
 
-    public static string TrainingJson(TrainOptions t) => new JsonObject
+    public static string TrainingJson(TrainOptions t)
     {
-        ["warmup_epochs"] = t.WarmupEpochs, ["warmup_lr"] = t.WarmupLr, ["min_lr"] = t.MinLr,
-        ["label_smoothing"] = t.LabelSmoothing, ["drop_path"] = t.DropPath, ["grad_clip"] = t.GradClip,
-        ["normalization"] = t.Normalization, ["augment"] = t.Augment, ["cache_frozen_features"] = t.CacheFrozenFeatures,
-        ["schedule"] = "cosine-per-epoch",
-    }.ToJsonString();
+        var json = new JsonObject
+        {
+            ["warmup_epochs"] = t.WarmupEpochs, ["warmup_lr"] = t.WarmupLr, ["min_lr"] = t.MinLr,
+            ["label_smoothing"] = t.LabelSmoothing, ["drop_path"] = t.DropPath, ["grad_clip"] = t.GradClip,
+            ["normalization"] = t.Normalization, ["augment"] = t.Augment, ["cache_frozen_features"] = t.CacheFrozenFeatures,
+            ["schedule"] = "cosine-per-epoch",
+        };
+        // Only a non-default precision enters the run key, so the float32 runs stored before it existed still match.
+        if (t.Precision != Precision.Float32) json["precision"] = Autocast.Name(t.Precision);
+        return json.ToJsonString();
+    }
 
     /// <summary>A deterministic id for the sweep, so rerunning the same tune resumes it (and only it).</summary>
     internal static string SweepId(TuneSpec spec, VtabTask task)

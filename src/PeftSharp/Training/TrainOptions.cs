@@ -27,6 +27,10 @@ public sealed record TrainOptions
     /// head on them. The frozen backbone then runs in eval mode (no drop-path in frozen layers).</summary>
     public bool CacheFrozenFeatures { get; init; } = true;
 
+    /// <summary>Precision of the matrix products in training and evaluation (bf16: libtorch autocast; parameters, gradients
+    /// and optimizer state stay float32).</summary>
+    public Precision Precision { get; init; } = Precision.Float32;
+
     public CosineSchedule Schedule => new(Lr, Epochs, Math.Min(WarmupEpochs, Epochs), WarmupLr, MinLr);
 
     public TrainOptions Validate()

@@ -98,19 +98,24 @@ public sealed class Trainer
                                features is not null, FirstTrainableBlock);
     }
 
-    /// <summary>The training forward: frozen leading blocks run without autograd, the rest with it.</summary>
+    /// <summary>The training forward, float32 logits: frozen leading blocks run without autograd, the rest with it; the
+    /// products run in the options' precision.</summary>
     public Tensor Logits(Tensor images)
     {
         int depth = vit.Config.Depth;
         Tensor tokens;
         TokenLayout layout;
-        if (FirstTrainableBlock > 0)
+        using (Autocast.Enter(options.Precision, device))
         {
-            using (no_grad()) tokens = vit.ForwardFeatures(images, out layout, 0, FirstTrainableBlock, finalNorm: false);
-            tokens = vit.ForwardFeatures(tokens, out layout, FirstTrainableBlock, depth, layout);
+            if (FirstTrainableBlock > 0)
+            {
+                using (no_grad()) tokens = vit.ForwardFeatures(images, out layout, 0, FirstTrainableBlock, finalNorm: false);
+                tokens = vit.ForwardFeatures(tokens, out layout, FirstTrainableBlock, depth, layout);
+            }
+            else tokens = vit.ForwardFeatures(images, out layout, 0, depth);
+            tokens = vit.ForwardHead(tokens, layout);
         }
-        else tokens = vit.ForwardFeatures(images, out layout, 0, depth);
-        return vit.ForwardHead(tokens, layout);
+        return tokens.to(float32);
     }
 
     static int StepsPerEpoch(DataLoader loader) => loader.BatchesPerEpoch;

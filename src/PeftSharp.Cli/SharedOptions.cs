@@ -14,6 +14,7 @@ public static class SharedOptions
                      --label-smoothing X (0) --drop-path X (0.1) --grad-clip X (off) --seed N (42)
                      --normalization none|imagenet|inception|clip (the checkpoint's, else none) --augment
                      --precision fp32|bf16 (fp32; bf16 = libtorch autocast, fast on CPUs with AVX-512 BF16 or AMX)
+                     --grad-checkpointing (recompute each block in the backward: less memory, more time)
           other:     --device cpu|cuda (cpu) --db FILE|URL (results.db, or $PEFTSHARP_DB) --quiet
           --db names a SQLite file, or a PostgreSQL database: postgres://user:pass@host:port/db or an Npgsql
           connection string (Host=...;Username=...;Database=...).
@@ -26,7 +27,7 @@ public static class SharedOptions
           weight-decay grids; --seeds 42,43,... retrains the chosen configuration once per seed.
         """;
 
-    public static IEnumerable<string> Flags => new[] { "help", "augment", "quiet", "no-feature-cache" };
+    public static IEnumerable<string> Flags => new[] { "help", "augment", "quiet", "no-feature-cache", "grad-checkpointing" };
 
     public static BackboneSpec Backbone(CommandLine line) => new(line.Get("model"), line.Get("config"), line.Get("checkpoint"));
 
@@ -41,7 +42,7 @@ public static class SharedOptions
             GradClip = line.OptionalDouble("grad-clip"), Seed = line.Int("seed", d.Seed),
             Normalization = Data.Normalization.FromName(line.Get("normalization") ?? CheckpointNormalization(line) ?? d.Normalization).Name,
             Augment = line.Flag("augment"), CacheFrozenFeatures = !line.Flag("no-feature-cache"),
-            Precision = Autocast.ParsePrecision(line.Get("precision")),
+            Precision = Autocast.ParsePrecision(line.Get("precision")), GradCheckpointing = line.Flag("grad-checkpointing"),
         }.Validate();
     }
 

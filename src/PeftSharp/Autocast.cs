@@ -40,6 +40,11 @@ public static class Autocast
     public static IDisposable Enter(Precision precision, Device device) =>
         precision == Precision.Float32 ? NoScope.Instance : new Scope(device.type, ScalarType.BFloat16);
 
+    /// <summary>The autocast precision in force on this thread for <paramref name="device"/>'s type (to run a
+    /// recomputation, as gradient checkpointing does, under the same precision as the original forward).</summary>
+    public static Precision Current(Device device) =>
+        Native.IsEnabled((sbyte)device.type) && Native.GetDtype((sbyte)device.type) == (sbyte)ScalarType.BFloat16 ? Precision.BFloat16 : Precision.Float32;
+
     sealed class NoScope : IDisposable
     {
         public static readonly NoScope Instance = new();

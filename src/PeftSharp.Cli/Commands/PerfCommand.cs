@@ -10,11 +10,11 @@ public sealed class PerfCommand : ICommand
 {
     public string Name => "perf";
     public string Summary => "measure training/inference images/s, merged vs bare, peak memory, per method";
-    public IEnumerable<string> Flags => new[] { "help", "json", "in-process", "no-baseline", "profile" };
+    public IEnumerable<string> Flags => new[] { "help", "json", "in-process", "no-baseline", "profile", "grad-checkpointing" };
     public string Usage => """
         peftsharp perf [--model PRESET | --config JSON] [--methods linear,full,lora,...] [--batch 64] [--steps 6]
                        [--warmup 2] [--threads N] [--device cpu|cuda] [--precision fp32|bf16] [--json]
-                       [--in-process] [--profile] [--set key=value ...]
+                       [--in-process] [--profile] [--grad-checkpointing] [--set key=value ...]
           Default shape: ViT-Tiny (192 wide, 12 blocks, 3 heads) at 32 px with 4-px patches, batch 64, 10 classes.
           Ratios (method vs full fine-tuning, merged vs bare backbone) are the figures to compare across machines.
           Each method runs in a fresh child process (its own peak RSS, no allocator state carried over) unless
@@ -22,7 +22,9 @@ public sealed class PerfCommand : ICommand
           backward, optimizer, freeing the step's tensors) and reports their medians. --set applies a
           hyperparameter to each method that has it (dropout=0 matches a peer LoRA without dropout).
           --precision bf16 trains and infers under libtorch's bfloat16 autocast (fast on CPUs with AVX-512 BF16
-          or AMX; PyTorch's torch.autocast("cpu") is the peer of it).
+          or AMX; PyTorch's torch.autocast("cpu") is the peer of it). --grad-checkpointing trains with checkpointed
+          blocks (activations recomputed in the backward). "train mem" is the peak resident memory of the first two
+          training steps less the resident memory before them (runtime, libtorch, model, batch).
         """;
 
     public int Run(CommandLine line)
@@ -42,10 +44,11 @@ public sealed class PerfCommand : ICommand
         int threads = line.Int("threads", Environment.ProcessorCount);
         bool json = line.Flag("json");
         bool inProcess = line.Flag("in-process") || methods.Count == 1;
-        options = options with { Baseline = !line.Flag("no-baseline"), Profile = line.Flag("profile") };
+        options = options with { Baseline = !line.Flag("no-baseline"), Profile = line.Flag("profile"), GradCheckpointing = line.Flag("grad-checkpointing") };
         var childArgs = new List<string> { "--batch", options.Batch.ToString(), "--steps", options.Steps.ToString(), "--warmup",
                                            options.WarmupSteps.ToString(), "--threads", threads.ToString(), "--json", "--in-process", "--no-baseline" };
         if (options.Profile) childArgs.Add("--profile");
+        if (options.GradCheckpointing) childArgs.Add("--grad-checkpointing");
         foreach (var key in options.Settings.Keys)
             if (!methods.Any(m => options.SettingsFor(m).ContainsKey(key)))
                 throw new PeftSharpException($"--set {key} is a hyperparameter of none of the measured methods ({string.Join(", ", methods)})");
@@ -65,11 +68,11 @@ public sealed class PerfCommand : ICommand
         }
         double full = report.Methods.FirstOrDefault(m => m.Method == "full")?.TrainImagesPerSecond ?? double.NaN;
         Console.WriteLine();
-        Console.WriteLine($"{"method",-18} {"train img/s",12} {"vs full",8} {"infer",9} {"unmerged/bare",14} {"merged",9} {"merged/bare",12} {"peak RSS MiB",13} {"trainable",12}");
+        Console.WriteLine($"{"method",-18} {"train img/s",12} {"vs full",8} {"infer",9} {"unmerged/bare",14} {"merged",9} {"merged/bare",12} {"peak RSS MiB",13} {"train mem MiB",14} {"trainable",12}");
         foreach (var m in report.Methods)
             Console.WriteLine($"{m.Method,-18} {m.TrainImagesPerSecond,12:F1} {m.TrainImagesPerSecond / full,8:F2} {m.InferImagesPerSecond,9:F1} {m.UnmergedVsBare,14:F3} " +
                               $"{(m.InferMergedImagesPerSecond is double v ? v.ToString("F1") : "-"),9} {(m.MergedVsBare is double r ? r.ToString("F3") : "-"),12} " +
-                              $"{m.PeakRssBytes / 1048576.0,13:F0} {m.TrainableParams,12:N0}");
+                              $"{m.PeakRssBytes / 1048576.0,13:F0} {m.TrainingPeakBytes / 1048576.0,14:F0} {m.TrainableParams,12:N0}");
         Console.WriteLine("(the vs-bare ratios time the bare backbone alternately with the method in the same process)");
         if (options.Profile)
         {

@@ -21,6 +21,8 @@ public sealed record PerfOptions
     public Precision Precision { get; init; } = Precision.Float32;
     /// <summary>Measure sgemm and the bare backbone too (a child process measuring one method skips them).</summary>
     public bool Baseline { get; init; } = true;
+    /// <summary>Train with checkpointed blocks (<see cref="TrainOptions.GradCheckpointing"/>).</summary>
+    public bool GradCheckpointing { get; init; }
     /// <summary>Also time the phases of a training step (<see cref="StepProfile"/>).</summary>
     public bool Profile { get; init; }
     /// <summary>Hyperparameters (--set) applied to each measured method that has them, e.g. dropout=0 to match a
@@ -58,9 +60,12 @@ public sealed record StepProfile(double ZeroGradMs, double ForwardMs, double Bac
 
 /// <summary>One method's measurements. The vs-bare ratios come from the bare backbone timed in the same process,
 /// step by step alternating with the tuned model, so warm-up and machine drift cancel out.</summary>
+/// <param name="PeakRssBytes">The process's peak resident set during training.</param>
+/// <param name="TrainingPeakBytes">That peak less the resident set just before the first training step (runtime, libtorch,
+/// model and batch): the memory training itself takes (activations, gradients, optimizer state).</param>
 public sealed record MethodPerf(string Method, long TrainableParams, double TrainImagesPerSecond, double InferImagesPerSecond,
-                                double? InferMergedImagesPerSecond, long PeakRssBytes, long TrainingStateBytes, bool FirstBlockSkipped, int FirstTrainableBlock,
-                                double UnmergedVsBare, double? MergedVsBare)
+                                double? InferMergedImagesPerSecond, long PeakRssBytes, long TrainingPeakBytes, long TrainingStateBytes,
+                                bool FirstBlockSkipped, int FirstTrainableBlock, double UnmergedVsBare, double? MergedVsBare)
 {
     public StepProfile? Profile { get; init; }
 }
@@ -69,12 +74,13 @@ public sealed record PerfReport(VitConfig Model, int Batch, int Threads, double 
                                 IReadOnlyList<MethodPerf> Methods)
 {
     public Precision Precision { get; init; } = Precision.Float32;
+    public bool GradCheckpointing { get; init; }
 
     /// <summary>Reads back one method's entry of <see cref="ToJson"/> (a child process's report).</summary>
     public static MethodPerf MethodFromJson(JsonObject m) => new(
         m["method"]!.GetValue<string>(), m["trainable_params"]!.GetValue<long>(), m["train_images_per_s"]!.GetValue<double>(),
         m["infer_images_per_s"]!.GetValue<double>(), m["infer_merged_images_per_s"]?.GetValue<double>(),
-        m["peak_rss_bytes"]!.GetValue<long>(), m["training_state_bytes"]!.GetValue<long>(),
+        m["peak_rss_bytes"]!.GetValue<long>(), m["training_peak_bytes"]!.GetValue<long>(), m["training_state_bytes"]!.GetValue<long>(),
         m["first_trainable_block"]!.GetValue<int>() > 0, m["first_trainable_block"]!.GetValue<int>(),
         m["unmerged_vs_bare"]!.GetValue<double>(), m["merged_vs_bare"]?.GetValue<double>())
     {
@@ -84,9 +90,11 @@ public sealed record PerfReport(VitConfig Model, int Batch, int Threads, double 
     public JsonObject ToJson()
     {
         double? full = Methods.FirstOrDefault(m => m.Method == "full")?.TrainImagesPerSecond;
+        long? fullMemory = Methods.FirstOrDefault(m => m.Method == "full")?.TrainingPeakBytes;
         return new JsonObject
         {
             ["model"] = JsonNode.Parse(Model.ToJson()), ["batch"] = Batch, ["threads"] = Threads, ["precision"] = Autocast.Name(Precision),
+            ["grad_checkpointing"] = GradCheckpointing,
             ["sgemm_gflops"] = double.IsNaN(SgemmGflops) ? null : Math.Round(SgemmGflops, 2),
             ["bare_infer_images_per_s"] = double.IsNaN(BareInferImagesPerSecond) ? null : Math.Round(BareInferImagesPerSecond, 2),
             ["methods"] = new JsonArray(Methods.Select(m => (JsonNode)new JsonObject
@@ -95,8 +103,9 @@ public sealed record PerfReport(VitConfig Model, int Batch, int Threads, double 
                 ["train_images_per_s"] = Math.Round(m.TrainImagesPerSecond, 2),
                 ["infer_images_per_s"] = Math.Round(m.InferImagesPerSecond, 2),
                 ["infer_merged_images_per_s"] = m.InferMergedImagesPerSecond is double v ? Math.Round(v, 2) : null,
-                ["peak_rss_bytes"] = m.PeakRssBytes, ["training_state_bytes"] = m.TrainingStateBytes,
+                ["peak_rss_bytes"] = m.PeakRssBytes, ["training_peak_bytes"] = m.TrainingPeakBytes, ["training_state_bytes"] = m.TrainingStateBytes,
                 ["train_vs_full"] = full is double f ? Math.Round(m.TrainImagesPerSecond / f, 3) : null,
+                ["training_memory_vs_full"] = fullMemory is long fm && fm > 0 ? Math.Round((double)m.TrainingPeakBytes / fm, 3) : null,
                 ["merged_vs_bare"] = m.MergedVsBare is double mv ? Math.Round(mv, 3) : null,
                 ["unmerged_vs_bare"] = Math.Round(m.UnmergedVsBare, 3),
                 ["first_trainable_block"] = m.FirstTrainableBlock,
@@ -121,15 +130,17 @@ public static class PerfBenchmark
         manual_seed(0);
         var images = randn(o.Batch, o.Model.InChans, o.Model.ImgSize, o.Model.ImgSize, device: o.Device);
         var labels = randint(0, Math.Max(2, o.Model.NumClasses), new long[] { o.Batch }, device: o.Device);
-        double bare;
-        using (var model = NewModel(o))
+        double bare = double.NaN;
+        if (o.Baseline)
         {
             // Warm the allocator and thread pool with a few training steps first, so the first method measured is not
-            // penalised (the first steps of a process run several times slower).
+            // penalised (the first steps of a process run several times slower). A child measuring one method skips
+            // this: the heap keeps what a warm-up grew (NativeHeap), which would count in that method's memory.
+            using var model = NewModel(o);
             Measure("full", o with { Steps = 2, WarmupSteps = 2 }, images, labels);
-            bare = o.Baseline ? InferenceRate(model, images, o) : double.NaN;
+            bare = InferenceRate(model, images, o);
+            log?.Report($"bare backbone inference {bare:F1} img/s");
         }
-        if (o.Baseline) log?.Report($"bare backbone inference {bare:F1} img/s");
         var results = new List<MethodPerf>();
         foreach (var method in o.Methods)
         {
@@ -138,7 +149,7 @@ public static class PerfBenchmark
                         (r.InferMergedImagesPerSecond is double m ? $", merged {m:F1} img/s" : "") + $", peak RSS {r.PeakRssBytes / 1048576.0:F0} MiB");
             results.Add(r);
         }
-        return new PerfReport(o.Model, o.Batch, get_num_threads(), gflops, bare, results) { Precision = o.Precision };
+        return new PerfReport(o.Model, o.Batch, get_num_threads(), gflops, bare, results) { Precision = o.Precision, GradCheckpointing = o.GradCheckpointing };
     }
 
     static VisionTransformer NewModel(PerfOptions o)
@@ -150,24 +161,29 @@ public static class PerfBenchmark
 
     static MethodPerf Measure(string method, PerfOptions o, Tensor images, Tensor labels)
     {
-        GC.Collect();
-        ResetPeakRss();
         using var model = NewModel(o);
         var peft = PeftModel.Create(model, method, o.SettingsFor(method));
         var parameters = peft.TrainableParameters().Select(p => p.Parameter).ToList();
         var optimizer = optim.AdamW(parameters, lr: 1e-4);
-        var trainer = new Trainer(peft, new TrainOptions { DropPath = 0, Precision = o.Precision }, o.Device);
+        var trainer = new Trainer(peft, new TrainOptions { DropPath = 0, Precision = o.Precision, GradCheckpointing = o.GradCheckpointing }, o.Device);
         model.train();
-        double trainRate = Rate(o, () =>
+        void Step()
         {
             using var scope = NewDisposeScope();
             optimizer.zero_grad();
             F.cross_entropy(trainer.Logits(images), labels).backward();
             optimizer.step();
-        });
+        }
+        // Memory first, over two steps from the idle process (the heap keeps what it grew, NativeHeap), then speed.
+        GC.Collect();
+        long idle = CurrentRss();
+        ResetPeakRss();
+        Step();
+        Step();
+        long peak = PeakRss();
+        double trainRate = Rate(o, Step);
         var profile = o.Profile ? ProfileSteps(o, optimizer, () => F.cross_entropy(trainer.Logits(images), labels)) : null;
         long stateBytes = parameters.Sum(p => p.numel() * p.ElementSize * 4);   // parameter + gradient + two AdamW moments
-        long peak = PeakRss();
         long trainable = peft.CountTrainable();
         using var bare = NewModel(o);
         var (infer, bareNextToUnmerged) = PairedInferenceRates(model, bare, images, o);
@@ -178,7 +194,7 @@ public static class PerfBenchmark
             var (mergedRate, bareNextToMerged) = PairedInferenceRates(plain, bare, images, o);
             (merged, mergedVsBare) = (mergedRate, mergedRate / bareNextToMerged);
         }
-        return new MethodPerf(method, trainable, trainRate, infer, merged, peak, stateBytes,
+        return new MethodPerf(method, trainable, trainRate, infer, merged, peak, Math.Max(0, peak - idle), stateBytes,
                               trainer.FirstTrainableBlock > 0, trainer.FirstTrainableBlock, infer / bareNextToUnmerged, mergedVsBare)
         {
             Profile = profile,
@@ -277,12 +293,17 @@ public static class PerfBenchmark
     }
 
     /// <summary>Peak resident set size (VmHWM) of this process, in bytes; 0 where /proc is unavailable.</summary>
-    public static long PeakRss()
+    public static long PeakRss() => ProcStatus("VmHWM:");
+
+    /// <summary>Current resident set size (VmRSS) of this process, in bytes; 0 where /proc is unavailable.</summary>
+    public static long CurrentRss() => ProcStatus("VmRSS:");
+
+    static long ProcStatus(string field)
     {
         try
         {
             foreach (var line in File.ReadLines("/proc/self/status"))
-                if (line.StartsWith("VmHWM:", StringComparison.Ordinal))
+                if (line.StartsWith(field, StringComparison.Ordinal))
                     return long.Parse(line.Split(' ', StringSplitOptions.RemoveEmptyEntries)[1]) * 1024;
         }
         catch (IOException) { }

@@ -47,6 +47,9 @@ public sealed class TokenLayout
     public int PatchStart => PrefixTokens + Prompts;
     public bool HasGrid => GridHeight > 0 && GridWidth > 0;
 
+    /// <summary>An independent copy (tuners change <see cref="Prompts"/> as a forward pass goes).</summary>
+    public TokenLayout Copy() => new(PrefixTokens, GridHeight, GridWidth) { Prompts = Prompts };
+
     /// <summary>A layout for sequences that are not image patches (the CLIP text tower).</summary>
     public static TokenLayout Sequence() => new(0, 0, 0);
 }
@@ -64,6 +67,10 @@ public abstract class BlockTuner : nn.Module, ITuner<InsertionPoint>
 
     /// <summary>Maps the tensor seen at <paramref name="point"/>; for parallel points, returns the term to add.</summary>
     public abstract Tensor Apply(InsertionPoint point, Tensor x, TokenLayout layout);
+
+    /// <summary>True when <see cref="Apply"/> maps each token on its own (no mixing across tokens, no change of the
+    /// token count), so the block may run it on a subset of its tokens and get the same values for them.</summary>
+    public virtual bool TokenWise => false;
 }
 
 /// <summary>A trainable module a tuner attaches to the encoder (prompt tokens for the whole encoder).</summary>

@@ -51,11 +51,20 @@ public sealed class Attention : nn.Module<Tensor, Tensor>
     public override Tensor forward(Tensor x) => forward(x, null);
 
     /// <param name="mask">Additive attention mask [N, N] (−inf where masked), or null.</param>
-    public Tensor forward(Tensor x, Tensor? mask)
+    /// <param name="queryTokens">When &gt; 0, only the first queryTokens tokens attend (keys and values still come from
+    /// every token), so the output is [B, queryTokens, C].</param>
+    public Tensor forward(Tensor x, Tensor? mask, int queryTokens = 0)
     {
         long b = x.shape[0], n = x.shape[1], c = x.shape[2];
-        var parts = qkv.forward(x).reshape(b, n, 3, numHeads, c / numHeads).permute(2, 0, 3, 1, 4).unbind(0);
+        // One contiguous copy to [3, B, heads, N, head_dim]: the attention products then read q, k and v as they are
+        // (matmul would otherwise copy each permuted view itself) and autograd keeps that one buffer for them.
+        var parts = qkv.forward(x).reshape(b, n, 3, numHeads, c / numHeads).permute(2, 0, 3, 1, 4).contiguous().unbind(0);
         Tensor q = parts[0], k = parts[1], v = parts[2];
+        if (queryTokens > 0 && queryTokens < n)
+        {
+            (q, n) = (q[.., .., ..queryTokens], queryTokens);
+            if (mask is not null) mask = mask[..queryTokens];
+        }
         foreach (var tuner in keyValueTuners.Items)
         {
             long before = k.shape[2];
@@ -73,10 +82,11 @@ public sealed class Attention : nn.Module<Tensor, Tensor>
 
     /// <summary>softmax(q·kᵀ/√d + mask)·v as three kernels (timm's non-fused path). On CPU, libtorch's fused
     /// scaled_dot_product_attention is 2.5× slower for short sequences (65 tokens, head width 64: 15 vs 6 ms forward and
-    /// backward per block in float32, 32 vs 4 ms in bfloat16), measured here.</summary>
+    /// backward per block in float32, 32 vs 4 ms in bfloat16), measured here. The scale multiplies the scores in place
+    /// rather than q (timm scales q): no scaled copy of q is kept for the backward.</summary>
     Tensor ExplicitAttention(Tensor q, Tensor k, Tensor v, Tensor? mask)
     {
-        var scores = q.mul(1.0 / Math.Sqrt(q.shape[^1])).matmul(k.transpose(-2, -1));
+        var scores = q.matmul(k.transpose(-2, -1)).mul_(1.0 / Math.Sqrt(q.shape[^1]));
         if (mask is not null) scores = scores.add(mask);
         return attn_drop.forward(scores.softmax(-1)).matmul(v);
     }
@@ -178,17 +188,28 @@ public sealed class Block : nn.Module<Tensor, Tensor>
     /// and calls it at each of <paramref name="points"/>, after tuners attached earlier.</summary>
     public void Attach(string name, BlockTuner tuner, params InsertionPoint[] points) => tuners.Add(this, name, tuner, points);
 
+    /// <summary>True when every tuner of this block maps tokens on their own, so the block can compute the outputs of
+    /// its leading tokens alone with the same values (see the outputTokens of <see cref="forward(Tensor, TokenLayout, Tensor?, int)"/>).</summary>
+    public bool TokenSubsetExact => tuners.Items.All(t => t.TokenWise);
+
     public override Tensor forward(Tensor x) => forward(x, TokenLayout.Sequence(), null);
 
-    public Tensor forward(Tensor x, TokenLayout layout, Tensor? mask)
+    /// <param name="outputTokens">When &gt; 0, computes only the first outputTokens tokens' outputs ([B, outputTokens, D]):
+    /// every token still gives keys and values, but the attention queries, projection and MLP of the others are
+    /// skipped. Exact for those tokens when <see cref="TokenSubsetExact"/>.</param>
+    public Tensor forward(Tensor x, TokenLayout layout, Tensor? mask, int outputTokens = 0)
     {
+        // The block's temporaries die with it; autograd keeps what its backward needs and frees that as the backward
+        // passes. Without this scope TorchSharp would keep every temporary until the caller's scope ends, so a method
+        // that saves little for its backward would take as much memory as full fine-tuning.
+        using var scope = NewDisposeScope();
         x = tuners.Sequential(InsertionPoint.BlockInput, x, layout);
-        x = Branch(x, layout, norm1, h => attn.forward(h, mask), ls1, drop_path1, InsertionPoint.AttnInput,
+        x = Branch(x, layout, norm1, h => attn.forward(h, mask, outputTokens), ls1, drop_path1, InsertionPoint.AttnInput,
                    InsertionPoint.AttnOutput, InsertionPoint.AttnParallelResidual, InsertionPoint.AttnParallelNormed,
                    InsertionPoint.AttnScale);
         x = Branch(x, layout, norm2, mlp.forward, ls2, drop_path2, InsertionPoint.MlpInput, InsertionPoint.MlpOutput,
                    InsertionPoint.MlpParallelResidual, InsertionPoint.MlpParallelNormed, InsertionPoint.MlpScale);
-        return tuners.Sequential(InsertionPoint.BlockOutput, x, layout);
+        return scope.MoveToOuter(tuners.Sequential(InsertionPoint.BlockOutput, x, layout));
     }
 
     Tensor Branch(Tensor x, TokenLayout layout, Module<Tensor, Tensor> norm, Func<Tensor, Tensor> sublayer,
@@ -198,6 +219,12 @@ public sealed class Block : nn.Module<Tensor, Tensor>
     {
         var normed = norm.forward(x);
         var y = sublayer(tuners.Sequential(input, normed, layout));
+        if (y.shape[1] < x.shape[1])
+        {
+            // The sublayer computed a leading subset of the tokens: the residual stream follows it.
+            x = x[.., ..(int)y.shape[1]];
+            normed = normed[.., ..(int)y.shape[1]];
+        }
         y = dropPath.forward(ls.forward(tuners.Sequential(output, y, layout)));
         // Parallel branches get their own layer scale and drop-path draw, as in the unifying study's block.
         foreach (var t in tuners.At(parallelResidual)) y = y + dropPath.forward(ls.forward(t.Apply(parallelResidual, x, layout)));
@@ -247,6 +274,10 @@ public sealed class VisionTransformer : nn.Module<Tensor, Tensor>
     }
 
     public VitConfig Config { get; private set; }
+
+    /// <summary>Run each block checkpointed while training (<see cref="GradCheckpoint"/>; timm's
+    /// set_grad_checkpointing): far less activation memory for a second forward pass in the backward.</summary>
+    public bool GradCheckpointing { get; set; }
     public int EmbedDim => Config.EmbedDim;
     public PointAttachments<EncoderPoint, EncoderTuner> Tuners => tuners;
 
@@ -261,7 +292,9 @@ public sealed class VisionTransformer : nn.Module<Tensor, Tensor>
         Config = Config with { NumClasses = numClasses };
     }
 
-    public override Tensor forward(Tensor x) => ForwardHead(ForwardFeatures(x, out var layout), layout);
+    /// <summary>Logits, as timm's forward. With class-token pooling the last block computes the class token alone
+    /// (<see cref="ForwardFeatures(Tensor, out TokenLayout, int, int, TokenLayout?, bool?, bool)"/>, pooledOnly).</summary>
+    public override Tensor forward(Tensor x) => ForwardHead(ForwardFeatures(x, out var layout, 0, Config.Depth, pooledOnly: true), layout);
 
     /// <summary>Tokens after the final norm, [B, prefix + prompts + patches, D] (timm's forward_features).</summary>
     public Tensor ForwardFeatures(Tensor x, out TokenLayout layout) => ForwardFeatures(x, out layout, 0, Config.Depth);
@@ -269,8 +302,12 @@ public sealed class VisionTransformer : nn.Module<Tensor, Tensor>
     /// <summary>Runs blocks [firstBlock, endBlock); from block 0 the input is an image batch, else the tokens
     /// entering firstBlock (to run a frozen prefix of the network separately). The final norm runs when
     /// <paramref name="finalNorm"/> is true (by default when endBlock = depth).</summary>
+    /// <param name="pooledOnly">Only the tokens <see cref="ForwardHead(Tensor, TokenLayout, bool)"/> reads are needed:
+    /// with class-token pooling the last block then computes the class token alone (its queries, projection and MLP
+    /// for the other tokens, about 7 % of a forward and backward at 65 tokens, are skipped), where its tuners allow
+    /// it (<see cref="Block.TokenSubsetExact"/>). The result is then [B, 1, D], the same values as the full run's first token.</param>
     public Tensor ForwardFeatures(Tensor x, out TokenLayout layout, int firstBlock, int endBlock, TokenLayout? inputLayout = null,
-                                  bool? finalNorm = null)
+                                  bool? finalNorm = null, bool pooledOnly = false)
     {
         if (firstBlock == 0)
         {
@@ -285,7 +322,18 @@ public sealed class VisionTransformer : nn.Module<Tensor, Tensor>
         {
             layout = inputLayout ?? new TokenLayout(Config.NumPrefixTokens, Config.GridSize, Config.GridSize);
         }
-        for (int i = firstBlock; i < endBlock; i++) x = blocks[i].forward(x, layout, null);
+        int last = Config.Depth - 1;
+        bool classTokenOnly = pooledOnly && endBlock == Config.Depth && Config.GlobalPool == "token" && blocks[last].TokenSubsetExact;
+        var trainable = GradCheckpointing && training && is_grad_enabled()
+            ? parameters().Where(p => p.requires_grad).Cast<Tensor>().ToList() : null;
+        for (int i = firstBlock; i < endBlock; i++)
+        {
+            var block = blocks[i];
+            int outputTokens = classTokenOnly && i == last ? 1 : 0;
+            x = trainable is null
+                ? block.forward(x, layout, null, outputTokens)
+                : GradCheckpoint.Run((input, l) => block.forward(input, l, null, outputTokens), x, layout, trainable);
+        }
         return finalNorm ?? endBlock == Config.Depth ? norm.forward(x) : x;
     }
 

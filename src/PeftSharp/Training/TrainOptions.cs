@@ -31,6 +31,10 @@ public sealed record TrainOptions
     /// and optimizer state stay float32).</summary>
     public Precision Precision { get; init; } = Precision.Float32;
 
+    /// <summary>Checkpoint the trained blocks (recompute each block's activations in the backward): far less memory,
+    /// about one more forward pass of time; the gradients are the same, so it is not part of a run's key.</summary>
+    public bool GradCheckpointing { get; init; }
+
     public CosineSchedule Schedule => new(Lr, Epochs, Math.Min(WarmupEpochs, Epochs), WarmupLr, MinLr);
 
     public TrainOptions Validate()

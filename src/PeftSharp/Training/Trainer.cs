@@ -39,6 +39,7 @@ public sealed class Trainer
         this.options = options.Validate();
         this.device = device;
         FirstTrainableBlock = FindFirstTrainableBlock(peft);
+        vit.GradCheckpointing = options.GradCheckpointing;
     }
 
     /// <summary>Index of the first block with a trainable parameter (depth when none has one).</summary>
@@ -110,9 +111,9 @@ public sealed class Trainer
             if (FirstTrainableBlock > 0)
             {
                 using (no_grad()) tokens = vit.ForwardFeatures(images, out layout, 0, FirstTrainableBlock, finalNorm: false);
-                tokens = vit.ForwardFeatures(tokens, out layout, FirstTrainableBlock, depth, layout);
+                tokens = vit.ForwardFeatures(tokens, out layout, FirstTrainableBlock, depth, layout, pooledOnly: true);
             }
-            else tokens = vit.ForwardFeatures(images, out layout, 0, depth);
+            else tokens = vit.ForwardFeatures(images, out layout, 0, depth, pooledOnly: true);
             tokens = vit.ForwardHead(tokens, layout);
         }
         return tokens.to(float32);
@@ -152,7 +153,7 @@ public sealed class Trainer
             using (batch)
             using (var scope = NewDisposeScope())
             {
-                var tokens = vit.ForwardFeatures(batch.Images.to(device), out var layout);
+                var tokens = vit.ForwardFeatures(batch.Images.to(device), out var layout, 0, vit.Config.Depth, pooledOnly: true);
                 var pooled = vit.ForwardHead(tokens, layout, preLogits: true).cpu();
                 using var rows = tensor(batch.Indices.Select(i => (long)i).ToArray());
                 result.index_copy_(0, rows, pooled);

@@ -20,6 +20,8 @@ public class PerfAndBenchCommandTests
             Assert.True(m["train_images_per_s"]!.GetValue<double>() > 0);
             Assert.True(m["infer_images_per_s"]!.GetValue<double>() > 0);
             Assert.True(m["peak_rss_bytes"]!.GetValue<long>() > 0);
+            Assert.True(m["training_peak_bytes"]!.GetValue<long>() >= 0);
+            Assert.True(m.ContainsKey("training_memory_vs_full"));
             Assert.True(m.ContainsKey("infer_merged_images_per_s"));
             var profile = m["profile"]!.AsObject();
             foreach (var phase in new[] { "zero_grad_ms", "forward_ms", "backward_ms", "optimizer_ms", "dispose_ms" })
@@ -48,6 +50,18 @@ public class PerfAndBenchCommandTests
         var bad = CliRunner.Run("perf", "--config", config, "--methods", "full", "--set", "rank=2");
         CliRunner.AssertOneLineError(bad, "--set rank is a hyperparameter of none of the measured methods (full)");
         Assert.Equal(2, bad.ExitCode);
+    }
+
+    [Fact]
+    public void Perf_grad_checkpointing_trains_checkpointed_and_says_so()
+    {
+        var r = CliRunner.Run("perf", "--config", """{"img_size": 32, "patch_size": 8, "embed_dim": 32, "depth": 2, "num_heads": 2}""",
+                              "--methods", "full,lora", "--batch", "4", "--steps", "1", "--warmup", "0", "--json", "--no-baseline",
+                              "--grad-checkpointing");
+        Assert.True(r.ExitCode == 0, r.Stderr);
+        var json = JsonNode.Parse(r.Stdout)!.AsObject();
+        Assert.True(json["grad_checkpointing"]!.GetValue<bool>());
+        Assert.All(json["methods"]!.AsArray(), m => Assert.True(m!["train_images_per_s"]!.GetValue<double>() > 0));
     }
 
     [Fact]

@@ -126,6 +126,8 @@ public sealed class BottleneckAdapter : BlockTuner
         RegisterComponents();
     }
 
+    public override bool TokenWise => true;
+
     public override Tensor Apply(InsertionPoint point, Tensor x, TokenLayout layout)
     {
         var y = up.forward(dropout.forward(functional.relu(down.forward(x)))) * scale;

@@ -168,6 +168,7 @@ public sealed class LoraLinear : ModuleWrapper
 
     public override Tensor forward(Tensor x)
     {
+        if (!Merged && lora_magnitude_vector is null && rowSections is null) return ForwardLowRank(x);
         var result = base_layer.forward(x);
         if (Merged) return result;
         var dropped = lora_dropout.forward(x);
@@ -185,6 +186,21 @@ public sealed class LoraLinear : ModuleWrapper
         // With active dropout the base term must see the same dropped input as the LoRA term.
         var baseWithoutBias = training && dropoutRate > 0 ? F.linear(dropped, weight) : WithoutBias(result);
         return result + (magnitudeScale - 1) * baseWithoutBias + magnitudeScale * delta;
+    }
+
+    /// <summary>Plain LoRA over all rows: W x + s·B(A x) with the low-rank product accumulated into the base output by
+    /// one addmm_ (a Linear's backward needs neither its output nor this product), so no update-sized temporary is
+    /// written and read back. Token dimensions are flattened to rows for the matrix products.</summary>
+    Tensor ForwardLowRank(Tensor x)
+    {
+        var shape = x.shape;
+        var rows = x.reshape(-1, shape[^1]);
+        var result = base_layer.forward(rows);
+        var lowRank = lora_A.forward(lora_dropout.forward(rows));
+        // In-place products are not autocast: B joins the products' precision (bf16 under autocast) by hand.
+        result.addmm_(lowRank, lora_B.weight!.to(result.dtype).t(), beta: 1, alpha: (float)scaling);
+        shape[^1] = result.shape[1];
+        return result.view(shape);
     }
 
     static Tensor RowNorms(Tensor weight) => weight.pow(2).sum(1).sqrt();

@@ -112,6 +112,8 @@ public sealed class RepAdapterLayer : BlockTuner
 
     public bool Merged { get; set; }
 
+    public override bool TokenWise => true;
+
     public override Tensor Apply(InsertionPoint point, Tensor x, TokenLayout layout)
     {
         if (Merged) return x;

@@ -88,7 +88,7 @@ public sealed class BottleneckAdapter : BlockTuner
 {
     public Linear down;
     public Linear up;
-    public Dropout dropout;
+    public ParallelDropout dropout;
     readonly double scale;
     readonly bool sequential;
 
@@ -96,7 +96,7 @@ public sealed class BottleneckAdapter : BlockTuner
     {
         down = Linear(dim, rank);
         up = Linear(rank, dim);
-        dropout = Dropout(dropoutRate);
+        dropout = new ParallelDropout(dropoutRate);
         this.scale = scale;
         this.sequential = sequential;
         using (no_grad())

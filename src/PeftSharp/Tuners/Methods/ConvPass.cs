@@ -41,7 +41,7 @@ public sealed class ConvBypass : BlockTuner
     public Linear adapter_down;
     public Conv2d adapter_conv;
     public Linear adapter_up;
-    public Dropout dropout;
+    public ParallelDropout dropout;
     readonly double scale;
     readonly int rank;
 
@@ -52,7 +52,7 @@ public sealed class ConvBypass : BlockTuner
         adapter_down = Linear(dim, rank);
         adapter_conv = Conv2d(rank, rank, 3, padding: 1);
         adapter_up = Linear(rank, dim);
-        dropout = Dropout(dropoutRate);
+        dropout = new ParallelDropout(dropoutRate);
         using (no_grad())
         {
             if (xavier) init.xavier_uniform_(adapter_conv.weight!);

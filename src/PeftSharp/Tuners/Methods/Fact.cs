@@ -169,7 +169,7 @@ public sealed class FactLinear : ModuleWrapper
     readonly FactLayerKind kind;
     readonly Shared shared;
     readonly double scale;
-    readonly Dropout dropout;
+    readonly ParallelDropout dropout;
     readonly int ratio;
     readonly Func<int, Tensor>? tuckerCore;
 
@@ -188,7 +188,7 @@ public sealed class FactLinear : ModuleWrapper
         this.scale = scale;
         this.ratio = ratio;
         this.tuckerCore = tuckerCore;
-        dropout = Dropout(dropoutRate);
+        dropout = new ParallelDropout(dropoutRate);
         fact_cores = ParameterList(cores ?? Array.Empty<Parameter>());
         RegisterComponents();
     }
@@ -212,39 +212,41 @@ public sealed class FactLinear : ModuleWrapper
 
     public override Tensor forward(Tensor x)
     {
-        var y = base_layer.forward(x);
-        if (Merged) return y;
+        if (Merged) return base_layer.forward(x);
         var f = shared.Factors;
-        Tensor delta;
+        var shape = x.shape;
+        var rows = x.reshape(-1, shape[^1]);
+        var y = base_layer.forward(rows);
+        // The low-dimensional activations t (after the core and its dropout) and how many d-wide chunks they hold; each
+        // chunk maps through v into its own slice of the output.
+        Tensor t;
+        int chunks;
         switch (kind)
         {
             case FactLayerKind.Qkv:
-            {
-                // q, k and v in one pass: u(x) @ [M_q | M_k | M_v], one (elementwise) dropout, v on each d-wide chunk.
-                var cores = cat(new[] { Core(0), Core(1), Core(2) }, 1);
-                var t = dropout.forward(f.u.forward(x).matmul(cores));
-                delta = f.v.forward(SplitLast(t, 3)).flatten(-2);
+                // q, k and v in one pass: u(x) @ [M_q | M_k | M_v], one (elementwise) dropout.
+                (t, chunks) = (dropout.forward(f.u.forward(rows).matmul(cat(new[] { Core(0), Core(1), Core(2) }, 1))), 3);
                 break;
-            }
             case FactLayerKind.Proj:
-                delta = f.v.forward(dropout.forward(f.u.forward(x).matmul(Core(0))));
+                (t, chunks) = (dropout.forward(f.u.forward(rows).matmul(Core(0))), 1);
                 break;
             case FactLayerKind.Fc1:
-            {
-                var t = dropout.forward(f.u.forward(x).matmul(Core(0)));
-                var chunks = SplitLast(t, ratio);
-                delta = f.v.forward(chunks).flatten(-2);
+                (t, chunks) = (dropout.forward(f.u.forward(rows).matmul(Core(0))), ratio);
                 break;
-            }
             default:
-            {
-                var u = f.u.forward(SplitLast(x, ratio)).flatten(-2);
-                delta = f.v.forward(dropout.forward(u.matmul(Core(0))));
+                var u = f.u.forward(SplitLast(rows, ratio)).flatten(-2);
+                (t, chunks) = (dropout.forward(u.matmul(Core(0))), 1);
                 break;
-            }
         }
-        // In place: the base layer's output is not kept for its backward, and no activation-sized temporary is made.
-        return y.add_(delta, scale);
+        // y += s · v(t) chunk by chunk as one accumulating product: row (r, j) of y viewed as [rows·chunks, out/chunks]
+        // is chunk j of row r, and likewise for t, so no output-sized increment is written and read back.
+        var vt = f.v.weight!.t().to(y.dtype);   // in-place products are not autocast: match bf16 by hand
+        long outFeatures = y.shape[1];
+        y = chunks == 1
+            ? y.addmm_(t, vt, beta: 1, alpha: (float)scale)   // in place: the base layer's backward does not need its output
+            : y.view(-1, outFeatures / chunks).addmm(t.reshape(-1, t.shape[1] / chunks), vt, beta: 1, alpha: (float)scale);
+        shape[^1] = outFeatures;
+        return y.view(shape);
     }
 
     /// <summary>[..., n] → [..., parts, n / parts].</summary>

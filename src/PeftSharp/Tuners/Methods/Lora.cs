@@ -80,7 +80,7 @@ public sealed class LoraLinear : ModuleWrapper
 {
     public Linear lora_A;
     public Linear lora_B;
-    public Dropout lora_dropout;
+    public ParallelDropout lora_dropout;
     public Parameter? lora_magnitude_vector;
     readonly double scaling;
     readonly double dropoutRate;
@@ -99,7 +99,7 @@ public sealed class LoraLinear : ModuleWrapper
         long outRows = rowSections is null ? outFeatures : sectionSize * rowSections.Length;
         lora_A = Linear(inFeatures, rank, hasBias: false);
         lora_B = Linear(rank, outRows, hasBias: false);
-        lora_dropout = Dropout(dropout);
+        lora_dropout = new ParallelDropout(dropout);
         using (no_grad())
         {
             init.kaiming_uniform_(lora_A.weight!, a: Math.Sqrt(5));
@@ -127,9 +127,9 @@ public sealed class LoraLinear : ModuleWrapper
         return ScatterRows(delta);
     }
 
-    /// <summary>Places rows computed for the selected q/k/v sections into a tensor over all qkv rows (last dim for
-    /// activations, first for weights).</summary>
-    Tensor ScatterRows(Tensor partial, bool lastDim = false)
+    /// <summary>Places weight rows computed for the selected q/k/v sections into a matrix over all qkv rows (zero rows
+    /// for the others).</summary>
+    Tensor ScatterRows(Tensor partial)
     {
         if (rowSections is null) return partial;
         var parts = new List<Tensor>();
@@ -138,74 +138,62 @@ public sealed class LoraLinear : ModuleWrapper
         {
             if (rowSections.Contains(s))
             {
-                parts.Add(lastDim ? partial[.., .., (int)(taken * sectionSize)..(int)((taken + 1) * sectionSize)]
-                                  : partial[(int)(taken * sectionSize)..(int)((taken + 1) * sectionSize)]);
+                parts.Add(partial[(int)(taken * sectionSize)..(int)((taken + 1) * sectionSize)]);
                 taken++;
             }
             else
             {
                 var shape = partial.shape.ToArray();
-                shape[lastDim ? shape.Length - 1 : 0] = sectionSize;
+                shape[0] = sectionSize;
                 parts.Add(zeros(shape, dtype: partial.dtype, device: partial.device));
             }
         }
-        return cat(parts.ToArray(), lastDim ? -1 : 0);
-    }
-
-    /// <summary>result += the update, section by section for a q/k/v selection (in place: no full-width zeros).</summary>
-    Tensor AddRows(Tensor result, Tensor update)
-    {
-        if (rowSections is null) return result.add_(update);
-        int taken = 0;
-        foreach (int section in rowSections.Order())
-        {
-            result[.., .., (int)(section * sectionSize)..(int)((section + 1) * sectionSize)]
-                .add_(update[.., .., (int)(taken * sectionSize)..(int)((taken + 1) * sectionSize)]);
-            taken++;
-        }
-        return result;
+        return cat(parts.ToArray(), 0);
     }
 
     public override Tensor forward(Tensor x)
     {
-        if (!Merged && lora_magnitude_vector is null && rowSections is null) return ForwardLowRank(x);
-        var result = base_layer.forward(x);
-        if (Merged) return result;
-        var dropped = lora_dropout.forward(x);
-        // In place where autograd allows it (a Linear's backward needs neither its output nor this product), so
-        // no activation-sized temporaries live until the step's dispose scope ends.
-        var update = lora_B.forward(lora_A.forward(dropped)).mul_(scaling);
-        if (lora_magnitude_vector is null) return AddRows(result, update);
-        var delta = ScatterRows(update, lastDim: true);
-
-        // DoRA: result + (m/‖W+ΔW‖ − 1)·(W x) + m/‖W+ΔW‖ · ΔW x, the norm detached (peft's formulation).
-        var weight = InnermostLinear.weight!;
-        Tensor norm;
-        using (no_grad()) norm = RowNorms(weight + DeltaWeight());
-        var magnitudeScale = lora_magnitude_vector / norm;
-        // With active dropout the base term must see the same dropped input as the LoRA term.
-        var baseWithoutBias = training && dropoutRate > 0 ? F.linear(dropped, weight) : WithoutBias(result);
-        return result + (magnitudeScale - 1) * baseWithoutBias + magnitudeScale * delta;
-    }
-
-    /// <summary>Plain LoRA over all rows: W x + s·B(A x) with the low-rank product accumulated into the base output by
-    /// one addmm_ (a Linear's backward needs neither its output nor this product), so no update-sized temporary is
-    /// written and read back. Token dimensions are flattened to rows for the matrix products.</summary>
-    Tensor ForwardLowRank(Tensor x)
-    {
+        if (Merged) return base_layer.forward(x);
+        // Token dimensions are flattened to rows for the matrix products.
         var shape = x.shape;
         var rows = x.reshape(-1, shape[^1]);
         var result = base_layer.forward(rows);
-        var lowRank = lora_A.forward(lora_dropout.forward(rows));
-        // In-place products are not autocast: B joins the products' precision (bf16 under autocast) by hand.
-        result.addmm_(lowRank, lora_B.weight!.to(result.dtype).t(), beta: 1, alpha: (float)scaling);
+        var dropped = lora_dropout.forward(rows);
+        var lowRank = lora_A.forward(dropped);
+        // B over all output rows (zero rows outside a q/k/v selection), in the products' precision: in-place products
+        // are not autocast.
+        var up = ScatterRows(lora_B.weight!).to(result.dtype).t();
+        if (lora_magnitude_vector is null)
+        {
+            // W x + b + s·B A x: the low-rank product accumulates into the base output in place (a Linear's backward
+            // needs neither its output nor this product), so no update-sized temporary is written and read back.
+            result.addmm_(lowRank, up, beta: 1, alpha: (float)scaling);
+        }
+        else result = DoraOutput(result, dropped, lowRank, up);
         shape[^1] = result.shape[1];
         return result.view(shape);
     }
 
-    static Tensor RowNorms(Tensor weight) => weight.pow(2).sum(1).sqrt();
+    /// <summary>DoRA on the base output W x + b: b + m/‖W+ΔW‖ ⊙ (W x + ΔW x), the norm detached (peft's formulation,
+    /// result + (m/‖·‖ − 1)⊙W x + m/‖·‖⊙ΔW x, in fewer passes). With active dropout peft feeds the dropped input d to both
+    /// the LoRA term and the rescaled base term: result + (m/‖·‖ − 1)⊙W d + m/‖·‖⊙ΔW d.</summary>
+    Tensor DoraOutput(Tensor result, Tensor dropped, Tensor lowRank, Tensor up)
+    {
+        var linear = InnermostLinear;
+        Tensor norm;
+        using (no_grad()) norm = RowNorms(linear.weight! + DeltaWeight());
+        var magnitudeScale = (lora_magnitude_vector! / norm).to(result.dtype);
+        if (training && dropoutRate > 0)
+        {
+            var baseOfDropped = F.linear(dropped, linear.weight!);
+            var updated = baseOfDropped.addmm(lowRank, up, beta: 1, alpha: (float)scaling);   // W d + ΔW d
+            return result.sub_(baseOfDropped).addcmul_(updated, magnitudeScale, 1);
+        }
+        result.addmm_(lowRank, up, beta: 1, alpha: (float)scaling);   // W x + b + ΔW x
+        return linear.bias is Tensor b ? (b * (1 - magnitudeScale)).addcmul(result, magnitudeScale, 1) : result * magnitudeScale;
+    }
 
-    Tensor WithoutBias(Tensor result) => InnermostLinear.bias is Tensor b ? result - b : result;
+    static Tensor RowNorms(Tensor weight) => weight.pow(2).sum(1).sqrt();
 
     internal IEnumerable<Tensor> FoldTargets()
     {

@@ -90,7 +90,7 @@ public sealed class RepAdapterLayer : BlockTuner
 {
     public Conv1d conv_A;
     public Conv1d conv_B;
-    public Dropout dropout;
+    public ParallelDropout dropout;
     readonly double scale;
     readonly int groups = 2;
 
@@ -99,7 +99,7 @@ public sealed class RepAdapterLayer : BlockTuner
         this.scale = scale;
         conv_A = Conv1d(dim, rank, 1, bias: true);
         conv_B = Conv1d(rank, dim, 1, groups: groups, bias: true);
-        dropout = Dropout(dropoutRate);
+        dropout = new ParallelDropout(dropoutRate);
         using (no_grad())
         {
             init.xavier_uniform_(conv_A.weight!);

@@ -59,8 +59,12 @@ public sealed class ScaleShift : ModuleWrapper
 
     public override Tensor forward(Tensor x)
     {
+        if (Merged) return base_layer.forward(x);
+        // A LayerNorm takes the scale and shift into its own affine (w·s, b·s + t): the same values, without a pass
+        // over the activations forward and two backward.
+        if (base_layer is LayerNorm { weight: not null, bias: not null } norm)
+            return nn.functional.layer_norm(x, norm.normalized_shape, norm.weight * ssf_scale, ssf_shift.addcmul(norm.bias, ssf_scale, 1), norm.eps);
         var y = base_layer.forward(x);
-        if (Merged) return y;
         // One fused op: y * scale + shift would keep a second activation-sized temporary alive until the step's
         // dispose scope ends (TorchSharp frees tensors at scope end, not when autograd lets go of them).
         if (channelDim == 1 && y.dim() == 4) return ssf_shift.view(1, -1, 1, 1).addcmul(y, ssf_scale.view(1, -1, 1, 1), 1);

@@ -72,12 +72,12 @@ public sealed class VptDeep : VptBase
 public sealed class ShallowPrompts : EncoderTuner
 {
     public Parameter prompts;
-    public Dropout prompt_dropout;
+    public ParallelDropout prompt_dropout;
 
     public ShallowPrompts(Parameter prompts, double dropout) : base("ShallowPrompts")
     {
         this.prompts = prompts;
-        prompt_dropout = Dropout(dropout);
+        prompt_dropout = new ParallelDropout(dropout);
         RegisterComponents();
     }
 
@@ -89,12 +89,12 @@ public sealed class ShallowPrompts : EncoderTuner
 public sealed class DeepPrompts : BlockTuner
 {
     public Parameter prompts;
-    public Dropout prompt_dropout;
+    public ParallelDropout prompt_dropout;
 
     public DeepPrompts(Parameter prompts, double dropout) : base("DeepPrompts")
     {
         this.prompts = prompts;
-        prompt_dropout = Dropout(dropout);
+        prompt_dropout = new ParallelDropout(dropout);
         RegisterComponents();
     }
 

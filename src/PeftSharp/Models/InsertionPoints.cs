@@ -68,9 +68,12 @@ public abstract class BlockTuner : nn.Module, ITuner<InsertionPoint>
     /// <summary>Maps the tensor seen at <paramref name="point"/>; for parallel points, returns the term to add.</summary>
     public abstract Tensor Apply(InsertionPoint point, Tensor x, TokenLayout layout);
 
-    /// <summary>True when <see cref="Apply"/> maps each token on its own (no mixing across tokens, no change of the
-    /// token count), so the block may run it on a subset of its tokens and get the same values for them.</summary>
-    public virtual bool TokenWise => false;
+    /// <summary>True when the outputs <see cref="Apply"/> gives the leading prefix tokens (class, registers) depend on
+    /// those tokens alone, and Apply accepts a sequence cut after them: so a block whose only reader is the head may
+    /// run this tuner on the class token alone and get the same values for it. Every tuner that maps tokens one by one
+    /// has this; one that mixes them (a convolution over the patch grid) has it when the prefix tokens stay out of the
+    /// mixing.</summary>
+    public virtual bool PrefixTokensStandAlone => false;
 }
 
 /// <summary>A trainable module a tuner attaches to the encoder (prompt tokens for the whole encoder).</summary>

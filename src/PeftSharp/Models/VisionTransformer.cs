@@ -188,15 +188,16 @@ public sealed class Block : nn.Module<Tensor, Tensor>
     /// and calls it at each of <paramref name="points"/>, after tuners attached earlier.</summary>
     public void Attach(string name, BlockTuner tuner, params InsertionPoint[] points) => tuners.Add(this, name, tuner, points);
 
-    /// <summary>True when every tuner of this block maps tokens on their own, so the block can compute the outputs of
-    /// its leading tokens alone with the same values (see the outputTokens of <see cref="forward(Tensor, TokenLayout, Tensor?, int)"/>).</summary>
-    public bool TokenSubsetExact => tuners.Items.All(t => t.TokenWise);
+    /// <summary>True when every tuner of this block gives the prefix tokens outputs that depend on them alone, so the
+    /// block can compute the outputs of its leading prefix tokens alone with the same values (see the outputTokens of
+    /// <see cref="forward(Tensor, TokenLayout, Tensor?, int)"/>).</summary>
+    public bool PrefixTokensStandAlone => tuners.Items.All(t => t.PrefixTokensStandAlone);
 
     public override Tensor forward(Tensor x) => forward(x, TokenLayout.Sequence(), null);
 
     /// <param name="outputTokens">When &gt; 0, computes only the first outputTokens tokens' outputs ([B, outputTokens, D]):
     /// every token still gives keys and values, but the attention queries, projection and MLP of the others are
-    /// skipped. Exact for those tokens when <see cref="TokenSubsetExact"/>.</param>
+    /// skipped. Exact when outputTokens ≤ the prefix tokens and <see cref="PrefixTokensStandAlone"/>.</param>
     public Tensor forward(Tensor x, TokenLayout layout, Tensor? mask, int outputTokens = 0)
     {
         // The block's temporaries die with it; autograd keeps what its backward needs and frees that as the backward
@@ -305,7 +306,7 @@ public sealed class VisionTransformer : nn.Module<Tensor, Tensor>
     /// <param name="pooledOnly">Only the tokens <see cref="ForwardHead(Tensor, TokenLayout, bool)"/> reads are needed:
     /// with class-token pooling the last block then computes the class token alone (its queries, projection and MLP
     /// for the other tokens, about 7 % of a forward and backward at 65 tokens, are skipped), where its tuners allow
-    /// it (<see cref="Block.TokenSubsetExact"/>). The result is then [B, 1, D], the same values as the full run's first token.</param>
+    /// it (<see cref="Block.PrefixTokensStandAlone"/>). The result is then [B, 1, D], the same values as the full run's first token.</param>
     public Tensor ForwardFeatures(Tensor x, out TokenLayout layout, int firstBlock, int endBlock, TokenLayout? inputLayout = null,
                                   bool? finalNorm = null, bool pooledOnly = false)
     {
@@ -323,7 +324,7 @@ public sealed class VisionTransformer : nn.Module<Tensor, Tensor>
             layout = inputLayout ?? new TokenLayout(Config.NumPrefixTokens, Config.GridSize, Config.GridSize);
         }
         int last = Config.Depth - 1;
-        bool classTokenOnly = pooledOnly && endBlock == Config.Depth && Config.GlobalPool == "token" && blocks[last].TokenSubsetExact;
+        bool classTokenOnly = pooledOnly && endBlock == Config.Depth && Config.GlobalPool == "token" && blocks[last].PrefixTokensStandAlone;
         var trainable = GradCheckpointing && training && is_grad_enabled()
             ? parameters().Where(p => p.requires_grad).Cast<Tensor>().ToList() : null;
         for (int i = firstBlock; i < endBlock; i++)

@@ -41,23 +41,43 @@ public class PooledForwardTests
     }
 
     [Theory]
-    [InlineData("lora", true)]
-    [InlineData("adapter-houlsby", true)]
-    [InlineData("repadapter", true)]
-    [InlineData("difffit", true)]
-    [InlineData("prefix", true)]
-    [InlineData("convpass", false)]   // convolves over the patch grid
-    [InlineData("vpt-deep", false)]   // removes its prompts at the block output
-    public void The_last_block_computes_the_class_token_alone_only_where_its_tuners_allow(string method, bool alone)
+    [InlineData("lora")]
+    [InlineData("adapter-houlsby")]
+    [InlineData("repadapter")]
+    [InlineData("difffit")]
+    [InlineData("prefix")]
+    [InlineData("convpass")]   // convolves the patch grid, but the class token is a 1×1 map of its own
+    [InlineData("vpt-deep")]   // its prompts sit after the class token and leave at the block output
+    public void The_last_block_computes_the_class_token_alone(string method)
     {
         using var model = TunerTestKit.Backbone();
         PeftModel.Create(model, method);
+        Assert.True(model.blocks[model.Config.Depth - 1].PrefixTokensStandAlone);
+        Assert.Equal(1, PooledTokens(model));
+    }
+
+    [Fact]
+    public void A_tuner_that_mixes_the_class_token_with_the_others_keeps_the_last_block_whole()
+    {
+        using var model = TunerTestKit.Backbone();
         var last = model.blocks[model.Config.Depth - 1];
-        Assert.Equal(alone, last.TokenSubsetExact);
+        last.Attach("mix", new TokenMixer(), InsertionPoint.MlpOutput);
+        Assert.False(last.PrefixTokensStandAlone);
+        Assert.Equal(model.Config.NumPrefixTokens + model.Config.NumPatches, PooledTokens(model));
+    }
+
+    static long PooledTokens(VisionTransformer model)
+    {
         using var noGrad = no_grad();
         model.eval();
         var (x, _) = TunerTestKit.Batch(size: 2);
-        var tokens = model.ForwardFeatures(x, out _, 0, model.Config.Depth, pooledOnly: true);
-        Assert.Equal(alone ? 1 : model.Config.NumPrefixTokens + model.Config.NumPatches, tokens.shape[1]);
+        return model.ForwardFeatures(x, out _, 0, model.Config.Depth, pooledOnly: true).shape[1];
+    }
+
+    /// <summary>Adds the mean over all tokens to each token: the class token's output depends on the patches.</summary>
+    sealed class TokenMixer : BlockTuner
+    {
+        public TokenMixer() : base("TokenMixer") { }
+        public override Tensor Apply(InsertionPoint point, Tensor x, TokenLayout layout) => x + x.mean(new long[] { 1 }, keepdim: true);
     }
 }

@@ -126,7 +126,7 @@ public sealed class BottleneckAdapter : BlockTuner
         RegisterComponents();
     }
 
-    public override bool TokenWise => true;
+    public override bool PrefixTokensStandAlone => true;   // token by token
 
     public override Tensor Apply(InsertionPoint point, Tensor x, TokenLayout layout)
     {

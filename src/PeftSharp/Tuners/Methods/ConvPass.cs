@@ -72,14 +72,15 @@ public sealed class ConvBypass : BlockTuner
 
     static Tensor QuickGelu(Tensor x) => x * sigmoid(1.702 * x);
 
+    /// <summary>The prefix tokens are convolved as 1×1 maps of their own (below), apart from the patch grid.</summary>
+    public override bool PrefixTokensStandAlone => true;
+
     public override Tensor Apply(InsertionPoint point, Tensor x, TokenLayout layout)
     {
         if (!layout.HasGrid) throw new PeftSharpException("convpass needs a patch grid (an image encoder)");
         long b = x.shape[0];
         int start = layout.PatchStart, h = layout.GridHeight, w = layout.GridWidth;
         var down = QuickGelu(adapter_down.forward(x));
-        var patches = down[.., start..].reshape(b, h, w, rank).permute(0, 3, 1, 2);
-        patches = adapter_conv.forward(patches).permute(0, 2, 3, 1).reshape(b, (long)h * w, rank);
         var parts = new List<Tensor>();
         if (start > 0)
         {
@@ -88,9 +89,13 @@ public sealed class ConvBypass : BlockTuner
             // input with a 3×3 kernel sometimes returns uninitialised memory as the input gradient (measured: 9 of 200
             // calls non-finite), which made ConvPass diverge or collapse at random.
             var centre = adapter_conv.weight![.., .., 1, 1];
-            parts.Add(nn.functional.linear(down[.., ..start], centre, adapter_conv.bias));
+            parts.Add(nn.functional.linear(down[.., ..Math.Min(start, (int)x.shape[1])], centre, adapter_conv.bias));
         }
-        parts.Add(patches);
+        if (x.shape[1] > start)   // else the block computes its leading prefix tokens alone
+        {
+            var patches = down[.., start..].reshape(b, h, w, rank).permute(0, 3, 1, 2);
+            parts.Add(adapter_conv.forward(patches).permute(0, 2, 3, 1).reshape(b, (long)h * w, rank));
+        }
         var mixed = dropout.forward(QuickGelu(cat(parts.ToArray(), 1)));
         return adapter_up.forward(mixed) * scale;
     }

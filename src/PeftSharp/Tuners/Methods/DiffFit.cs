@@ -97,7 +97,7 @@ public sealed class DiffFitGates : BlockTuner
 
     public bool Merged { get; set; }
 
-    public override bool TokenWise => true;
+    public override bool PrefixTokensStandAlone => true;   // token by token
 
     public override Tensor Apply(InsertionPoint point, Tensor x, TokenLayout layout) =>
         Merged ? x : point == InsertionPoint.AttnScale ? x * gamma1 : x * gamma2;

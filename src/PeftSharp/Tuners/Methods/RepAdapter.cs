@@ -112,7 +112,7 @@ public sealed class RepAdapterLayer : BlockTuner
 
     public bool Merged { get; set; }
 
-    public override bool TokenWise => true;
+    public override bool PrefixTokensStandAlone => true;   // token by token
 
     public override Tensor Apply(InsertionPoint point, Tensor x, TokenLayout layout)
     {

@@ -98,11 +98,16 @@ public sealed class DeepPrompts : BlockTuner
         RegisterComponents();
     }
 
+    /// <summary>The prompts enter after the prefix tokens and leave at the block output; a sequence cut after the
+    /// prefix loses nothing when they leave.</summary>
+    public override bool PrefixTokensStandAlone => true;
+
     public override Tensor Apply(InsertionPoint point, Tensor x, TokenLayout layout)
     {
         if (point == InsertionPoint.BlockInput) return VptBase.Insert(x, prompt_dropout.forward(prompts), layout);
         int prefix = layout.PrefixTokens, count = (int)prompts.shape[0];
         layout.Prompts -= count;
+        if (x.shape[1] <= prefix) return x;   // a sequence cut after the prefix holds no prompts
         return cat(new[] { x[.., ..prefix], x[.., (prefix + count)..] }, 1);
     }
 }

@@ -26,6 +26,17 @@ public abstract class ModuleWrapper : nn.Module<Tensor, Tensor>
     public Linear InnermostLinear => Innermost as Linear
         ?? throw new InvalidOperationException($"{GetName()} does not wrap a Linear layer");
 
+    /// <summary>Runs <paramref name="forward"/> on <paramref name="x"/> with its token dimensions flattened to rows
+    /// ([rows, in] → [rows, out]) and gives the result x's leading shape back, so a wrapper's products (and in-place
+    /// accumulations into the base output) are plain 2-D matrix products.</summary>
+    protected static Tensor OnRows(Tensor x, Func<Tensor, Tensor> forward)
+    {
+        var shape = x.shape;
+        var result = forward(x.reshape(-1, shape[^1]));
+        shape[^1] = result.shape[1];
+        return result.view(shape);
+    }
+
     /// <summary>The plain module under every wrapper of a (possibly wrapped) module.</summary>
     public static nn.Module Unwrap(nn.Module m) => m is ModuleWrapper w ? w.Innermost : m;
 }

@@ -210,12 +210,11 @@ public sealed class FactLinear : ModuleWrapper
         };
     }
 
-    public override Tensor forward(Tensor x)
+    public override Tensor forward(Tensor x) => Merged ? base_layer.forward(x) : OnRows(x, ForwardRows);
+
+    Tensor ForwardRows(Tensor rows)
     {
-        if (Merged) return base_layer.forward(x);
         var f = shared.Factors;
-        var shape = x.shape;
-        var rows = x.reshape(-1, shape[^1]);
         var y = base_layer.forward(rows);
         // The low-dimensional activations t (after the core and its dropout) and how many d-wide chunks they hold; each
         // chunk maps through v into its own slice of the output.
@@ -242,11 +241,10 @@ public sealed class FactLinear : ModuleWrapper
         // is chunk j of row r, and likewise for t, so no output-sized increment is written and read back.
         var vt = f.v.weight!.t().to(y.dtype);   // in-place products are not autocast: match bf16 by hand
         long outFeatures = y.shape[1];
-        y = chunks == 1
+        return chunks == 1
             ? y.addmm_(t, vt, beta: 1, alpha: (float)scale)   // in place: the base layer's backward does not need its output
-            : y.view(-1, outFeatures / chunks).addmm(t.reshape(-1, t.shape[1] / chunks), vt, beta: 1, alpha: (float)scale);
-        shape[^1] = outFeatures;
-        return y.view(shape);
+            : y.view(-1, outFeatures / chunks).addmm(t.reshape(-1, t.shape[1] / chunks), vt, beta: 1, alpha: (float)scale)
+                .view(-1, outFeatures);
     }
 
     /// <summary>[..., n] → [..., parts, n / parts].</summary>

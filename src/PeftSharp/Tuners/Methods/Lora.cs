@@ -83,7 +83,6 @@ public sealed class LoraLinear : ModuleWrapper
     public ParallelDropout lora_dropout;
     public Parameter? lora_magnitude_vector;
     readonly double scaling;
-    readonly double dropoutRate;
     readonly int[]? rowSections;
     readonly long sectionSize;
 
@@ -93,7 +92,6 @@ public sealed class LoraLinear : ModuleWrapper
         var linear = InnermostLinear;
         long inFeatures = linear.weight!.shape[1], outFeatures = linear.weight.shape[0];
         this.scaling = scaling;
-        dropoutRate = dropout;
         this.rowSections = rowSections;
         sectionSize = outFeatures / 3;
         long outRows = rowSections is null ? outFeatures : sectionSize * rowSections.Length;
@@ -151,12 +149,10 @@ public sealed class LoraLinear : ModuleWrapper
         return cat(parts.ToArray(), 0);
     }
 
-    public override Tensor forward(Tensor x)
+    public override Tensor forward(Tensor x) => Merged ? base_layer.forward(x) : OnRows(x, ForwardRows);
+
+    Tensor ForwardRows(Tensor rows)
     {
-        if (Merged) return base_layer.forward(x);
-        // Token dimensions are flattened to rows for the matrix products.
-        var shape = x.shape;
-        var rows = x.reshape(-1, shape[^1]);
         var result = base_layer.forward(rows);
         var dropped = lora_dropout.forward(rows);
         var lowRank = lora_A.forward(dropped);
@@ -170,8 +166,7 @@ public sealed class LoraLinear : ModuleWrapper
             result.addmm_(lowRank, up, beta: 1, alpha: (float)scaling);
         }
         else result = DoraOutput(result, dropped, lowRank, up);
-        shape[^1] = result.shape[1];
-        return result.view(shape);
+        return result;
     }
 
     /// <summary>DoRA on the base output W x + b: b + m/‖W+ΔW‖ ⊙ (W x + ΔW x), the norm detached (peft's formulation,
@@ -183,7 +178,7 @@ public sealed class LoraLinear : ModuleWrapper
         Tensor norm;
         using (no_grad()) norm = RowNorms(linear.weight! + DeltaWeight());
         var magnitudeScale = (lora_magnitude_vector! / norm).to(result.dtype);
-        if (training && dropoutRate > 0)
+        if (training && lora_dropout.P > 0)
         {
             var baseOfDropped = F.linear(dropped, linear.weight!);
             var updated = baseOfDropped.addmm(lowRank, up, beta: 1, alpha: (float)scaling);   // W d + ΔW d

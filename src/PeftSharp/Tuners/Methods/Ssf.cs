@@ -65,8 +65,8 @@ public sealed class ScaleShift : ModuleWrapper
         if (base_layer is LayerNorm { weight: not null, bias: not null } norm)
             return nn.functional.layer_norm(x, norm.normalized_shape, norm.weight * ssf_scale, ssf_shift.addcmul(norm.bias, ssf_scale, 1), norm.eps);
         var y = base_layer.forward(x);
-        // One fused op: y * scale + shift would keep a second activation-sized temporary alive until the step's
-        // dispose scope ends (TorchSharp frees tensors at scope end, not when autograd lets go of them).
+        // One fused op, one pass over the activations: y * scale + shift would write and read a second
+        // activation-sized temporary.
         if (channelDim == 1 && y.dim() == 4) return ssf_shift.view(1, -1, 1, 1).addcmul(y, ssf_scale.view(1, -1, 1, 1), 1);
         return ssf_shift.addcmul(y, ssf_scale, 1);
     }

@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Side-by-side speed against the Python peer (timm 1.0.28 on Debian's PyTorch with OpenBLAS, 2 threads): the same
-# ViT-Tiny / 32 px / patch 4 / batch 64 shape, rounds alternating peer and peftsharp in one run on this machine,
-# medians per figure, and the ratios ours / peer. The peer's LoRA has no dropout, so ours runs with dropout=0.
-# Each round measures float32 (both sides' defaults) and bfloat16 autocast (peer: scripts/peer_autocast.py; ours:
-# perf --precision bf16), each peer run next to ours. The peer runs OpenBLAS's best kernels for this CPU (see below).
+# ViT-Tiny / 32 px / patch 4 / batch 64 shape, in one run on this machine. Per round and figure the peer runs, then
+# peftsharp; the table gives medians per figure and the median of the rounds' ours / peer ratios. The peer's LoRA has
+# no dropout, so ours runs with dropout=0. Each round measures float32 (both sides' defaults) and bfloat16 autocast
+# (peer: scripts/peer_autocast.py; ours: perf --precision bf16). The peer runs OpenBLAS's best kernels for this CPU.
 # Usage: scripts/peer-compare.sh [ROUNDS=3] [PEER_DIR=/tmp/peer] [PRECISIONS="fp32 bf16"]   (sets the peer up where missing)
 set -euo pipefail
 ROUNDS=${1:-3}; PEER=${2:-/tmp/peer}; PRECISIONS=${3:-fp32 bf16}
@@ -32,12 +32,19 @@ fi
 dotnet build -c Release "$ROOT/src/PeftSharp.Cli" -m:1 -v q -nologo >/dev/null
 CLI="$ROOT/src/PeftSharp.Cli/bin/Release/net10.0/linux-x64/PeftSharp.Cli.dll"
 OUT=$(mktemp -d)
+# Each figure's two sides run back to back (peer, then ours), so drift on a shared machine hits a pair alike; the
+# ratio is taken per round, from that pair. Both sides time 6 steps after 4 warm-up steps (ours: 2 memory steps and
+# 2 warm-up steps) and take the median step time.
+PEER_STEPS=(--warmup 4 --steps 6)
 for r in $(seq 1 "$ROUNDS"); do
   for p in $PRECISIONS; do
     PEER_RUN=("$SHARED/peer_bench.py"); [ "$p" = bf16 ] && PEER_RUN=("$ROOT/scripts/peer_autocast.py" "$SHARED/peer_bench.py")
-    LD_LIBRARY_PATH=$OPENBLAS_DIR /usr/bin/python3 "${PEER_RUN[@]}" \
-      --timm-src "$PEER/timm" --threads 2 --modes full,lora,infer --json "$OUT/peer-$p-$r.json" >/dev/null
-    dotnet "$CLI" perf --methods full,lora --set dropout=0 --threads 2 --precision "$p" --json > "$OUT/ours-$p-$r.json"
+    for figure in full lora; do
+      modes=$figure; set_dropout=(); [ "$figure" = lora ] && modes=lora,infer && set_dropout=(--set dropout=0)
+      LD_LIBRARY_PATH=$OPENBLAS_DIR /usr/bin/python3 "${PEER_RUN[@]}" \
+        --timm-src "$PEER/timm" --threads 2 "${PEER_STEPS[@]}" --modes "$modes" --json "$OUT/peer-$p-$figure-$r.json" >/dev/null
+      dotnet "$CLI" perf --methods "$figure" "${set_dropout[@]}" --threads 2 --precision "$p" --no-baseline --json > "$OUT/ours-$p-$figure-$r.json"
+    done
   done
   echo "round $r/$ROUNDS done" >&2
 done
@@ -45,30 +52,35 @@ PEER_CORE="${OPENBLAS_CORETYPE:-$core}" python3 - "$OUT" "$ROUNDS" $PRECISIONS <
 import json, statistics, sys
 out, rounds, precisions = sys.argv[1], int(sys.argv[2]), sys.argv[3:]
 names = {"full": "full fine-tuning, training", "lora": "LoRA r=8 on qkv, training", "infer": "inference (merged LoRA)"}
-print("| precision | figure (images/s) | PyTorch + timm, median | PeftSharp, median | ours / peer |")
+run_of = {"full": "full", "lora": "lora", "infer": "lora"}   # which pair of runs measured the figure
+
+def peer_rate(p, mode):
+    """Images/s from the median step time: the statistic our perf reports."""
+    return p["batch"] / statistics.median(p[mode]["step_times"])
+
+def ours_rate(o, figure):
+    m = json.load(open(o))["methods"][0]
+    return m["infer_merged_images_per_s"] if figure == "infer" else m["train_images_per_s"]
+
+print("| precision | figure (images/s) | PyTorch + timm: median (rounds) | PeftSharp: median (rounds) | ours / peer: median (rounds) |")
 print("|---|---|---|---|---|")
 medians = {}
+fmt = lambda vs, d=1: ", ".join(f"{v:.{d}f}" for v in vs)
 for prec in precisions:
-    peer = {k: [] for k in names}
-    ours = {k: [] for k in names}
-    for r in range(1, rounds + 1):
-        p = json.load(open(f"{out}/peer-{prec}-{r}.json"))
-        for k in peer: peer[k].append(p[k]["images_per_s"])
-        o = {m["method"]: m for m in json.load(open(f"{out}/ours-{prec}-{r}.json"))["methods"]}
-        ours["full"].append(o["full"]["train_images_per_s"])
-        ours["lora"].append(o["lora"]["train_images_per_s"])
-        ours["infer"].append(o["lora"]["infer_merged_images_per_s"] or o["full"]["infer_images_per_s"])
     for k in names:
-        a, b = statistics.median(peer[k]), statistics.median(ours[k])
-        medians[(prec, k)] = (a, b)
-        print(f"| {prec} | {names[k]} | {a:.1f} ({', '.join(f'{v:.1f}' for v in peer[k])}) | {b:.1f} ({', '.join(f'{v:.1f}' for v in ours[k])}) | {b / a:.2f}x |")
+        peer = [peer_rate(json.load(open(f"{out}/peer-{prec}-{run_of[k]}-{r}.json")), k) for r in range(1, rounds + 1)]
+        ours = [ours_rate(f"{out}/ours-{prec}-{run_of[k]}-{r}.json", k) for r in range(1, rounds + 1)]
+        ratios = [b / a for a, b in zip(peer, ours)]
+        medians[(prec, k)] = (statistics.median(peer), statistics.median(ours), statistics.median(ratios))
+        a, b, q = medians[(prec, k)]
+        print(f"| {prec} | {names[k]} | {a:.1f} ({fmt(peer)}) | {b:.1f} ({fmt(ours)}) | **{q:.2f}x** ({fmt(ratios, 2)}) |")
 print()
 for prec in precisions:
-    (pf, of), (pl, ol) = medians[(prec, "full")], medians[(prec, "lora")]
+    (pf, of, _), (pl, ol, _) = medians[(prec, "full")], medians[(prec, "lora")]
     print(f"{prec}: LoRA vs full fine-tuning: PyTorch {pl / pf:.2f}x, PeftSharp {ol / of:.2f}x")
 if "fp32" in precisions and "bf16" in precisions:
     print("PeftSharp bf16 against PyTorch's float32 default: " +
           ", ".join(f"{k} {medians[('bf16', k)][1] / medians[('fp32', k)][0]:.2f}x" for k in names))
 import os
-print(f"({rounds} alternating rounds; the peer's OpenBLAS kernels: {os.environ.get('PEER_CORE', 'unknown')})")
+print(f"({rounds} rounds, each figure's peer and PeftSharp runs back to back; the peer's OpenBLAS kernels: {os.environ.get('PEER_CORE', 'unknown')})")
 EOF

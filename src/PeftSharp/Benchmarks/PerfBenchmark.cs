@@ -167,11 +167,12 @@ public static class PerfBenchmark
         var optimizer = optim.AdamW(parameters, lr: 1e-4);
         var trainer = new Trainer(peft, new TrainOptions { DropPath = 0, Precision = o.Precision, GradCheckpointing = o.GradCheckpointing }, o.Device);
         model.train();
+        Tensor Loss() => F.cross_entropy(trainer.Logits(images), labels);
         void Step()
         {
             using var scope = NewDisposeScope();
             optimizer.zero_grad();
-            F.cross_entropy(trainer.Logits(images), labels).backward();
+            Loss().backward();
             optimizer.step();
         }
         // Memory first, over two steps from the idle process (the heap keeps what it grew, NativeHeap), then speed.
@@ -182,7 +183,7 @@ public static class PerfBenchmark
         Step();
         long peak = PeakRss();
         double trainRate = Rate(o, Step);
-        var profile = o.Profile ? ProfileSteps(o, optimizer, () => F.cross_entropy(trainer.Logits(images), labels)) : null;
+        var profile = o.Profile ? ProfileSteps(o, optimizer, Loss) : null;
         long stateBytes = parameters.Sum(p => p.numel() * p.ElementSize * 4);   // parameter + gradient + two AdamW moments
         long trainable = peft.CountTrainable();
         using var bare = NewModel(o);

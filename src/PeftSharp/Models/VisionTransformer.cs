@@ -65,7 +65,8 @@ public sealed class Attention : nn.Module<Tensor, Tensor>
     /// its masks in another order). Measured here (2 threads): inference is as fast or faster head by head at every
     /// shape tried (ViT-Tiny at 65 tokens 3.8 → 2.9 ms a block; ViT-B at 197 tokens level); with autograd it pays for
     /// few heads (3 heads: 10.5 → 9.4 ms forward and backward) but not for 12, where the per-head operations cost more
-    /// than the copies they save (ViT-B at 50 tokens: 6.9 → 8.2 ms).</summary>
+    /// than the copies they save (ViT-B at 50 tokens: 6.9 → 8.2 ms). Very small blocks lose a little either way
+    /// (CLIP-tiny's text tower, 4 heads at 32 tokens and width 128: 1.03 → 1.18 ms).</summary>
     bool HeadByHead(Tensor qkvOut) =>
         qkvOut.device_type == DeviceType.CPU && !keyValueTuners.Items.Any() && (!training || attnDropRate == 0)
         && (numHeads <= 4 || !(qkvOut.requires_grad && is_grad_enabled()));

@@ -65,7 +65,7 @@ public sealed class Attention : nn.Module<Tensor, Tensor>
     /// its masks in another order). Measured here (2 threads): inference is as fast or faster head by head at every
     /// shape tried (ViT-Tiny at 65 tokens 3.8 → 2.9 ms a block; ViT-B at 197 tokens level); with autograd it pays for
     /// few heads (3 heads: 10.5 → 9.4 ms forward and backward) but not for 12, where the per-head operations cost more
-    /// than the copies they save (ViT-B at 50 tokens: 6.9 → 8.2 ms). Very small blocks lose a little either way
+    /// than the copies they save (ViT-B at 50 tokens: 6.9 → 8.2 ms). Very small blocks lose a little with autograd
     /// (CLIP-tiny's text tower, 4 heads at 32 tokens and width 128: 1.03 → 1.18 ms).</summary>
     bool HeadByHead(Tensor qkvOut) =>
         qkvOut.device_type == DeviceType.CPU && !keyValueTuners.Items.Any() && (!training || attnDropRate == 0)
@@ -80,11 +80,12 @@ public sealed class Attention : nn.Module<Tensor, Tensor>
         long headDim = qkvOut.shape[2] / (3 * numHeads);
         double scale = 1.0 / Math.Sqrt(headDim);
         var parts = qkvOut.split(headDim, -1);
-        if (queryTokens > 0 && queryTokens < qkvOut.shape[1] && mask is not null) mask = mask[..queryTokens];
+        bool someQueries = queryTokens > 0 && queryTokens < qkvOut.shape[1];
+        if (someQueries && mask is not null) mask = mask[..queryTokens];
         var heads = new Tensor[numHeads];
         for (int h = 0; h < numHeads; h++)
         {
-            var q = queryTokens > 0 && queryTokens < qkvOut.shape[1] ? parts[h][.., ..queryTokens] : parts[h];
+            var q = someQueries ? parts[h][.., ..queryTokens] : parts[h];
             var scores = q.bmm(parts[numHeads + h].transpose(1, 2)).mul_(scale);
             if (mask is not null) scores = scores.add(mask);
             heads[h] = attn_drop.forward(scores.softmax(-1)).bmm(parts[2 * numHeads + h]);

@@ -56,6 +56,8 @@ public sealed class Attention : nn.Module<Tensor, Tensor>
     public Tensor forward(Tensor x, Tensor? mask, int queryTokens = 0)
     {
         var qkvOut = qkv.forward(x);
+        if (queryTokens >= x.shape[1]) queryTokens = 0;   // every token asks
+        if (queryTokens > 0 && mask is not null) mask = mask[..queryTokens];
         var y = HeadByHead(qkvOut) ? HeadByHeadAttention(qkvOut, mask, queryTokens) : BatchedAttention(qkvOut, mask, queryTokens);
         return proj_drop.forward(proj.forward(y));
     }
@@ -69,26 +71,20 @@ public sealed class Attention : nn.Module<Tensor, Tensor>
     /// (CLIP-tiny's text tower, 4 heads at 32 tokens and width 128: 1.03 → 1.18 ms).</summary>
     bool HeadByHead(Tensor qkvOut) =>
         qkvOut.device_type == DeviceType.CPU && !keyValueTuners.Items.Any() && (!training || attnDropRate == 0)
-        && (numHeads <= 4 || !(qkvOut.requires_grad && is_grad_enabled()));
+        && (numHeads <= 4 || !qkvOut.requires_grad);
 
-    /// <summary>softmax(q·kᵀ/√d + mask)·v for each head on column views of the qkv output [B, N, 3C] (timm's order:
-    /// q heads, k heads, v heads). Batched matrix products read the views with their row stride, so q, k and v are
-    /// never copied out; the heads' outputs are concatenated once, and the backward gathers the gradients of q, k and
-    /// v with one concatenation (the split's).</summary>
+    /// <summary><see cref="ExplicitAttention"/> for each head on column views of the qkv output [B, N, 3C] (timm's
+    /// order: q heads, k heads, v heads). Batched matrix products read the views with their row stride, so q, k and v
+    /// are never copied out; the heads' outputs are concatenated once, and the backward gathers the gradients of q, k
+    /// and v with one concatenation (the split's).</summary>
     Tensor HeadByHeadAttention(Tensor qkvOut, Tensor? mask, int queryTokens)
     {
-        long headDim = qkvOut.shape[2] / (3 * numHeads);
-        double scale = 1.0 / Math.Sqrt(headDim);
-        var parts = qkvOut.split(headDim, -1);
-        bool someQueries = queryTokens > 0 && queryTokens < qkvOut.shape[1];
-        if (someQueries && mask is not null) mask = mask[..queryTokens];
+        var parts = qkvOut.split(qkvOut.shape[2] / (3 * numHeads), -1);
         var heads = new Tensor[numHeads];
         for (int h = 0; h < numHeads; h++)
         {
-            var q = someQueries ? parts[h][.., ..queryTokens] : parts[h];
-            var scores = q.bmm(parts[numHeads + h].transpose(1, 2)).mul_(scale);
-            if (mask is not null) scores = scores.add(mask);
-            heads[h] = attn_drop.forward(scores.softmax(-1)).bmm(parts[2 * numHeads + h]);
+            var q = queryTokens > 0 ? parts[h][.., ..queryTokens] : parts[h];
+            heads[h] = ExplicitAttention(q, parts[numHeads + h], parts[2 * numHeads + h], mask);
         }
         return cat(heads, -1);
     }
@@ -101,11 +97,7 @@ public sealed class Attention : nn.Module<Tensor, Tensor>
         // (matmul would otherwise copy each permuted view itself) and autograd keeps that one buffer for them.
         var parts = qkvOut.reshape(b, n, 3, numHeads, c / numHeads).permute(2, 0, 3, 1, 4).contiguous().unbind(0);
         Tensor q = parts[0], k = parts[1], v = parts[2];
-        if (queryTokens > 0 && queryTokens < n)
-        {
-            (q, n) = (q[.., .., ..queryTokens], queryTokens);
-            if (mask is not null) mask = mask[..queryTokens];
-        }
+        if (queryTokens > 0) (q, n) = (q[.., .., ..queryTokens], queryTokens);
         foreach (var tuner in keyValueTuners.Items)
         {
             long before = k.shape[2];

@@ -10,15 +10,17 @@ public sealed class PerfCommand : ICommand
 {
     public string Name => "perf";
     public string Summary => "measure training/inference images/s, merged vs bare, peak memory, per method";
-    public IEnumerable<string> Flags => new[] { "help", "json", "in-process", "no-baseline", "profile", "grad-checkpointing" };
+    public IEnumerable<string> Flags => new[] { "help", "json", "in-process", "no-baseline", "profile", "grad-checkpointing", "paired" };
     public string Usage => """
         peftsharp perf [--model PRESET | --config JSON] [--methods linear,full,lora,...] [--batch 64] [--steps 6]
                        [--warmup 2] [--threads N] [--device cpu|cuda] [--precision fp32|bf16] [--json]
-                       [--in-process] [--profile] [--grad-checkpointing] [--set key=value ...]
+                       [--in-process] [--profile] [--grad-checkpointing] [--paired] [--set key=value ...]
           Default shape: ViT-Tiny (192 wide, 12 blocks, 3 heads) at 32 px with 4-px patches, batch 64, 10 classes.
           Ratios (method vs full fine-tuning, merged vs bare backbone) are the figures to compare across machines.
           Each method runs in a fresh child process (its own peak RSS, no allocator state carried over) unless
-          --in-process is given. --profile also times the phases of a training step (zero_grad, forward,
+          --in-process is given. --paired times each method's training steps alternately with full fine-tuning's
+          in the same process and reports "vs full" from those pairs (robust to a machine whose speed drifts;
+          about twice the time). --profile also times the phases of a training step (zero_grad, forward,
           backward, optimizer, freeing the step's tensors) and reports their medians. --set applies a
           hyperparameter to each method that has it (dropout=0 matches a peer LoRA without dropout).
           --precision bf16 trains and infers under libtorch's bfloat16 autocast (fast on CPUs with AVX-512 BF16
@@ -44,11 +46,13 @@ public sealed class PerfCommand : ICommand
         int threads = line.Int("threads", Environment.ProcessorCount);
         bool json = line.Flag("json");
         bool inProcess = line.Flag("in-process") || methods.Count == 1;
-        options = options with { Baseline = !line.Flag("no-baseline"), Profile = line.Flag("profile"), GradCheckpointing = line.Flag("grad-checkpointing") };
+        options = options with { Baseline = !line.Flag("no-baseline"), Profile = line.Flag("profile"), GradCheckpointing = line.Flag("grad-checkpointing"),
+                             PairedWithFull = line.Flag("paired") };
         var childArgs = new List<string> { "--batch", options.Batch.ToString(), "--steps", options.Steps.ToString(), "--warmup",
                                            options.WarmupSteps.ToString(), "--threads", threads.ToString(), "--json", "--in-process", "--no-baseline" };
         if (options.Profile) childArgs.Add("--profile");
         if (options.GradCheckpointing) childArgs.Add("--grad-checkpointing");
+        if (options.PairedWithFull) childArgs.Add("--paired");
         foreach (var key in options.Settings.Keys)
             if (!methods.Any(m => options.SettingsFor(m).ContainsKey(key)))
                 throw new PeftSharpException($"--set {key} is a hyperparameter of none of the measured methods ({string.Join(", ", methods)})");
@@ -70,10 +74,12 @@ public sealed class PerfCommand : ICommand
         Console.WriteLine();
         Console.WriteLine($"{"method",-18} {"train img/s",12} {"vs full",8} {"infer",9} {"unmerged/bare",14} {"merged",9} {"merged/bare",12} {"peak RSS MiB",13} {"train mem MiB",14} {"trainable",12}");
         foreach (var m in report.Methods)
-            Console.WriteLine($"{m.Method,-18} {m.TrainImagesPerSecond,12:F1} {m.TrainImagesPerSecond / full,8:F2} {m.InferImagesPerSecond,9:F1} {m.UnmergedVsBare,14:F3} " +
+            Console.WriteLine($"{m.Method,-18} {m.TrainImagesPerSecond,12:F1} {m.VsFull(full) ?? double.NaN,8:F2} {m.InferImagesPerSecond,9:F1} {m.UnmergedVsBare,14:F3} " +
                               $"{(m.InferMergedImagesPerSecond is double v ? v.ToString("F1") : "-"),9} {(m.MergedVsBare is double r ? r.ToString("F3") : "-"),12} " +
                               $"{m.PeakRssBytes / 1048576.0,13:F0} {m.TrainingPeakBytes / 1048576.0,14:F0} {m.TrainableParams,12:N0}");
-        Console.WriteLine("(the vs-bare ratios time the bare backbone alternately with the method in the same process)");
+        Console.WriteLine(options.PairedWithFull
+            ? "(vs full and the vs-bare ratios time full fine-tuning and the bare backbone alternately with the method in the same process)"
+            : "(the vs-bare ratios time the bare backbone alternately with the method in the same process)");
         if (options.Profile)
         {
             Console.WriteLine();

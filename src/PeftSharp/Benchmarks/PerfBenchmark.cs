@@ -23,6 +23,9 @@ public sealed record PerfOptions
     public bool Baseline { get; init; } = true;
     /// <summary>Train with checkpointed blocks (<see cref="TrainOptions.GradCheckpointing"/>).</summary>
     public bool GradCheckpointing { get; init; }
+    /// <summary>Time each method's training steps alternately with full fine-tuning's in the same process, and take
+    /// "vs full" from those pairs rather than from runs at different times (on a noisy machine they drift apart).</summary>
+    public bool PairedWithFull { get; init; }
     /// <summary>Also time the phases of a training step (<see cref="StepProfile"/>).</summary>
     public bool Profile { get; init; }
     /// <summary>Hyperparameters (--set) applied to each measured method that has them, e.g. dropout=0 to match a
@@ -68,6 +71,11 @@ public sealed record MethodPerf(string Method, long TrainableParams, double Trai
                                 bool FirstBlockSkipped, int FirstTrainableBlock, double UnmergedVsBare, double? MergedVsBare)
 {
     public StepProfile? Profile { get; init; }
+    /// <summary>Training rate over full fine-tuning's, timed alternately in the same process (<see cref="PerfOptions.PairedWithFull"/>).</summary>
+    public double? PairedVsFull { get; init; }
+
+    /// <summary>Training rate relative to full fine-tuning: the paired ratio where measured, else over <paramref name="fullRate"/>.</summary>
+    public double? VsFull(double? fullRate) => PairedVsFull ?? (fullRate is double f ? TrainImagesPerSecond / f : null);
 }
 
 public sealed record PerfReport(VitConfig Model, int Batch, int Threads, double SgemmGflops, double BareInferImagesPerSecond,
@@ -85,6 +93,7 @@ public sealed record PerfReport(VitConfig Model, int Batch, int Threads, double 
         m["unmerged_vs_bare"]!.GetValue<double>(), m["merged_vs_bare"]?.GetValue<double>())
     {
         Profile = StepProfile.FromJson(m["profile"]),
+        PairedVsFull = m["paired_vs_full"]?.GetValue<double>(),
     };
 
     public JsonObject ToJson()
@@ -104,7 +113,8 @@ public sealed record PerfReport(VitConfig Model, int Batch, int Threads, double 
                 ["infer_images_per_s"] = Math.Round(m.InferImagesPerSecond, 2),
                 ["infer_merged_images_per_s"] = m.InferMergedImagesPerSecond is double v ? Math.Round(v, 2) : null,
                 ["peak_rss_bytes"] = m.PeakRssBytes, ["training_peak_bytes"] = m.TrainingPeakBytes, ["training_state_bytes"] = m.TrainingStateBytes,
-                ["train_vs_full"] = full is double f ? Math.Round(m.TrainImagesPerSecond / f, 3) : null,
+                ["train_vs_full"] = m.VsFull(full) is double ratio ? Math.Round(ratio, 3) : null,
+                ["paired_vs_full"] = m.PairedVsFull is double paired ? Math.Round(paired, 3) : null,
                 ["training_memory_vs_full"] = fullMemory is long fm && fm > 0 ? Math.Round((double)m.TrainingPeakBytes / fm, 3) : null,
                 ["merged_vs_bare"] = m.MergedVsBare is double mv ? Math.Round(mv, 3) : null,
                 ["unmerged_vs_bare"] = Math.Round(m.UnmergedVsBare, 3),
@@ -159,32 +169,62 @@ public static class PerfBenchmark
         return model;
     }
 
-    static MethodPerf Measure(string method, PerfOptions o, Tensor images, Tensor labels)
+    /// <summary>A model with <paramref name="method"/> applied and one training step of it on the batch.</summary>
+    sealed class TrainingRig : IDisposable
     {
-        using var model = NewModel(o);
-        var peft = PeftModel.Create(model, method, o.SettingsFor(method));
-        var parameters = peft.TrainableParameters().Select(p => p.Parameter).ToList();
-        var optimizer = optim.AdamW(parameters, lr: 1e-4);
-        var trainer = new Trainer(peft, new TrainOptions { DropPath = 0, Precision = o.Precision, GradCheckpointing = o.GradCheckpointing }, o.Device);
-        model.train();
-        Tensor Loss() => F.cross_entropy(trainer.Logits(images), labels);
-        void Step()
+        public VisionTransformer Model { get; }
+        public PeftModel Peft { get; }
+        public List<TorchSharp.Modules.Parameter> Parameters { get; }
+        public optim.Optimizer Optimizer { get; }
+        public Trainer Trainer { get; }
+        readonly Tensor images, labels;
+
+        public TrainingRig(string method, PerfOptions o, Tensor images, Tensor labels)
+        {
+            (this.images, this.labels) = (images, labels);
+            Model = NewModel(o);
+            Peft = PeftModel.Create(Model, method, o.SettingsFor(method));
+            Parameters = Peft.TrainableParameters().Select(p => p.Parameter).ToList();
+            Optimizer = optim.AdamW(Parameters, lr: 1e-4);
+            Trainer = new Trainer(Peft, new TrainOptions { DropPath = 0, Precision = o.Precision, GradCheckpointing = o.GradCheckpointing }, o.Device);
+            Model.train();
+        }
+
+        public Tensor Loss() => F.cross_entropy(Trainer.Logits(images), labels);
+
+        public void Step()
         {
             using var scope = NewDisposeScope();
-            optimizer.zero_grad();
+            Optimizer.zero_grad();
             Loss().backward();
-            optimizer.step();
+            Optimizer.step();
         }
+
+        public void Dispose() => Model.Dispose();
+    }
+
+    static MethodPerf Measure(string method, PerfOptions o, Tensor images, Tensor labels)
+    {
+        using var rig = new TrainingRig(method, o, images, labels);
+        var (model, peft) = (rig.Model, rig.Peft);
         // Memory first, over two steps from the idle process (the heap keeps what it grew, NativeHeap), then speed.
         GC.Collect();
         long idle = CurrentRss();
         ResetPeakRss();
-        Step();
-        Step();
+        rig.Step();
+        rig.Step();
         long peak = PeakRss();
-        double trainRate = Rate(o, Step);
-        var profile = o.Profile ? ProfileSteps(o, optimizer, Loss) : null;
-        long stateBytes = parameters.Sum(p => p.numel() * p.ElementSize * 4);   // parameter + gradient + two AdamW moments
+        double trainRate;
+        double? pairedVsFull = null;
+        if (o.PairedWithFull && method != "full")
+        {
+            using var full = new TrainingRig("full", o, images, labels);
+            var rates = Rates(o, rig.Step, full.Step);
+            (trainRate, pairedVsFull) = (rates[0], rates[0] / rates[1]);
+        }
+        else trainRate = Rate(o, rig.Step);
+        var profile = o.Profile ? ProfileSteps(o, rig.Optimizer, rig.Loss) : null;
+        long stateBytes = rig.Parameters.Sum(p => p.numel() * p.ElementSize * 4);   // parameter + gradient + two AdamW moments
         long trainable = peft.CountTrainable();
         using var bare = NewModel(o);
         var (infer, bareNextToUnmerged) = PairedInferenceRates(model, bare, images, o);
@@ -196,9 +236,10 @@ public static class PerfBenchmark
             (merged, mergedVsBare) = (mergedRate, mergedRate / bareNextToMerged);
         }
         return new MethodPerf(method, trainable, trainRate, infer, merged, peak, Math.Max(0, peak - idle), stateBytes,
-                              trainer.FirstTrainableBlock > 0, trainer.FirstTrainableBlock, infer / bareNextToUnmerged, mergedVsBare)
+                              rig.Trainer.FirstTrainableBlock > 0, rig.Trainer.FirstTrainableBlock, infer / bareNextToUnmerged, mergedVsBare)
         {
             Profile = profile,
+            PairedVsFull = pairedVsFull,
         };
     }
 

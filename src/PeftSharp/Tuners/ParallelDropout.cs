@@ -26,9 +26,12 @@ public sealed class ParallelDropout : nn.Module<Tensor, Tensor>
 
     public double P => p;
 
+    /// <summary>Whether forward drops anything (training with p &gt; 0); otherwise it returns its input.</summary>
+    public bool Active => training && p > 0;
+
     public override Tensor forward(Tensor x)
     {
-        if (!training || p == 0) return x;
+        if (!Active) return x;
         if (x.device_type != DeviceType.CPU || x.dtype is not (ScalarType.Float32 or ScalarType.BFloat16) || x.numel() > int.MaxValue / 4)
             return F.dropout(x, p, true);
         using var mask = Mask(x.shape, p);

@@ -3,6 +3,7 @@ using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
 using static TorchSharp.torch.nn;
+using F = TorchSharp.torch.nn.functional;
 
 namespace PeftSharp.Tuners.Methods;
 
@@ -45,7 +46,7 @@ public abstract class FactBase : TunerMethod
                 var module = (Module<Tensor, Tensor>)ModuleSurgery.Find(block, path)!;
                 var cores = Tucker ? null : TensorTrainCores(kind, d, ratio);
                 var w = new FactLinear(module, kind, shared, h.Double("scale"), h.Double("dropout"), ratio, cores,
-                                       Tucker ? (section => shared.TuckerCore(layer, section, ratio)) : null);
+                                       Tucker ? ((first, count, stacked) => shared.TuckerCores(layer, first, count, stacked, ratio)) : null);
                 ModuleSurgery.ReplaceAt(block, path, w);
                 return w;
             }
@@ -153,12 +154,18 @@ public sealed class FactFactors : Module
         RegisterComponents();
     }
 
-    /// <summary>The Tucker core of one layer's section: C ×₃ P[:, (4+2R)·layer + section], a d×d matrix
-    /// (sections 0..3 q,k,v,proj; then R for fc1 and R for fc2).</summary>
-    public Tensor TuckerCore(int layer, int section, int ratio)
+    /// <summary>The Tucker cores of <paramref name="count"/> consecutive sections of one layer, C ×₃ P[:, (4+2R)·layer +
+    /// section] (d×d each; sections 0..3 q,k,v,proj, then R for fc1 and R for fc2), side by side ([d, count·d]) or
+    /// <paramref name="stacked"/> ([count·d, d]). One product for the run of sections: deriving them one at a time
+    /// cost about 17 ms of autograd bookkeeping per ViT-Tiny training step.</summary>
+    public Tensor TuckerCores(int layer, int first, int count, bool stacked, int ratio)
     {
-        int perLayer = 4 + 2 * ratio;
-        return core!.matmul(factor![.., perLayer * layer + section]);
+        long d = core!.shape[0];
+        int column = (4 + 2 * ratio) * layer + first;
+        var slices = core.reshape(d * d, d).mm(factor![.., column..(column + count)]).view(d, d, count);   // [i, j, section]
+        return stacked
+            ? slices.permute(2, 0, 1).reshape(count * d, d)    // row block k = section k
+            : slices.permute(0, 2, 1).reshape(d, count * d);   // column block k = section k
     }
 }
 
@@ -171,7 +178,7 @@ public sealed class FactLinear : ModuleWrapper
     readonly double scale;
     readonly ParallelDropout dropout;
     readonly int ratio;
-    readonly Func<int, Tensor>? tuckerCore;
+    readonly Func<int, int, bool, Tensor>? tuckerCores;
 
     /// <summary>Keeps the shared factors out of this module's registry (RegisterComponents registers Module fields).</summary>
     sealed class Shared
@@ -181,13 +188,13 @@ public sealed class FactLinear : ModuleWrapper
     }
 
     public FactLinear(Module<Tensor, Tensor> baseLayer, FactLayerKind kind, FactFactors factors, double scale, double dropoutRate,
-                      int ratio, Parameter[]? cores, Func<int, Tensor>? tuckerCore) : base("FactLinear", baseLayer)
+                      int ratio, Parameter[]? cores, Func<int, int, bool, Tensor>? tuckerCores) : base("FactLinear", baseLayer)
     {
         this.kind = kind;
         shared = new Shared(factors);
         this.scale = scale;
         this.ratio = ratio;
-        this.tuckerCore = tuckerCore;
+        this.tuckerCores = tuckerCores;
         dropout = new ParallelDropout(dropoutRate);
         fact_cores = ParameterList(cores ?? Array.Empty<Parameter>());
         RegisterComponents();
@@ -195,18 +202,17 @@ public sealed class FactLinear : ModuleWrapper
 
     public IEnumerable<Parameter> Cores => fact_cores;
 
-    /// <summary>The core matrix M of a section, applied as u @ M.</summary>
-    Tensor Core(int section)
+    /// <summary>M of the whole layer, [inChunks·d, outChunks·d], applied as u(x) @ M: q, k and v side by side for qkv
+    /// (one pass for the three), fc1's R slices side by side (output chunk j), fc2's stacked (input chunk j).</summary>
+    Tensor CoreMatrix()
     {
-        if (tuckerCore is null) return fact_cores[section];
-        int d = (int)shared.Factors.u.weight!.shape[0];
+        if (tuckerCores is null) return kind == FactLayerKind.Qkv ? cat(fact_cores.Cast<Tensor>().ToArray(), 1) : fact_cores[0];
         return kind switch
         {
-            FactLayerKind.Qkv => tuckerCore(section),
-            FactLayerKind.Proj => tuckerCore(3),
-            // fc1: R slices side by side (chunk j of the output = slice 4+j); fc2: stacked (chunk j of the input).
-            FactLayerKind.Fc1 => cat(Enumerable.Range(0, ratio).Select(j => tuckerCore(4 + j)).ToArray(), 1),
-            _ => cat(Enumerable.Range(0, ratio).Select(j => tuckerCore(4 + ratio + j)).ToArray(), 0),
+            FactLayerKind.Qkv => tuckerCores(0, 3, false),
+            FactLayerKind.Proj => tuckerCores(3, 1, false),
+            FactLayerKind.Fc1 => tuckerCores(4, ratio, false),
+            _ => tuckerCores(4 + ratio, ratio, true),
         };
     }
 
@@ -214,37 +220,36 @@ public sealed class FactLinear : ModuleWrapper
 
     Tensor ForwardRows(Tensor rows)
     {
-        var f = shared.Factors;
-        var y = base_layer.forward(rows);
-        // The low-dimensional activations t (after the core and its dropout) and how many d-wide chunks they hold; each
-        // chunk maps through v into its own slice of the output.
-        Tensor t;
-        int chunks;
-        switch (kind)
+        bool fusable = LowRankUpdate.Fusable(base_layer, rows);
+        // Nothing to differentiate and no dropout: the increment folds into the weight, one product per layer.
+        if (fusable && !is_grad_enabled() && !dropout.Active)
         {
-            case FactLayerKind.Qkv:
-                // q, k and v in one pass: u(x) @ [M_q | M_k | M_v], one (elementwise) dropout.
-                (t, chunks) = (dropout.forward(f.u.forward(rows).matmul(cat(new[] { Core(0), Core(1), Core(2) }, 1))), 3);
-                break;
-            case FactLayerKind.Proj:
-                (t, chunks) = (dropout.forward(f.u.forward(rows).matmul(Core(0))), 1);
-                break;
-            case FactLayerKind.Fc1:
-                (t, chunks) = (dropout.forward(f.u.forward(rows).matmul(Core(0))), ratio);
-                break;
-            default:
-                var u = f.u.forward(SplitLast(rows, ratio)).flatten(-2);
-                (t, chunks) = (dropout.forward(u.matmul(Core(0))), 1);
-                break;
+            var linear = (Linear)base_layer;
+            return F.linear(rows, linear.weight! + DeltaWeight(), linear.bias);
         }
+        var v = shared.Factors.v.weight!;
+        if (fusable)
+            return LowRankUpdate.Factored(rows, (Linear)base_layer, shared.Factors.u.weight!, CoreMatrix(),
+                                          dropout.Active ? dropout.P : 0, v, scale);
+        var t = LowDimensional(rows);
+        var y = base_layer.forward(rows);
         // y += s · v(t) chunk by chunk as one accumulating product: row (r, j) of y viewed as [rows·chunks, out/chunks]
         // is chunk j of row r, and likewise for t, so no output-sized increment is written and read back.
-        var vt = f.v.weight!.t().to(y.dtype);   // in-place products are not autocast: match bf16 by hand
-        long outFeatures = y.shape[1];
+        var vt = v.t().to(y.dtype).contiguous();   // in-place products are not autocast: match bf16 by hand
+        long chunks = t.shape[1] / vt.shape[0], outFeatures = y.shape[1];
         return chunks == 1
             ? y.addmm_(t, vt, beta: 1, alpha: (float)scale)   // in place: the base layer's backward does not need its output
-            : y.view(-1, outFeatures / chunks).addmm(t.reshape(-1, t.shape[1] / chunks), vt, beta: 1, alpha: (float)scale)
+            : y.view(-1, outFeatures / chunks).addmm(t.reshape(-1, vt.shape[0]), vt, beta: 1, alpha: (float)scale)
                 .view(-1, outFeatures);
+    }
+
+    /// <summary>The low-dimensional activations t = dropout(u(x) M), [rows, chunks·d]: each d-wide chunk maps through v
+    /// into its own slice of the output (q, k, v; fc1's R slices), and fc2 reads its input as R slices of u's width.</summary>
+    Tensor LowDimensional(Tensor rows)
+    {
+        var u = shared.Factors.u;
+        var lowIn = kind == FactLayerKind.Fc2 ? u.forward(SplitLast(rows, ratio)).flatten(-2) : u.forward(rows);
+        return dropout.forward(lowIn.matmul(CoreMatrix()));
     }
 
     /// <summary>[..., n] → [..., parts, n / parts].</summary>
@@ -264,12 +269,13 @@ public sealed class FactLinear : ModuleWrapper
         Tensor U = f.u.weight!, V = f.v.weight!;
         Tensor Block(Tensor m) => V.matmul(m.t()).matmul(U);
         int d = (int)U.shape[0];
+        var m = CoreMatrix();
+        // Output chunk j of qkv and fc1 takes column block j of M; input chunk j of fc2 takes row block j.
         Tensor delta = kind switch
         {
-            FactLayerKind.Qkv => cat(Enumerable.Range(0, 3).Select(j => Block(Core(j))).ToArray(), 0),
-            FactLayerKind.Proj => Block(Core(0)),
-            FactLayerKind.Fc1 => cat(Enumerable.Range(0, ratio).Select(j => Block(Core(0)[.., (j * d)..((j + 1) * d)])).ToArray(), 0),
-            _ => cat(Enumerable.Range(0, ratio).Select(j => Block(Core(0)[(j * d)..((j + 1) * d)])).ToArray(), 1),
+            FactLayerKind.Proj => Block(m),
+            FactLayerKind.Fc2 => cat(Enumerable.Range(0, ratio).Select(j => Block(m[(j * d)..((j + 1) * d)])).ToArray(), 1),
+            _ => cat(Enumerable.Range(0, (int)(m.shape[1] / d)).Select(j => Block(m[.., (j * d)..((j + 1) * d)])).ToArray(), 0),
         };
         return delta * scale;
     }

@@ -1,0 +1,112 @@
+using PeftSharp.Tuners;
+using TorchSharp;
+using TorchSharp.Modules;
+using Xunit;
+using static TorchSharp.torch;
+using F = TorchSharp.torch.nn.functional;
+
+namespace PeftSharp.Tests.Tuners;
+
+/// <summary>The fused low-rank nodes give the outputs and gradients autograd gives on the same formula, written out
+/// here op by op; and the low-rank methods in training mode agree with their merged models.</summary>
+public class LowRankUpdateTests
+{
+    const int Rows = 10;
+
+    static Linear FrozenLinear(int inFeatures, int outFeatures)
+    {
+        var linear = nn.Linear(inFeatures, outFeatures);
+        foreach (var p in linear.parameters()) p.requires_grad_(false);
+        return linear;
+    }
+
+    static Tensor Leaf(params long[] shape) => randn(shape).requires_grad_(true);
+
+    /// <summary>Backpropagates Σ y ⊙ G (G fixed) and returns the gradients of <paramref name="inputs"/> (null where none).</summary>
+    static Tensor?[] Gradients(Tensor y, Tensor weights, params Tensor[] inputs)
+    {
+        foreach (var t in inputs) t.grad = null;
+        (y * weights).sum().backward();
+        return inputs.Select(t => t.grad?.clone()).ToArray();
+    }
+
+    static void AssertSame(Tensor expected, Tensor actual, Tensor?[] expectedGrads, Tensor?[] actualGrads, string what)
+    {
+        TensorAssert.Close(expected, actual, atol: 1e-5, rtol: 1e-5, what: $"{what} output");
+        for (int i = 0; i < expectedGrads.Length; i++)
+        {
+            Assert.Equal(expectedGrads[i] is null, actualGrads[i] is null);
+            if (expectedGrads[i] is Tensor e) TensorAssert.Close(e, actualGrads[i]!, atol: 1e-5, rtol: 1e-5, what: $"{what} gradient {i}");
+        }
+    }
+
+    [Fact]
+    public void Folded_update_matches_autograd()
+    {
+        manual_seed(1);
+        var linear = FrozenLinear(6, 9);
+        var (rows, down, up, g) = (Leaf(Rows, 6), Leaf(2, 6), Leaf(9, 2), randn(Rows, 9));
+        var expected = F.linear(rows, linear.weight!, linear.bias) + 0.5 * F.linear(F.linear(rows, down), up);
+        var expectedGrads = Gradients(expected, g, rows, down, up);
+        var actual = LowRankUpdate.Folded(rows, linear, down, up, 0.5);
+        AssertSame(expected, actual, expectedGrads, Gradients(actual, g, rows, down, up), "folded");
+    }
+
+    [Fact]
+    public void Chunked_update_matches_autograd()
+    {
+        manual_seed(2);
+        var linear = FrozenLinear(6, 9);
+        // Three chunks of rank 2: chunk j of each row of t maps through up into columns 3j..3j+2 of the output.
+        var (rows, t, up, g) = (Leaf(Rows, 6), Leaf(Rows, 6), Leaf(3, 2), randn(Rows, 9));
+        var expected = F.linear(rows, linear.weight!, linear.bias) + 2.0 * t.view(Rows * 3, 2).matmul(up.t()).view(Rows, 9);
+        var expectedGrads = Gradients(expected, g, rows, t, up);
+        var actual = LowRankUpdate.AddUp(rows, linear, t, up, 2.0);
+        AssertSame(expected, actual, expectedGrads, Gradients(actual, g, rows, t, up), "chunked");
+    }
+
+    [Theory]
+    [InlineData(0.0, true)]
+    [InlineData(0.5, true)]
+    [InlineData(0.5, false)]
+    public void Factored_update_matches_autograd(double dropout, bool rowsNeedGrad)
+    {
+        manual_seed(3);
+        // FacT's fc2 and qkv shapes at once: two input chunks of width 4, three output chunks of width 3, d = 2.
+        var linear = FrozenLinear(8, 9);
+        var (rows, down, core, up, g) = (randn(Rows, 8).requires_grad_(rowsNeedGrad), Leaf(2, 4), Leaf(4, 6), Leaf(3, 2), randn(Rows, 9));
+        manual_seed(7);
+        var lowOut = (rows.view(Rows * 2, 4).matmul(down.t()).view(Rows, 4)).matmul(core);
+        if (dropout > 0) lowOut = lowOut * ParallelDropout.Mask(lowOut.shape, dropout);
+        var expected = F.linear(rows, linear.weight!, linear.bias) + 0.3 * lowOut.view(Rows * 3, 2).matmul(up.t()).view(Rows, 9);
+        var expectedGrads = Gradients(expected, g, rows, down, core, up);
+        manual_seed(7);
+        var actual = LowRankUpdate.Factored(rows, linear, down, core, dropout, up, 0.3);
+        AssertSame(expected, actual, expectedGrads, Gradients(actual, g, rows, down, core, up), $"factored p={dropout}");
+    }
+
+    [Fact]
+    public void The_output_placeholders_of_custom_functions_can_be_released_on_this_TorchSharp() =>
+        Assert.True(CustomAutograd.CanReleaseOutputPlaceholders,
+                    "TorchSharp's AutogradContext/Node fields moved: custom autograd functions hold an output-sized buffer each again");
+
+    /// <summary>In training mode with autograd on (the fused nodes) and no dropout, the tuned model computes what its
+    /// merged weights compute.</summary>
+    [Theory]
+    [InlineData("lora")]
+    [InlineData("fact-tt")]
+    [InlineData("fact-tk")]
+    public void Training_forward_matches_the_merged_model(string method)
+    {
+        manual_seed(5);
+        using var model = TunerTestKit.Backbone();
+        var peft = PeftModel.Create(model, method, new Dictionary<string, string> { ["dropout"] = "0" });
+        var (x, y) = TunerTestKit.Batch();
+        TunerTestKit.Train(peft, x, y, steps: 3);
+        model.train();
+        Tensor training;
+        using (enable_grad()) training = model.forward(x).detach();
+        peft.Merge();
+        TensorAssert.Close(training, TunerTestKit.EvalLogits(model, x), atol: 1e-4, rtol: 1e-4, what: $"{method} training-mode vs merged");
+    }
+}

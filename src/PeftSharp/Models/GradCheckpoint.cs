@@ -28,7 +28,9 @@ public sealed class GradCheckpoint : SingleTensorFunction<GradCheckpoint>
         args[0] = new Replay(block, layout, layout.Copy(), random.get_rng_state(), Autocast.Current(x.device), trainable);
         args[1] = x;
         for (int i = 0; i < trainable.Count; i++) args[i + 2] = trainable[i];
-        return apply(args);
+        var output = apply(args);
+        CustomAutograd.ReleaseOutputPlaceholders();
+        return output;
     }
 
     /// <summary>What the backward needs to run the block again exactly as the forward did.</summary>
@@ -39,6 +41,7 @@ public sealed class GradCheckpoint : SingleTensorFunction<GradCheckpoint>
     {
         var replay = (Replay)vars[0];
         var x = (Tensor)vars[1];
+        CustomAutograd.OnForward(ctx);
         ctx.save_for_backward(new List<Tensor> { x });
         ctx.save_data("replay", replay);
         // The caller's layout sees the block's changes (prompt counts), as after an ordinary forward.
@@ -70,9 +73,8 @@ public sealed class GradCheckpoint : SingleTensorFunction<GradCheckpoint>
         wrt.AddRange(replay.Trainable);
         var grads = grad(new[] { output }, wrt, new[] { gradOutput }, false, false, true);
         // One gradient per argument of apply: none for the replay record, then x's, then the parameters'.
-        var result = new List<Tensor> { null!, inputNeedsGrad ? grads[0] : null! };
-        result.AddRange(grads.Skip(inputNeedsGrad ? 1 : 0));
-        foreach (var g in result) g?.MoveToOuterDisposeScope();
-        return result;
+        var inputs = new List<Tensor?> { inputNeedsGrad ? grads[0] : null };
+        inputs.AddRange(grads.Skip(inputNeedsGrad ? 1 : 0));
+        return CustomAutograd.HandOver(gradOutput, inputs.ToArray());
     }
 }

@@ -19,9 +19,11 @@ namespace PeftSharp.Tuners;
 public static class LowRankUpdate
 {
     /// <summary>True when the fused nodes can stand in for <paramref name="baseLayer"/>: a plain Linear whose weight
-    /// and bias are frozen (their gradients are not computed), on float32 rows with no autocast in force.</summary>
+    /// and bias are frozen (their gradients are not computed), on float32 CPU rows (where they were measured, and
+    /// where the dropout masks are drawn) with no autocast in force.</summary>
     public static bool Fusable(nn.Module<Tensor, Tensor> baseLayer, Tensor rows) =>
-        baseLayer is Linear { weight: { requires_grad: false, dtype: ScalarType.Float32 } } linear
+        rows.device_type == DeviceType.CPU
+        && baseLayer is Linear { weight: { requires_grad: false, dtype: ScalarType.Float32 } } linear
         && linear.bias is not { requires_grad: true }
         && rows.dtype == ScalarType.Float32
         && Autocast.Current(rows.device) == Precision.Float32;

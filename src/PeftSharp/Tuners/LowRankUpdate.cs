@@ -84,7 +84,7 @@ public static class LowRankUpdate
             var chunks = t.view(-1, up.shape[1]);
             var gradRows = rows.requires_grad ? grad.mm(frozen.Weight) : null;
             var gradT = t.requires_grad ? slices.mm(up).mul_(s).view(t.shape) : null;
-            var gradUp = up.requires_grad ? chunks.t().mm(slices).mul_(s).t() : null;
+            var gradUp = up.requires_grad ? TallProduct(chunks, slices).mul_(s).t() : null;
             return CustomAutograd.HandOver(grad, gradRows, gradT, gradUp);
         }
     }
@@ -112,8 +112,8 @@ public static class LowRankUpdate
             float s = (float)frozen.Scale;
             var gradRows = rows.requires_grad ? grad.mm(weight) : null;
             // ∂U = s·gᵀ(x Dᵀ) and ∂D = s·(g U)ᵀ x, each in the orientation with the short side first.
-            var gradUp = up.requires_grad ? rows.mm(down.t()).t().mm(grad).mul_(s).t() : null;
-            var gradDown = down.requires_grad ? grad.mm(up).t().mm(rows).mul_(s) : null;
+            var gradUp = up.requires_grad ? TallProduct(rows.mm(down.t()), grad).mul_(s).t() : null;
+            var gradDown = down.requires_grad ? TallProduct(grad.mm(up), rows).mul_(s) : null;
             return CustomAutograd.HandOver(grad, gradRows, gradDown, gradUp);
         }
     }
@@ -157,13 +157,13 @@ public static class LowRankUpdate
             float s = (float)frozen.Scale;
             long d = down.shape[0];
             var slices = grad.reshape(-1, up.shape[0]);   // the output's gradient may arrive strided
-            var gradUp = up.requires_grad ? lowOut.view(-1, d).t().mm(slices).mul_(s).t() : null;
+            var gradUp = up.requires_grad ? TallProduct(lowOut.view(-1, d), slices).mul_(s).t() : null;
             var gradLowOut = slices.mm(up).mul_(s).view(lowOut.shape);
             if (mask is not null) gradLowOut.mul_(mask);
             var gradCore = core.requires_grad ? lowIn.t().mm(gradLowOut) : null;
             var gradLowIn = gradLowOut.mm(core.t()).view(-1, d);                // [rows·inChunks, d]
             var inputChunks = rows.reshape(-1, down.shape[1]);
-            var gradDown = down.requires_grad ? gradLowIn.t().mm(inputChunks) : null;
+            var gradDown = down.requires_grad ? TallProduct(gradLowIn, inputChunks) : null;
             Tensor? gradRows = null;
             if (rows.requires_grad)
             {
@@ -173,5 +173,17 @@ public static class LowRankUpdate
             }
             return CustomAutograd.HandOver(grad, gradRows, gradDown, gradCore, gradUp);
         }
+    }
+
+    /// <summary>aᵀ b for tall <paramref name="a"/> [n, d] and <paramref name="b"/> [n, m]: one slice of the n rows per
+    /// thread as a batched product, summed. MKL parallelises the plain product poorly over its long shared dimension:
+    /// for FacT's ∂v and ∂u on ViT-Tiny at batch 64 (n = 4160–16640, m = 192, 2 threads) the batched form took
+    /// 0.62–0.85 ms where the plain one took 0.84–1.2, and LoRA's ∂A 0.055 against 0.10 (∂B, m = 576, level).</summary>
+    static Tensor TallProduct(Tensor a, Tensor b)
+    {
+        int parts = get_num_threads();
+        long n = a.shape[0];
+        if (parts < 2 || n % parts != 0 || n / parts < 1024) return a.t().mm(b);
+        return a.reshape(parts, n / parts, a.shape[1]).transpose(1, 2).bmm(b.reshape(parts, n / parts, b.shape[1])).sum(0L);
     }
 }

@@ -40,49 +40,54 @@ public class LowRankUpdateTests
         }
     }
 
-    [Fact]
-    public void Folded_update_matches_autograd()
+    [Theory]
+    [InlineData(Rows)]
+    [InlineData(4096)]   // enough rows for the per-thread slices of the tall products (∂A, ∂B)
+    public void Folded_update_matches_autograd(int n)
     {
         manual_seed(1);
         var linear = FrozenLinear(6, 9);
-        var (rows, down, up, g) = (Leaf(Rows, 6), Leaf(2, 6), Leaf(9, 2), randn(Rows, 9));
+        var (rows, down, up, g) = (Leaf(n, 6), Leaf(2, 6), Leaf(9, 2), randn(n, 9));
         var expected = F.linear(rows, linear.weight!, linear.bias) + 0.5 * F.linear(F.linear(rows, down), up);
         var expectedGrads = Gradients(expected, g, rows, down, up);
         var actual = LowRankUpdate.Folded(rows, linear, down, up, 0.5);
         AssertSame(expected, actual, expectedGrads, Gradients(actual, g, rows, down, up), "folded");
     }
 
-    [Fact]
-    public void Chunked_update_matches_autograd()
+    [Theory]
+    [InlineData(Rows)]
+    [InlineData(2048)]
+    public void Chunked_update_matches_autograd(int n)
     {
         manual_seed(2);
         var linear = FrozenLinear(6, 9);
         // Three chunks of rank 2: chunk j of each row of t maps through up into columns 3j..3j+2 of the output.
-        var (rows, t, up, g) = (Leaf(Rows, 6), Leaf(Rows, 6), Leaf(3, 2), randn(Rows, 9));
-        var expected = F.linear(rows, linear.weight!, linear.bias) + 2.0 * t.view(Rows * 3, 2).matmul(up.t()).view(Rows, 9);
+        var (rows, t, up, g) = (Leaf(n, 6), Leaf(n, 6), Leaf(3, 2), randn(n, 9));
+        var expected = F.linear(rows, linear.weight!, linear.bias) + 2.0 * t.view(n * 3, 2).matmul(up.t()).view(n, 9);
         var expectedGrads = Gradients(expected, g, rows, t, up);
         var actual = LowRankUpdate.AddUp(rows, linear, t, up, 2.0);
         AssertSame(expected, actual, expectedGrads, Gradients(actual, g, rows, t, up), "chunked");
     }
 
     [Theory]
-    [InlineData(0.0, true)]
-    [InlineData(0.5, true)]
-    [InlineData(0.5, false)]
-    public void Factored_update_matches_autograd(double dropout, bool rowsNeedGrad)
+    [InlineData(0.0, true, Rows)]
+    [InlineData(0.5, true, Rows)]
+    [InlineData(0.5, false, Rows)]
+    [InlineData(0.5, true, 2048)]   // enough rows for the per-thread slices of the tall products (∂u, ∂v)
+    public void Factored_update_matches_autograd(double dropout, bool rowsNeedGrad, int rows)
     {
         manual_seed(3);
         // FacT's fc2 and qkv shapes at once: two input chunks of width 4, three output chunks of width 3, d = 2.
         var linear = FrozenLinear(8, 9);
-        var (rows, down, core, up, g) = (randn(Rows, 8).requires_grad_(rowsNeedGrad), Leaf(2, 4), Leaf(4, 6), Leaf(3, 2), randn(Rows, 9));
+        var (x, down, core, up, g) = (randn(rows, 8).requires_grad_(rowsNeedGrad), Leaf(2, 4), Leaf(4, 6), Leaf(3, 2), randn(rows, 9));
         manual_seed(7);
-        var lowOut = (rows.view(Rows * 2, 4).matmul(down.t()).view(Rows, 4)).matmul(core);
+        var lowOut = (x.view(rows * 2, 4).matmul(down.t()).view(rows, 4)).matmul(core);
         if (dropout > 0) lowOut = lowOut * ParallelDropout.Mask(lowOut.shape, dropout);
-        var expected = F.linear(rows, linear.weight!, linear.bias) + 0.3 * lowOut.view(Rows * 3, 2).matmul(up.t()).view(Rows, 9);
-        var expectedGrads = Gradients(expected, g, rows, down, core, up);
+        var expected = F.linear(x, linear.weight!, linear.bias) + 0.3 * lowOut.view(rows * 3, 2).matmul(up.t()).view(rows, 9);
+        var expectedGrads = Gradients(expected, g, x, down, core, up);
         manual_seed(7);
-        var actual = LowRankUpdate.Factored(rows, linear, down, core, dropout, up, 0.3);
-        AssertSame(expected, actual, expectedGrads, Gradients(actual, g, rows, down, core, up), $"factored p={dropout}");
+        var actual = LowRankUpdate.Factored(x, linear, down, core, dropout, up, 0.3);
+        AssertSame(expected, actual, expectedGrads, Gradients(actual, g, x, down, core, up), $"factored p={dropout} rows={rows}");
     }
 
     [Fact]

@@ -54,8 +54,8 @@ public static class CustomAutograd
         return true;
     }
 
-    /// <summary>What a backward returns: none for its first (non-tensor) argument, then <paramref name="gradients"/>,
-    /// one per tensor input (null where none is needed). Frees <paramref name="outputGrad"/> (consumed by now) and
+    /// <summary>What a backward returns: <paramref name="gradients"/>, one per argument of apply (null for a non-tensor
+    /// argument or where none is needed). Frees <paramref name="outputGrad"/> (consumed by now) and
     /// the handles the previous backward on this thread handed over; these stay in the caller's scope as well, so
     /// the last ones go with it.</summary>
     public static List<Tensor> HandOver(Tensor outputGrad, params Tensor?[] gradients)
@@ -64,7 +64,7 @@ public static class CustomAutograd
         if (handedOver is { } previous)
             foreach (var handle in previous) handle.Dispose();
         handedOver = new List<Tensor>();
-        var result = new List<Tensor> { null! };
+        var result = new List<Tensor>();
         foreach (var g in gradients)
         {
             if (g is not null)

@@ -73,7 +73,7 @@ public sealed class GradCheckpoint : SingleTensorFunction<GradCheckpoint>
         wrt.AddRange(replay.Trainable);
         var grads = grad(new[] { output }, wrt, new[] { gradOutput }, false, false, true);
         // One gradient per argument of apply: none for the replay record, then x's, then the parameters'.
-        var inputs = new List<Tensor?> { inputNeedsGrad ? grads[0] : null };
+        var inputs = new List<Tensor?> { null, inputNeedsGrad ? grads[0] : null };
         inputs.AddRange(grads.Skip(inputNeedsGrad ? 1 : 0));
         return CustomAutograd.HandOver(gradOutput, inputs.ToArray());
     }

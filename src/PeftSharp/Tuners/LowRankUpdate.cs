@@ -85,7 +85,7 @@ public static class LowRankUpdate
             var gradRows = rows.requires_grad ? grad.mm(frozen.Weight) : null;
             var gradT = t.requires_grad ? slices.mm(up).mul_(s).view(t.shape) : null;
             var gradUp = up.requires_grad ? TallProduct(chunks, slices).mul_(s).t() : null;
-            return CustomAutograd.HandOver(grad, gradRows, gradT, gradUp);
+            return CustomAutograd.HandOver(grad, null, gradRows, gradT, gradUp);
         }
     }
 
@@ -114,7 +114,7 @@ public static class LowRankUpdate
             // ∂U = s·gᵀ(x Dᵀ) and ∂D = s·(g U)ᵀ x, each in the orientation with the short side first.
             var gradUp = up.requires_grad ? TallProduct(rows.mm(down.t()), grad).mul_(s).t() : null;
             var gradDown = down.requires_grad ? TallProduct(grad.mm(up), rows).mul_(s) : null;
-            return CustomAutograd.HandOver(grad, gradRows, gradDown, gradUp);
+            return CustomAutograd.HandOver(grad, null, gradRows, gradDown, gradUp);
         }
     }
 
@@ -171,7 +171,7 @@ public static class LowRankUpdate
                 using var gradChunks = gradRows.view(-1, down.shape[1]);
                 gradChunks.addmm_(gradLowIn, down);
             }
-            return CustomAutograd.HandOver(grad, gradRows, gradDown, gradCore, gradUp);
+            return CustomAutograd.HandOver(grad, null, gradRows, gradDown, gradCore, gradUp);
         }
     }
 

@@ -55,6 +55,38 @@ public static class LowRankUpdate
     /// <summary>The frozen base and the update's scale, carried through the node beside its tensor inputs.</summary>
     sealed record Frozen(Tensor Weight, Tensor? Bias, double Scale, double Dropout = 0);
 
+    static void Save(AutogradContext ctx, Frozen frozen, List<Tensor> tensors)
+    {
+        ctx.save_for_backward(tensors);
+        ctx.save_data("frozen", frozen);
+    }
+
+    static (Frozen Frozen, List<Tensor> Saved) Restore(AutogradContext ctx) =>
+        ((Frozen)ctx.get_data("frozen"), ctx.get_saved_variables());
+
+    /// <summary>x Wᵀ + b + s · up(t), the update written into the base output in place: each r-wide chunk of t adds
+    /// into its own slice, so as [rows·chunks, out/chunks] the slices are rows of one product.</summary>
+    static Tensor BasePlusUp(Frozen frozen, Tensor rows, Tensor t, Tensor up)
+    {
+        var y = F.linear(rows, frozen.Weight, frozen.Bias);
+        using (var slices = y.view(-1, up.shape[0]))
+        using (var chunks = t.view(-1, up.shape[1]))
+            slices.addmm_(chunks, up.t(), beta: 1, alpha: (float)frozen.Scale);
+        return y;
+    }
+
+    /// <summary>The output's gradient as the rows of <see cref="BasePlusUp"/>'s product, [rows·chunks, out/chunks]
+    /// (it may arrive strided).</summary>
+    static Tensor UpSlices(Tensor grad, Tensor up) => grad.reshape(-1, up.shape[0]);
+
+    /// <summary>∂t of <see cref="BasePlusUp"/>: s · slices · up, in t's layout.</summary>
+    static Tensor GradThroughUp(Tensor slices, Tensor t, Tensor up, double scale) =>
+        slices.mm(up).mul_((float)scale).view(t.shape);
+
+    /// <summary>∂up of <see cref="BasePlusUp"/>, or null where up needs none: s · (chunksᵀ slices)ᵀ.</summary>
+    static Tensor? GradOfUp(Tensor slices, Tensor t, Tensor up, double scale) =>
+        up.requires_grad ? TallProduct(t.view(-1, up.shape[1]), slices).mul_((float)scale).t() : null;
+
     sealed class UpdatedLinear : SingleTensorFunction<UpdatedLinear>
     {
         public override string Name => "LowRankUpdatedLinear";
@@ -63,28 +95,19 @@ public static class LowRankUpdate
         {
             var (frozen, rows, t, up) = ((Frozen)vars[0], (Tensor)vars[1], (Tensor)vars[2], (Tensor)vars[3]);
             CustomAutograd.OnForward(ctx);
-            var y = F.linear(rows, frozen.Weight, frozen.Bias);
-            // Each chunk of t adds into its own slice: as [rows·chunks, out/chunks] the slices are rows of one product.
-            using (var slices = y.view(-1, up.shape[0]))
-            using (var chunks = t.view(-1, up.shape[1]))
-                slices.addmm_(chunks, up.t(), beta: 1, alpha: (float)frozen.Scale);
-            ctx.save_for_backward(new List<Tensor> { rows, t, up });
-            ctx.save_data("frozen", frozen);
-            return y;
+            Save(ctx, frozen, new List<Tensor> { rows, t, up });
+            return BasePlusUp(frozen, rows, t, up);
         }
 
         public override List<Tensor> backward(AutogradContext ctx, Tensor grad)
         {
             using var scope = NewDisposeScope();
-            var frozen = (Frozen)ctx.get_data("frozen");
-            var saved = ctx.get_saved_variables();
+            var (frozen, saved) = Restore(ctx);
             var (rows, t, up) = (saved[0], saved[1], saved[2]);
-            float s = (float)frozen.Scale;
-            var slices = grad.reshape(-1, up.shape[0]);   // the output's gradient may arrive strided
-            var chunks = t.view(-1, up.shape[1]);
             var gradRows = rows.requires_grad ? grad.mm(frozen.Weight) : null;
-            var gradT = t.requires_grad ? slices.mm(up).mul_(s).view(t.shape) : null;
-            var gradUp = up.requires_grad ? TallProduct(chunks, slices).mul_(s).t() : null;
+            var slices = UpSlices(grad, up);
+            var gradT = t.requires_grad ? GradThroughUp(slices, t, up, frozen.Scale) : null;
+            var gradUp = GradOfUp(slices, t, up, frozen.Scale);
             return CustomAutograd.HandOver(grad, null, gradRows, gradT, gradUp);
         }
     }
@@ -98,16 +121,14 @@ public static class LowRankUpdate
             var (frozen, rows, down, up) = ((Frozen)vars[0], (Tensor)vars[1], (Tensor)vars[2], (Tensor)vars[3]);
             CustomAutograd.OnForward(ctx);
             var weight = frozen.Weight.addmm(up, down, beta: 1, alpha: (float)frozen.Scale);
-            ctx.save_for_backward(new List<Tensor> { rows, down, up, weight });
-            ctx.save_data("frozen", frozen);
+            Save(ctx, frozen, new List<Tensor> { rows, down, up, weight });
             return F.linear(rows, weight, frozen.Bias);
         }
 
         public override List<Tensor> backward(AutogradContext ctx, Tensor grad)
         {
             using var scope = NewDisposeScope();
-            var frozen = (Frozen)ctx.get_data("frozen");
-            var saved = ctx.get_saved_variables();
+            var (frozen, saved) = Restore(ctx);
             var (rows, down, up, weight) = (saved[0], saved[1], saved[2], saved[3]);
             float s = (float)frozen.Scale;
             var gradRows = rows.requires_grad ? grad.mm(weight) : null;
@@ -136,29 +157,22 @@ public static class LowRankUpdate
                 mask = ParallelDropout.Mask(lowOut.shape, frozen.Dropout);
                 lowOut.mul_(mask);
             }
-            var y = F.linear(rows, frozen.Weight, frozen.Bias);
-            using (var slices = y.view(-1, up.shape[0]))
-            using (var chunks = lowOut.view(-1, d))
-                slices.addmm_(chunks, up.t(), beta: 1, alpha: (float)frozen.Scale);
             var saved = new List<Tensor> { rows, down, core, up, lowIn, lowOut };
             if (mask is not null) saved.Add(mask);
-            ctx.save_for_backward(saved);
-            ctx.save_data("frozen", frozen);
-            return y;
+            Save(ctx, frozen, saved);
+            return BasePlusUp(frozen, rows, lowOut, up);
         }
 
         public override List<Tensor> backward(AutogradContext ctx, Tensor grad)
         {
             using var scope = NewDisposeScope();
-            var frozen = (Frozen)ctx.get_data("frozen");
-            var saved = ctx.get_saved_variables();
+            var (frozen, saved) = Restore(ctx);
             var (rows, down, core, up, lowIn, lowOut) = (saved[0], saved[1], saved[2], saved[3], saved[4], saved[5]);
             var mask = saved.Count > 6 ? saved[6] : null;
-            float s = (float)frozen.Scale;
             long d = down.shape[0];
-            var slices = grad.reshape(-1, up.shape[0]);   // the output's gradient may arrive strided
-            var gradUp = up.requires_grad ? TallProduct(lowOut.view(-1, d), slices).mul_(s).t() : null;
-            var gradLowOut = slices.mm(up).mul_(s).view(lowOut.shape);
+            var slices = UpSlices(grad, up);
+            var gradUp = GradOfUp(slices, lowOut, up, frozen.Scale);
+            var gradLowOut = GradThroughUp(slices, lowOut, up, frozen.Scale);
             if (mask is not null) gradLowOut.mul_(mask);
             var gradCore = core.requires_grad ? lowIn.t().mm(gradLowOut) : null;
             var gradLowIn = gradLowOut.mm(core.t()).view(-1, d);                // [rows·inChunks, d]

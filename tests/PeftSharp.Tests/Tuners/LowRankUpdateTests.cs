@@ -90,6 +90,25 @@ public class LowRankUpdateTests
         AssertSame(expected, actual, expectedGrads, Gradients(actual, g, x, down, core, up), $"factored p={dropout} rows={rows}");
     }
 
+    [Theory]
+    [InlineData(0.0, Rows)]
+    [InlineData(0.5, 2048)]
+    public void Factored_update_with_the_core_in_down_matches_autograd(double dropout, int rows)
+    {
+        manual_seed(4);
+        // down already holds the core: two output chunks of width 3, d = 2, so down is [2·2, in].
+        var linear = FrozenLinear(8, 6);
+        var (x, down, up, g) = (Leaf(rows, 8), Leaf(4, 8), Leaf(3, 2), randn(rows, 6));
+        manual_seed(7);
+        var lowOut = x.matmul(down.t());
+        if (dropout > 0) lowOut = lowOut * ParallelDropout.Mask(lowOut.shape, dropout);
+        var expected = F.linear(x, linear.weight!, linear.bias) + 0.3 * lowOut.view(rows * 2, 2).matmul(up.t()).view(rows, 6);
+        var expectedGrads = Gradients(expected, g, x, down, up);
+        manual_seed(7);
+        var actual = LowRankUpdate.Factored(x, linear, down, null, dropout, up, 0.3);
+        AssertSame(expected, actual, expectedGrads, Gradients(actual, g, x, down, up), $"factored, core in down, p={dropout} rows={rows}");
+    }
+
     [Fact]
     public void The_output_placeholders_of_custom_functions_can_be_released_on_this_TorchSharp() =>
         Assert.True(CustomAutograd.CanReleaseOutputPlaceholders,

@@ -167,14 +167,11 @@ public static class LowRankUpdate
             // [rows, inChunks·d] through the core, or straight to M's output when down holds the core.
             Tensor? lowIn = core is null ? null : rows.reshape(-1, down.shape[1]).mm(down.t()).view(rows.shape[0], -1);
             var lowOut = lowIn is null ? rows.mm(down.t()) : lowIn.mm(core!);   // [rows, outChunks·d]
-            Tensor? mask = null;
-            if (frozen.Dropout > 0)
-            {
-                mask = ParallelDropout.Mask(lowOut.shape, frozen.Dropout);
-                lowOut.mul_(mask);
-            }
-            Save(ctx, frozen, new List<Tensor?> { rows, down, core, up, lowIn, lowOut, mask }.OfType<Tensor>().ToList());
-            ctx.save_data("layout", (HasCore: core is not null, HasMask: mask is not null));
+            // The dropout mask is not kept: the backward redraws it from its seed.
+            ulong? maskSeed = frozen.Dropout > 0 ? ParallelDropout.DrawSeed() : null;
+            if (maskSeed is ulong seed) ParallelDropout.MultiplyByMask_(lowOut, seed, frozen.Dropout);
+            Save(ctx, frozen, new List<Tensor?> { rows, down, core, up, lowIn, lowOut }.OfType<Tensor>().ToList());
+            ctx.save_data("layout", (HasCore: core is not null, MaskSeed: maskSeed));
             return BasePlusUp(frozen, rows, lowOut, up);
         }
 
@@ -182,7 +179,7 @@ public static class LowRankUpdate
         {
             using var scope = NewDisposeScope();
             var (frozen, saved) = Restore(ctx);
-            var (hasCore, hasMask) = ((bool HasCore, bool HasMask))ctx.get_data("layout");
+            var (hasCore, maskSeed) = ((bool HasCore, ulong? MaskSeed))ctx.get_data("layout");
             var next = saved.GetEnumerator();
             Tensor Next() { next.MoveNext(); return next.Current; }
             var (rows, down) = (Next(), Next());
@@ -190,11 +187,10 @@ public static class LowRankUpdate
             var up = Next();
             var lowIn = hasCore ? Next() : null;
             var lowOut = Next();
-            var mask = hasMask ? Next() : null;
             var slices = UpSlices(grad, up);
             var gradUp = GradOfUp(slices, lowOut, up, frozen.Scale);
             var gradLowOut = GradThroughUp(slices, lowOut, up, frozen.Scale);
-            if (mask is not null) gradLowOut.mul_(mask);
+            if (maskSeed is ulong seed) ParallelDropout.MultiplyByMask_(gradLowOut, seed, frozen.Dropout);
             var gradCore = core is { requires_grad: true } ? lowIn!.t().mm(gradLowOut) : null;
             // The gradient at down's output, as rows of down's inputs: [rows·inChunks, d], or [rows, outChunks·d].
             var gradLowIn = core is null ? gradLowOut : gradLowOut.mm(core.t()).view(-1, down.shape[0]);

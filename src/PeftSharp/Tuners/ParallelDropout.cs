@@ -42,36 +42,51 @@ public sealed class ParallelDropout : nn.Module<Tensor, Tensor>
     public static Tensor Mask(long[] shape, double p)
     {
         var mask = empty(shape, dtype: ScalarType.Float32);
-        long count = mask.numel();
-        if (count == 0) return mask;
-        ulong seed = (ulong)randint(long.MinValue, long.MaxValue, Array.Empty<long>(), dtype: ScalarType.Int64).item<long>();
-        // Keep an element when its 32-bit draw is at or above p·2³².
-        ulong threshold = (ulong)Math.Round(p * 4294967296.0);
-        float keep = (float)(1.0 / (1.0 - p));
-        Fill(mask, count, seed, threshold, keep);
+        if (mask.numel() > 0) Apply(mask, DrawSeed(), p, scaleInPlace: false);
         return mask;
+    }
+
+    /// <summary>The seed of one mask, from torch's generator.</summary>
+    public static ulong DrawSeed() =>
+        (ulong)randint(long.MinValue, long.MaxValue, Array.Empty<long>(), dtype: ScalarType.Int64).item<long>();
+
+    /// <summary>Multiplies <paramref name="x"/> (contiguous float32 on the CPU) in place by the mask that
+    /// <see cref="Mask"/> draws from <paramref name="seed"/>: dropout without a stored mask, whose backward multiplies
+    /// the gradient by the same mask, redrawn from the seed. One pass instead of writing a mask, reading it back, and
+    /// keeping it for the backward.</summary>
+    public static void MultiplyByMask_(Tensor x, ulong seed, double p)
+    {
+        if (x.device_type != DeviceType.CPU || x.dtype != ScalarType.Float32 || !x.is_contiguous())
+            throw new ArgumentException($"expected a contiguous float32 CPU tensor, got {x.dtype} on {x.device_type}", nameof(x));
+        if (x.numel() > 0) Apply(x, seed, p, scaleInPlace: true);
     }
 
     const long ChunkElements = 1 << 16;
     const ulong Gamma = 0x9E3779B97F4A7C15UL;
 
-    static unsafe void Fill(Tensor mask, long count, ulong seed, ulong threshold, float keep)
+    /// <summary>Writes the mask of <paramref name="seed"/> into <paramref name="values"/>, or multiplies them by it.</summary>
+    static unsafe void Apply(Tensor values, ulong seed, double p, bool scaleInPlace)
     {
-        fixed (byte* bytes = mask.bytes)
+        long count = values.numel();
+        // Keep an element when its 32-bit draw is at or above p·2³².
+        uint threshold = (uint)Math.Round(p * 4294967296.0);
+        float keep = (float)(1.0 / (1.0 - p));
+        fixed (byte* bytes = values.bytes)
         {
             var data = (IntPtr)bytes;
             long chunks = (count + ChunkElements - 1) / ChunkElements;
             Parallel.For(0L, chunks, chunk =>
             {
                 long start = chunk * ChunkElements;
-                FillRange((float*)data, start, Math.Min(count, start + ChunkElements), seed, (uint)threshold, keep);
+                DrawRange((float*)data, start, Math.Min(count, start + ChunkElements), seed, threshold, keep, scaleInPlace);
             });
         }
     }
 
-    /// <summary>Elements [start, end) (start even): element i takes half i mod 2 of the 64-bit hash of pair i/2.</summary>
+    /// <summary>Elements [start, end) (start even): element i takes half i mod 2 of the 64-bit hash of pair i/2, and
+    /// its mask value is stored, or multiplies the stored value.</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]   // hot from the first call: no tier-0 vector code
-    static unsafe void FillRange(float* values, long start, long end, ulong seed, uint threshold, float keep)
+    static unsafe void DrawRange(float* values, long start, long end, ulong seed, uint threshold, float keep, bool scaleInPlace)
     {
         long i = start;
         if (Vector512.IsHardwareAccelerated)
@@ -84,15 +99,16 @@ public sealed class ParallelDropout : nn.Module<Tensor, Tensor>
             {
                 var state = Vector512.Create(seed) + (Vector512.Create((ulong)(i >> 1)) + lanes) * Gamma;
                 var draws = SplitMix64(state).AsUInt32();
-                var kept = Vector512.GreaterThanOrEqual(draws, limit).AsSingle();
-                Vector512.BitwiseAnd(kept, keepValues).Store(values + i);
+                var mask = Vector512.BitwiseAnd(Vector512.GreaterThanOrEqual(draws, limit).AsSingle(), keepValues);
+                (scaleInPlace ? Vector512.Load(values + i) * mask : mask).Store(values + i);
             }
         }
         for (; i < end; i += 2)
         {
             ulong z = SplitMix64(seed + (ulong)(i >> 1) * Gamma);
-            values[i] = (uint)z >= threshold ? keep : 0f;
-            if (i + 1 < end) values[i + 1] = (uint)(z >> 32) >= threshold ? keep : 0f;
+            float low = (uint)z >= threshold ? keep : 0f, high = (uint)(z >> 32) >= threshold ? keep : 0f;
+            values[i] = scaleInPlace ? values[i] * low : low;
+            if (i + 1 < end) values[i + 1] = scaleInPlace ? values[i + 1] * high : high;
         }
     }
 

@@ -40,6 +40,19 @@ public class ParallelDropoutTests
     }
 
     [Fact]
+    public void Multiplying_in_place_by_a_seeds_mask_equals_multiplying_by_the_mask_drawn_with_that_seed()
+    {
+        var x = randn(37, 129);   // an odd element count: the vector loop and the scalar tail
+        manual_seed(3);
+        var mask = ParallelDropout.Mask(x.shape, 0.25);
+        manual_seed(3);
+        var scaled = x.clone();
+        ParallelDropout.MultiplyByMask_(scaled, ParallelDropout.DrawSeed(), 0.25);
+        TensorAssert.Identical(x * mask, scaled, "in-place mask");
+        Assert.Throws<ArgumentException>(() => ParallelDropout.MultiplyByMask_(x.t(), 1, 0.25));
+    }
+
+    [Fact]
     public void Gradient_is_the_mask_eval_is_identity_and_bf16_stays_bf16()
     {
         var dropout = new ParallelDropout(0.2);

@@ -20,7 +20,7 @@ public static class LowRankUpdate
 {
     /// <summary>x Wᵀ + b on rows: the product, then the bias added in place. F.linear on rows is addmm, which copies the
     /// bias into the output and accumulates the product onto it with MKL's β = 1 kernel; that measured slower here, by
-    /// 0.2–0.6 % of a ViT-Tiny LoRA or FacT-TK training step and 1.4–2.8 % of their unmerged inference (the model's
+    /// 0.2–1.3 % of a ViT-Tiny LoRA or FacT-TK training step and 1.4–2.8 % of their unmerged inference (the model's
     /// token-shaped Linears already take this form: TorchSharp computes them as matmul, then add).</summary>
     public static Tensor Affine(Tensor rows, Tensor weight, Tensor? bias)
     {

@@ -166,7 +166,8 @@ public sealed class FactFactors : Module
         return stacked
             ? slices.permute(2, 0, 1).reshape(count * d, d)    // row block k = section k
             : slices.permute(0, 2, 1).reshape(d, count * d);   // column block k = section k
-    }}
+    }
+}
 
 /// <summary>A Linear with a FacT increment; holds the shared factors by reference (they are registered once, at the root).</summary>
 public sealed class FactLinear : ModuleWrapper

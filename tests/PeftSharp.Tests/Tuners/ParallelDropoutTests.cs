@@ -53,6 +53,18 @@ public class ParallelDropoutTests
     }
 
     [Fact]
+    public void Forward_is_the_input_times_the_mask_drawn_with_the_same_seed_for_strided_inputs_too()
+    {
+        var dropout = new ParallelDropout(0.3);
+        dropout.train();
+        var x = randn(33, 70).t();   // strided
+        manual_seed(5);
+        var y = dropout.forward(x);
+        manual_seed(5);
+        TensorAssert.Identical(x * ParallelDropout.Mask(x.shape, 0.3), y, "seeded dropout");
+    }
+
+    [Fact]
     public void Gradient_is_the_mask_eval_is_identity_and_bf16_stays_bf16()
     {
         var dropout = new ParallelDropout(0.2);

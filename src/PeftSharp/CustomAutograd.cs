@@ -54,11 +54,18 @@ public static class CustomAutograd
         return true;
     }
 
+    /// <summary>The output of a function's apply, after <see cref="ReleaseOutputPlaceholders"/>: call as
+    /// <c>Released(F.apply(...))</c> for a function whose forward called <see cref="OnForward"/>.</summary>
+    public static Tensor Released(Tensor output)
+    {
+        ReleaseOutputPlaceholders();
+        return output;
+    }
+
     /// <summary>What a backward returns: <paramref name="gradients"/>, one per argument of apply (null for a non-tensor
     /// argument or where none is needed; never <paramref name="outputGrad"/> itself). Frees <paramref name="outputGrad"/>
-    /// (consumed by now) and
-    /// the handles the previous backward on this thread handed over; these stay in the caller's scope as well, so
-    /// the last ones go with it.</summary>
+    /// (consumed by now) and the handles the previous backward on this thread handed over; these stay in the caller's
+    /// scope as well, so the last ones go with it.</summary>
     public static List<Tensor> HandOver(Tensor outputGrad, params Tensor?[] gradients)
     {
         outputGrad.Dispose();

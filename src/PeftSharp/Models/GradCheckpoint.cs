@@ -28,9 +28,7 @@ public sealed class GradCheckpoint : SingleTensorFunction<GradCheckpoint>
         args[0] = new Replay(block, layout, layout.Copy(), random.get_rng_state(), Autocast.Current(x.device), trainable);
         args[1] = x;
         for (int i = 0; i < trainable.Count; i++) args[i + 2] = trainable[i];
-        var output = apply(args);
-        CustomAutograd.ReleaseOutputPlaceholders();
-        return output;
+        return CustomAutograd.Released(apply(args));
     }
 
     /// <summary>What the backward needs to run the block again exactly as the forward did.</summary>

@@ -2,7 +2,6 @@ using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
 using static TorchSharp.torch.autograd;
-using F = TorchSharp.torch.nn.functional;
 
 namespace PeftSharp.Tuners;
 
@@ -40,12 +39,12 @@ public static class LowRankUpdate
 
     /// <summary>x Wᵀ + b + s · up(t): <paramref name="t"/> is [rows, chunks·r], <paramref name="up"/> is [out/chunks, r].</summary>
     public static Tensor AddUp(Tensor rows, Linear linear, Tensor t, Tensor up, double scale) =>
-        Released(UpdatedLinear.apply(new Frozen(linear.weight!, linear.bias, scale), rows, t.contiguous(), up));
+        CustomAutograd.Released(UpdatedLinear.apply(new Frozen(linear.weight!, linear.bias, scale), rows, t.contiguous(), up));
 
     /// <summary>x (W + s·U D)ᵀ + b for an update with no dropout between its down (<paramref name="down"/>, [r, in])
     /// and up (<paramref name="up"/>, [out, r]) products.</summary>
     public static Tensor Folded(Tensor rows, Linear linear, Tensor down, Tensor up, double scale) =>
-        Released(FoldedLinear.apply(new Frozen(linear.weight!, linear.bias, scale), rows, down, up));
+        CustomAutograd.Released(FoldedLinear.apply(new Frozen(linear.weight!, linear.bias, scale), rows, down, up));
 
     /// <summary>FacT's update, x Wᵀ + b + s · up(dropout(down(x) M)), as one node: <paramref name="down"/> (u, [d,
     /// in/inChunks]) maps each of the row's input chunks (fc2 reads its input as R slices of the embedding width),
@@ -57,15 +56,9 @@ public static class LowRankUpdate
     public static Tensor Factored(Tensor rows, Linear linear, Tensor down, Tensor? core, double dropout, Tensor up, double scale)
     {
         var frozen = new Frozen(linear.weight!, linear.bias, scale, dropout);
-        return Released(core is null
+        return CustomAutograd.Released(core is null
             ? FactoredLinear.apply(frozen, rows, down, up)
             : FactoredLinear.apply(frozen, rows, down, core, up));
-    }
-
-    static Tensor Released(Tensor output)
-    {
-        CustomAutograd.ReleaseOutputPlaceholders();
-        return output;
     }
 
     /// <summary>The frozen base and the update's scale, carried through the node beside its tensor inputs.</summary>

@@ -57,7 +57,7 @@ public sealed class ParallelDropout : nn.Module<Tensor, Tensor>
     public static void MultiplyByMask_(Tensor x, ulong seed, double p)
     {
         if (x.device_type != DeviceType.CPU || x.dtype != ScalarType.Float32 || !x.is_contiguous())
-            throw new ArgumentException($"expected a contiguous float32 CPU tensor, got {x.dtype} on {x.device_type}", nameof(x));
+            throw new ArgumentException($"expected a contiguous float32 CPU tensor, got a{(x.is_contiguous() ? "" : " strided")} {x.dtype} tensor on {x.device_type}", nameof(x));
         if (x.numel() > 0) Apply(x, seed, p, scaleInPlace: true);
     }
 

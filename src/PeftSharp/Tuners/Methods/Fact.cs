@@ -3,7 +3,6 @@ using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
 using static TorchSharp.torch.nn;
-using F = TorchSharp.torch.nn.functional;
 
 namespace PeftSharp.Tuners.Methods;
 

@@ -61,6 +61,16 @@ public static class LowRankUpdate
             : FactoredLinear.apply(frozen, rows, down, core, up));
     }
 
+    /// <summary>DoRA's update in peft's formulation, as one node: with W' = W + s·U D, the norm ‖W'‖ of each output row
+    /// a constant (not differentiated), m/‖W'‖ the rescale and d the dropped input (probability
+    /// <paramref name="dropout"/>, 0 when inactive), y = x Wᵀ + b + (m/‖W'‖ − 1) ⊙ d Wᵀ + m/‖W'‖ ⊙ s·d Dᵀ Uᵀ, computed as
+    /// (x − d) Wᵀ + b + m/‖W'‖ ⊙ d W'ᵀ (with no dropout, b + m/‖W'‖ ⊙ x W'ᵀ). Left to autograd the formula writes, reads
+    /// back and differentiates six output-sized temporaries per layer; here the forward has two products and one
+    /// output-sized pass, the backward ∂x = g W + mask ⊙ g (diag(m/‖W'‖) W' − W) as two products, and ∂m, ∂D, ∂U come
+    /// from the saved d W'ᵀ and d without a weight-sized gradient.</summary>
+    public static Tensor Rescaled(Tensor rows, Linear linear, Tensor down, Tensor up, Tensor magnitude, double dropout, double scale) =>
+        CustomAutograd.Released(RescaledLinear.apply(new Frozen(linear.weight!, linear.bias, scale, dropout), rows, down, up, magnitude));
+
     /// <summary>The frozen base and the update's scale, carried through the node beside its tensor inputs.</summary>
     sealed record Frozen(Tensor Weight, Tensor? Bias, double Scale, double Dropout = 0);
 
@@ -199,6 +209,67 @@ public static class LowRankUpdate
             return hasCore
                 ? CustomAutograd.HandOver(grad, null, gradRows, gradDown, gradCore, gradUp)
                 : CustomAutograd.HandOver(grad, null, gradRows, gradDown, gradUp);
+        }
+    }
+
+    sealed class RescaledLinear : SingleTensorFunction<RescaledLinear>
+    {
+        public override string Name => "LowRankRescaledLinear";
+
+        public override Tensor forward(AutogradContext ctx, params object[] vars)
+        {
+            var (frozen, rows, down, up, magnitude) = ((Frozen)vars[0], (Tensor)vars[1], (Tensor)vars[2], (Tensor)vars[3], (Tensor)vars[4]);
+            CustomAutograd.OnForward(ctx);
+            var updated = frozen.Weight.addmm(up, down, beta: 1, alpha: (float)frozen.Scale);   // W'
+            var norms = updated.pow(2).sum(1).sqrt_();
+            var rescale = magnitude / norms;
+            // The mask is not kept: the backward redraws it from its seed.
+            ulong? maskSeed = frozen.Dropout > 0 ? ParallelDropout.DrawSeed() : null;
+            var dropped = rows;
+            if (maskSeed is ulong seed)
+            {
+                dropped = rows.is_contiguous() ? rows.clone() : rows.contiguous();
+                ParallelDropout.MultiplyByMask_(dropped, seed, frozen.Dropout);
+            }
+            var projected = dropped.mm(updated.t());   // d W'ᵀ, kept for ∂m
+            Tensor y;
+            if (maskSeed is null) y = frozen.Bias is Tensor b ? b.addcmul(projected, rescale, 1) : projected.mul(rescale);
+            else
+            {
+                using (var kept = rows - dropped) y = Affine(kept, frozen.Weight, frozen.Bias);
+                y.addcmul_(projected, rescale, 1);
+            }
+            Save(ctx, frozen, new List<Tensor> { dropped, down, up, magnitude, updated, norms, projected });
+            ctx.save_data("layout", (MaskSeed: maskSeed, RowsNeedGrad: rows.requires_grad));
+            return y;
+        }
+
+        public override List<Tensor> backward(AutogradContext ctx, Tensor grad)
+        {
+            using var scope = NewDisposeScope();
+            var (frozen, saved) = Restore(ctx);
+            var (maskSeed, rowsNeedGrad) = ((ulong? MaskSeed, bool RowsNeedGrad))ctx.get_data("layout");
+            var (dropped, down, up, magnitude, updated, norms, projected) = (saved[0], saved[1], saved[2], saved[3], saved[4], saved[5], saved[6]);
+            float s = (float)frozen.Scale;
+            var rescale = magnitude / norms;
+            var gradMagnitude = magnitude.requires_grad ? (grad * projected).sum(0L).div_(norms) : null;
+            // Through d W'ᵀ with W' = W + s·U D: ∂U = s·diag(m/‖W'‖) gᵀ (d Dᵀ), ∂D = s·(g diag(m/‖W'‖) U)ᵀ d.
+            var gradUp = up.requires_grad ? TallProduct(dropped.mm(down.t()), grad).mul_(rescale * s).t() : null;
+            var gradDown = down.requires_grad ? TallProduct(grad.mm(up * rescale.unsqueeze(1)), dropped).mul_(s) : null;
+            Tensor? gradRows = null;
+            if (rowsNeedGrad)
+            {
+                var rescaled = updated * rescale.unsqueeze(1);   // diag(m/‖W'‖) W' (the saved W' stays intact for a retained graph)
+                if (maskSeed is ulong seed)
+                {
+                    gradRows = grad.mm(frozen.Weight);
+                    var gradDropped = grad.mm(rescaled.sub_(frozen.Weight));
+                    ParallelDropout.MultiplyByMask_(gradDropped, seed, frozen.Dropout);
+                    gradRows.add_(gradDropped);
+                }
+                else gradRows = grad.mm(rescaled);
+            }
+            return CustomAutograd.HandOver(grad, null, gradRows, gradDown, gradUp, gradMagnitude);
         }
     }
 

@@ -30,13 +30,13 @@ public class LowRankUpdateTests
         return inputs.Select(t => t.grad?.clone()).ToArray();
     }
 
-    static void AssertSame(Tensor expected, Tensor actual, Tensor?[] expectedGrads, Tensor?[] actualGrads, string what)
+    static void AssertSame(Tensor expected, Tensor actual, Tensor?[] expectedGrads, Tensor?[] actualGrads, string what, double gradientAtol = 1e-5)
     {
         TensorAssert.Close(expected, actual, atol: 1e-5, rtol: 1e-5, what: $"{what} output");
         for (int i = 0; i < expectedGrads.Length; i++)
         {
             Assert.Equal(expectedGrads[i] is null, actualGrads[i] is null);
-            if (expectedGrads[i] is Tensor e) TensorAssert.Close(e, actualGrads[i]!, atol: 1e-5, rtol: 1e-5, what: $"{what} gradient {i}");
+            if (expectedGrads[i] is Tensor e) TensorAssert.Close(e, actualGrads[i]!, atol: gradientAtol, rtol: 1e-5, what: $"{what} gradient {i}");
         }
     }
 
@@ -109,6 +109,32 @@ public class LowRankUpdateTests
         AssertSame(expected, actual, expectedGrads, Gradients(actual, g, x, down, up), $"factored, core in down, p={dropout} rows={rows}");
     }
 
+    [Theory]
+    [InlineData(0.0, true, Rows)]
+    [InlineData(0.5, true, Rows)]
+    [InlineData(0.5, false, Rows)]
+    [InlineData(0.5, true, 2048)]   // enough rows for the per-thread slices of the tall products (∂D, ∂U)
+    [InlineData(0.0, true, 2048)]
+    public void Rescaled_update_matches_autograd(double dropout, bool rowsNeedGrad, int rows)
+    {
+        manual_seed(6);
+        var linear = FrozenLinear(8, 9);
+        var (x, down, up, g) = (randn(rows, 8).requires_grad_(rowsNeedGrad), Leaf(2, 8), Leaf(9, 2), randn(rows, 9));
+        var magnitude = (rand(9) + 0.5).requires_grad_(true);
+        // peft's DoRA, op by op: the norm of W + s·U D is a constant, the dropped input feeds both update terms.
+        var rescale = magnitude / (linear.weight! + 0.7 * up.matmul(down)).detach().pow(2).sum(1).sqrt();
+        manual_seed(7);
+        var dropped = dropout > 0 ? x * ParallelDropout.Mask(x.shape, dropout) : x;
+        var expected = F.linear(x, linear.weight!, linear.bias) + (rescale - 1) * F.linear(dropped, linear.weight!)
+                       + rescale * 0.7 * F.linear(F.linear(dropped, down), up);
+        var expectedGrads = Gradients(expected, g, x, down, up, magnitude);
+        manual_seed(7);
+        var actual = LowRankUpdate.Rescaled(x, linear, down, up, magnitude, dropout, 0.7);
+        // ∂D sums over the rows in another order than autograd's (through diag(m/‖W'‖) U first): float error grows with them.
+        AssertSame(expected, actual, expectedGrads, Gradients(actual, g, x, down, up, magnitude), $"rescaled p={dropout} rows={rows}",
+                   gradientAtol: rows > Rows ? 1e-4 : 1e-5);
+    }
+
     [Fact]
     public void The_output_placeholders_of_custom_functions_can_be_released_on_this_TorchSharp() =>
         Assert.True(CustomAutograd.CanReleaseOutputPlaceholders,
@@ -118,6 +144,7 @@ public class LowRankUpdateTests
     /// merged weights compute.</summary>
     [Theory]
     [InlineData("lora")]
+    [InlineData("dora")]
     [InlineData("fact-tt")]
     [InlineData("fact-tk")]
     public void Training_forward_matches_the_merged_model(string method)

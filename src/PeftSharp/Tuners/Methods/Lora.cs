@@ -153,10 +153,14 @@ public sealed class LoraLinear : ModuleWrapper
 
     Tensor ForwardRows(Tensor rows)
     {
-        if (lora_magnitude_vector is null && LowRankUpdate.Fusable(base_layer, rows))
+        if (LowRankUpdate.Fusable(base_layer, rows))
         {
             var linear = (Linear)base_layer;
             var fullB = ScatterRows(lora_B.weight!);   // zero rows outside a q/k/v selection
+            if (lora_magnitude_vector is Parameter magnitude)
+                return is_grad_enabled() || lora_dropout.Active
+                    ? LowRankUpdate.Rescaled(rows, linear, lora_A.weight!, fullB, magnitude, lora_dropout.Active ? lora_dropout.P : 0, scaling)
+                    : LowRankUpdate.Affine(rows, FoldedWeight(), linear.bias);   // evaluation: one product
             return lora_dropout.Active
                 ? LowRankUpdate.AddUp(rows, linear, lora_A.forward(lora_dropout.forward(rows)), fullB, scaling)
                 : LowRankUpdate.Folded(rows, linear, lora_A.weight!, fullB, scaling);
@@ -177,7 +181,8 @@ public sealed class LoraLinear : ModuleWrapper
         return result;
     }
 
-    /// <summary>DoRA on the base output W x + b: b + m/‖W+ΔW‖ ⊙ (W x + ΔW x), the norm detached (peft's formulation,
+    /// <summary>DoRA through autograd, for layers the fused node does not take (autocast, other devices, a trained base).
+    /// On the base output W x + b: b + m/‖W+ΔW‖ ⊙ (W x + ΔW x), the norm detached (peft's formulation,
     /// result + (m/‖·‖ − 1)⊙W x + m/‖·‖⊙ΔW x, in fewer passes). With active dropout peft feeds the dropped input d to both
     /// the LoRA term and the rescaled base term: result + (m/‖·‖ − 1)⊙W d + m/‖·‖⊙ΔW d.</summary>
     Tensor DoraOutput(Tensor result, Tensor dropped, Tensor lowRank, Tensor up)
@@ -204,12 +209,11 @@ public sealed class LoraLinear : ModuleWrapper
     }
 
     /// <summary>W ← W + s·B A (LoRA), or W ← m · (W + s·B A)/‖·‖ (DoRA; the bias is unchanged, as in DoRA).</summary>
-    internal void Fold()
+    internal void Fold() => InnermostLinear.weight!.copy_(FoldedWeight());
+
+    Tensor FoldedWeight()
     {
-        var weight = InnermostLinear.weight!;
-        var merged = weight + DeltaWeight();
-        if (lora_magnitude_vector is not null)
-            merged = merged * (lora_magnitude_vector / RowNorms(merged)).unsqueeze(1);
-        weight.copy_(merged);
+        var merged = InnermostLinear.weight! + DeltaWeight();
+        return lora_magnitude_vector is null ? merged : merged * (lora_magnitude_vector / RowNorms(merged)).unsqueeze(1);
     }
 }

@@ -160,4 +160,28 @@ public class LowRankUpdateTests
         peft.Merge();
         TensorAssert.Close(training, TunerTestKit.EvalLogits(model, x), atol: 1e-4, rtol: 1e-4, what: $"{method} training-mode vs merged");
     }
+
+    /// <summary>Unmerged evaluation folds an update into the weight or applies it unfolded, by the rows of each product
+    /// (<see cref="LowRankUpdate.FoldingPays"/>: from 150–300 rows in the test model's layers); both forms give the
+    /// merged model's logits. Two images (34 rows) stay below every threshold; 128 images (2176 rows) cross them in the
+    /// first block, while the last block's class-token-only layers (128 rows) stay below.</summary>
+    [Theory]
+    [InlineData("lora")]
+    [InlineData("dora")]
+    [InlineData("fact-tk")]
+    public void Unmerged_evaluation_matches_the_merged_model_folded_or_not(string method)
+    {
+        manual_seed(8);
+        using var model = TunerTestKit.Backbone();
+        var peft = PeftModel.Create(model, method);
+        var (x, y) = TunerTestKit.Batch();
+        TunerTestKit.Train(peft, x, y, steps: 3);
+        var (images, _) = TunerTestKit.Batch(size: 128, seed: 12);
+        var unmergedMany = TunerTestKit.EvalLogits(model, images);
+        var unmergedFew = TunerTestKit.EvalLogits(model, images[..2]);
+        peft.Merge();
+        var merged = TunerTestKit.EvalLogits(model, images);
+        TensorAssert.Close(merged, unmergedMany, atol: 1e-4, rtol: 1e-4, what: $"{method}, 128 images, unmerged vs merged");
+        TensorAssert.Close(merged[..2], unmergedFew, atol: 1e-4, rtol: 1e-4, what: $"{method}, 2 images, unmerged vs merged");
+    }
 }

@@ -220,8 +220,10 @@ public sealed class FactLinear : ModuleWrapper
     Tensor ForwardRows(Tensor rows)
     {
         bool fusable = LowRankUpdate.Fusable(base_layer, rows);
-        // Nothing to differentiate and no dropout: the increment folds into the weight, one product per layer.
-        if (fusable && !is_grad_enabled() && !dropout.Active)
+        // Nothing to differentiate and no dropout: the increment folds into the weight, one product per layer, where
+        // the rows outweigh the weight.
+        if (fusable && !is_grad_enabled() && !dropout.Active
+            && LowRankUpdate.FoldingPays(rows, (Linear)base_layer, rank: shared.Factors.u.weight!.shape[0]))
         {
             var linear = (Linear)base_layer;
             return LowRankUpdate.Affine(rows, linear.weight! + DeltaWeight(), linear.bias);

@@ -161,7 +161,7 @@ public sealed class LoraLinear : ModuleWrapper
                 return is_grad_enabled() || lora_dropout.Active
                     ? LowRankUpdate.Rescaled(rows, linear, lora_A.weight!, fullB, magnitude, lora_dropout.Active ? lora_dropout.P : 0, scaling)
                     : LowRankUpdate.Affine(rows, FoldedWeight(), linear.bias);   // evaluation: one product
-            return lora_dropout.Active
+            return lora_dropout.Active || !LowRankUpdate.FoldingPays(rows, linear, lora_A.weight!.shape[0])
                 ? LowRankUpdate.AddUp(rows, linear, lora_A.forward(lora_dropout.forward(rows)), fullB, scaling)
                 : LowRankUpdate.Folded(rows, linear, lora_A.weight!, fullB, scaling);
         }

@@ -70,11 +70,11 @@ public sealed class PerfCommand : ICommand
             Console.WriteLine(report.ToJson().ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
             return 0;
         }
-        double full = report.Methods.FirstOrDefault(m => m.Method == "full")?.TrainImagesPerSecond ?? double.NaN;
+        double? full = report.Methods.FirstOrDefault(m => m.Method == "full")?.TrainImagesPerSecond;
         Console.WriteLine();
         Console.WriteLine($"{"method",-18} {"train img/s",12} {"vs full",8} {"infer",9} {"unmerged/bare",14} {"merged",9} {"merged/bare",12} {"peak RSS MiB",13} {"train mem MiB",14} {"trainable",12}");
         foreach (var m in report.Methods)
-            Console.WriteLine($"{m.Method,-18} {m.TrainImagesPerSecond,12:F1} {m.VsFull(full) ?? double.NaN,8:F2} {m.InferImagesPerSecond,9:F1} {m.UnmergedVsBare,14:F3} " +
+            Console.WriteLine($"{m.Method,-18} {m.TrainImagesPerSecond,12:F1} {(m.VsFull(full) is double ratio ? ratio.ToString("F2") : "-"),8} {m.InferImagesPerSecond,9:F1} {m.UnmergedVsBare,14:F3} " +
                               $"{(m.InferMergedImagesPerSecond is double v ? v.ToString("F1") : "-"),9} {(m.MergedVsBare is double r ? r.ToString("F3") : "-"),12} " +
                               $"{m.PeakRssBytes / 1048576.0,13:F0} {m.TrainingPeakBytes / 1048576.0,14:F0} {m.TrainableParams,12:N0}");
         Console.WriteLine(options.PairedWithFull

@@ -40,6 +40,17 @@ public class ParallelDropoutTests
     }
 
     [Fact]
+    public void A_large_mask_drawn_in_parallel_starts_with_the_small_mask_of_the_same_seed()
+    {
+        manual_seed(9);
+        var small = ParallelDropout.Mask(new long[] { 1001 }, 0.2);   // drawn on the calling thread
+        manual_seed(9);
+        var large = ParallelDropout.Mask(new long[] { 3 << 20 }, 0.2);   // drawn in chunks on .NET's pool
+        TensorAssert.Identical(small, large[..1001], "the same draws by index");
+        Assert.InRange(large.eq(0).to(ScalarType.Float32).mean().item<float>(), 0.199, 0.201);
+    }
+
+    [Fact]
     public void Multiplying_in_place_by_a_seeds_mask_equals_multiplying_by_the_mask_drawn_with_that_seed()
     {
         var x = randn(37, 129);   // an odd element count: the vector loop and the scalar tail

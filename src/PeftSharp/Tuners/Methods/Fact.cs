@@ -226,7 +226,7 @@ public sealed class FactLinear : ModuleWrapper
             && LowRankUpdate.FoldingPays(rows, (Linear)base_layer, rank: shared.Factors.u.weight!.shape[0]))
         {
             var linear = (Linear)base_layer;
-            return LowRankUpdate.Affine(rows, linear.weight! + DeltaWeight(), linear.bias);
+            return LowRankUpdate.Affine(rows, Increment(linear.weight!), linear.bias);
         }
         var v = shared.Factors.v.weight!;
         if (fusable)
@@ -283,20 +283,26 @@ public sealed class FactLinear : ModuleWrapper
     }
 
     /// <summary>s · V Mᵀ U per section, laid out as the wrapped layer's [out, in] weight.</summary>
-    public Tensor DeltaWeight()
+    public Tensor DeltaWeight() => Increment(null);
+
+    /// <summary>s · V Mᵀ U laid out as the layer's weight, or W + s · V Mᵀ U with <paramref name="weight"/> W, as one
+    /// (batched) product after the factors: output chunk j of qkv and fc1 is row block j, V (M_jᵀ U), with M_j column
+    /// block j of M; input chunk j of fc2 is column block j, V (M_jᵀ U) with M_j row block j, so V multiplies
+    /// <see cref="DownThroughCore"/> (proj too).</summary>
+    Tensor Increment(Tensor? weight)
     {
-        var f = shared.Factors;
-        Tensor U = f.u.weight!, V = f.v.weight!;
-        Tensor Block(Tensor m) => V.matmul(m.t()).matmul(U);
-        int d = (int)U.shape[0];
-        var m = CoreMatrix();
-        // Output chunk j of qkv and fc1 takes column block j of M; input chunk j of fc2 takes row block j.
-        Tensor delta = kind switch
+        var v = shared.Factors.v.weight!;
+        float s = (float)scale;
+        if (kind is FactLayerKind.Proj or FactLayerKind.Fc2)
         {
-            FactLayerKind.Proj => Block(m),
-            FactLayerKind.Fc2 => cat(Enumerable.Range(0, ratio).Select(j => Block(m[(j * d)..((j + 1) * d)])).ToArray(), 1),
-            _ => cat(Enumerable.Range(0, (int)(m.shape[1] / d)).Select(j => Block(m[.., (j * d)..((j + 1) * d)])).ToArray(), 0),
-        };
-        return delta * scale;
+            var down = DownThroughCore();
+            return weight is null ? v.mm(down).mul_(s) : weight.addmm(v, down, beta: 1, alpha: s);
+        }
+        var u = shared.Factors.u.weight!;
+        long d = u.shape[0], inFeatures = u.shape[1];
+        var downs = CoreMatrix().t().mm(u).view(-1, d, inFeatures);   // [chunks, d, in]: M_jᵀ U
+        // Not baddbmm: TorchSharp 0.107's Tensor.baddbmm passes its operands to libtorch in a rotated order.
+        var blocks = v.matmul(downs).view(-1, inFeatures);
+        return weight is null ? blocks.mul_(s) : weight.add(blocks, alpha: s);
     }
 }

@@ -13,7 +13,8 @@ namespace PeftSharp.Tuners;
 /// copy of the base output where it spans several chunks, ∂U comes from the tall gᵀ t orientation that MKL runs at a
 /// third of the speed of (tᵀ g)ᵀ, and the input's gradient is summed from separate parts. The nodes here write the
 /// update into the base output in place, take the fast orientations, and, where no dropout sits between x and the
-/// update (LoRA's x → A → B), fold s·U·D into the weight so the forward and ∂x are single products.
+/// update (LoRA's x → A → B), fold s·U·D into the weight so the forward and ∂x are single products. DoRA's rescaled
+/// update has a node of its own (<see cref="Rescaled"/>).
 /// </summary>
 public static class LowRankUpdate
 {

@@ -81,12 +81,12 @@ public sealed class ParallelDropout : nn.Module<Tensor, Tensor>
         fixed (byte* bytes = values.bytes)
         {
             var data = (IntPtr)bytes;
-            long chunks = (count + ChunkElements - 1) / ChunkElements;
             if (count <= SerialElements)
             {
                 DrawRange((float*)data, 0, count, seed, threshold, keep, scaleInPlace);
                 return;
             }
+            long chunks = (count + ChunkElements - 1) / ChunkElements;
             Parallel.For(0L, chunks, chunk =>
             {
                 long start = chunk * ChunkElements;

@@ -87,6 +87,9 @@ public static class LowRankUpdate
     public static Tensor Rescaled(Tensor rows, Linear linear, Tensor down, Tensor up, Tensor magnitude, double dropout, double scale) =>
         CustomAutograd.Released(RescaledLinear.apply(new Frozen(linear.weight!, linear.bias, scale, dropout), rows, down, up, magnitude));
 
+    /// <summary>The Euclidean norm of each output row of <paramref name="weight"/> ([out, in] → [out]): DoRA's ‖W'‖.</summary>
+    public static Tensor RowNorms(Tensor weight) => weight.pow(2).sum(1).sqrt();
+
     /// <summary>The frozen base and the update's scale, carried through the node beside its tensor inputs.</summary>
     sealed record Frozen(Tensor Weight, Tensor? Bias, double Scale, double Dropout = 0);
 
@@ -237,7 +240,7 @@ public static class LowRankUpdate
             var (frozen, rows, down, up, magnitude) = ((Frozen)vars[0], (Tensor)vars[1], (Tensor)vars[2], (Tensor)vars[3], (Tensor)vars[4]);
             CustomAutograd.OnForward(ctx);
             var updated = frozen.Weight.addmm(up, down, beta: 1, alpha: (float)frozen.Scale);   // W'
-            var norms = updated.pow(2).sum(1).sqrt_();
+            var norms = RowNorms(updated);
             var rescale = magnitude / norms;
             // The mask is not kept: the backward redraws it from its seed.
             ulong? maskSeed = frozen.Dropout > 0 ? ParallelDropout.DrawSeed() : null;

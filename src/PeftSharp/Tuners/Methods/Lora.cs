@@ -104,7 +104,7 @@ public sealed class LoraLinear : ModuleWrapper
             init.zeros_(lora_B.weight!);
         }
         if (dora)
-            using (no_grad()) lora_magnitude_vector = new Parameter(RowNorms(linear.weight).detach().clone());
+            using (no_grad()) lora_magnitude_vector = new Parameter(LowRankUpdate.RowNorms(linear.weight).detach().clone());
         RegisterComponents();
     }
 
@@ -189,7 +189,7 @@ public sealed class LoraLinear : ModuleWrapper
     {
         var linear = InnermostLinear;
         Tensor norm;
-        using (no_grad()) norm = RowNorms(linear.weight! + DeltaWeight());
+        using (no_grad()) norm = LowRankUpdate.RowNorms(linear.weight! + DeltaWeight());
         var magnitudeScale = (lora_magnitude_vector! / norm).to(result.dtype);
         if (lora_dropout.Active)
         {
@@ -200,8 +200,6 @@ public sealed class LoraLinear : ModuleWrapper
         result.addmm_(lowRank, up, beta: 1, alpha: (float)scaling);   // W x + b + ΔW x
         return linear.bias is Tensor b ? (b * (1 - magnitudeScale)).addcmul(result, magnitudeScale, 1) : result * magnitudeScale;
     }
-
-    static Tensor RowNorms(Tensor weight) => weight.pow(2).sum(1).sqrt();
 
     internal IEnumerable<Tensor> FoldTargets()
     {
@@ -214,6 +212,6 @@ public sealed class LoraLinear : ModuleWrapper
     Tensor FoldedWeight()
     {
         var merged = InnermostLinear.weight! + DeltaWeight();
-        return lora_magnitude_vector is null ? merged : merged * (lora_magnitude_vector / RowNorms(merged)).unsqueeze(1);
+        return lora_magnitude_vector is null ? merged : merged * (lora_magnitude_vector / LowRankUpdate.RowNorms(merged)).unsqueeze(1);
     }
 }

@@ -90,7 +90,8 @@ public sealed class PerfCommand : ICommand
                 Console.WriteLine($"{m.Method,-18} {p.ZeroGradMs,10:F2} {p.ForwardMs,10:F2} {p.BackwardMs,10:F2} {p.OptimizerMs,10:F2} {p.DisposeMs,10:F2} {p.TotalMs,10:F2}");
             }
         }
-        Console.WriteLine($"bare backbone inference {report.BareInferImagesPerSecond:F1} img/s; sgemm {report.SgemmGflops:F1} GFLOP/s; {report.Threads} threads");
+        static string Measured(double value, string unit) => double.IsNaN(value) ? "not measured (--no-baseline)" : $"{value:F1} {unit}";
+        Console.WriteLine($"bare backbone inference {Measured(report.BareInferImagesPerSecond, "img/s")}; sgemm {Measured(report.SgemmGflops, "GFLOP/s")}; {report.Threads} threads");
         return 0;
     }
 

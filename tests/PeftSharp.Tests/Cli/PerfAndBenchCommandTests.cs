@@ -53,6 +53,18 @@ public class PerfAndBenchCommandTests
     }
 
     [Fact]
+    public void Perf_table_marks_what_was_not_measured_instead_of_printing_NaN()
+    {
+        var r = CliRunner.Run("perf", "--config", """{"img_size": 32, "patch_size": 8, "embed_dim": 32, "depth": 2, "num_heads": 2}""",
+                              "--methods", "lora", "--batch", "4", "--steps", "1", "--warmup", "0", "--no-baseline");
+        Assert.True(r.ExitCode == 0, r.Stderr);
+        var row = r.Stdout.Split('\n').Single(l => l.StartsWith("lora ")).Split(' ', StringSplitOptions.RemoveEmptyEntries);
+        Assert.Equal("-", row[2]);   // method, train img/s, vs full
+        Assert.Contains("bare backbone inference not measured (--no-baseline); sgemm not measured (--no-baseline)", r.Stdout);
+        Assert.DoesNotContain("NaN", r.Stdout);
+    }
+
+    [Fact]
     public void Perf_grad_checkpointing_trains_checkpointed_and_says_so()
     {
         var r = CliRunner.Run("perf", "--config", """{"img_size": 32, "patch_size": 8, "embed_dim": 32, "depth": 2, "num_heads": 2}""",

@@ -1,4 +1,5 @@
 using System.Runtime.InteropServices;
+using static TorchSharp.torch;
 
 namespace PeftSharp;
 
@@ -29,6 +30,39 @@ public static class NativeHeap
             applied = false;   // not glibc (musl): keep its defaults
         }
         return applied;
+    }
+
+    /// <summary>The dispose scope of one step of a loop over batches (a training step, an evaluation batch) that, as it
+    /// ends, also frees what the step's dead .NET wrappers still hold of the native heap
+    /// (<see cref="CollectStepGarbage"/>). Use it as the step's outermost scope.</summary>
+    public static IDisposable StepScope() => new StepDisposeScope(NewDisposeScope());
+
+    /// <summary>Frees the native memory that unreachable .NET objects hold until they are finalized. TorchSharp wraps
+    /// each scalar argument of an operation (an alpha, a scale, a learning rate: thousands in a training step, the
+    /// optimizer's included) in a native at::Scalar that only the finalizer frees, and a dispose scope does not own
+    /// them. Left for the GC, these small blocks sit between the step's freed activation buffers, the buffers of the
+    /// next step no longer fit the holes, and the heap grows step after step: `train` of FacT-TK on ViT-Tiny at
+    /// batch 64 reached a peak RSS of 4.9 GB in 96 steps (LoRA, DoRA and full fine-tuning grew more slowly). A
+    /// generation-0 collection after each step frees them while the holes are still free: 0.5–2 ms, against 190 ms for
+    /// a ViT-Tiny inference batch of 64 and 460 ms for a LoRA training step. Inference grows the heap the same way
+    /// (200 FacT-TK batches: 744 MB of heap without, 310 MB with).</summary>
+    public static void CollectStepGarbage()
+    {
+        GC.Collect(0, GCCollectionMode.Forced, blocking: true);
+        GC.WaitForPendingFinalizers();
+    }
+
+    sealed class StepDisposeScope(IDisposable scope) : IDisposable
+    {
+        bool disposed;
+
+        public void Dispose()
+        {
+            if (disposed) return;
+            disposed = true;
+            scope.Dispose();
+            CollectStepGarbage();
+        }
     }
 
     [DllImport("libc", EntryPoint = "mallopt")]

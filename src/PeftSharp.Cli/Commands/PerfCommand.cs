@@ -21,7 +21,7 @@ public sealed class PerfCommand : ICommand
           --in-process is given. --paired times each method's training steps alternately with full fine-tuning's
           in the same process and reports "vs full" from those pairs (robust to a machine whose speed drifts;
           about twice the time). --profile also times the phases of a training step (zero_grad, forward,
-          backward, optimizer, freeing the step's tensors) and reports their medians. --set applies a
+          backward, optimizer, freeing the step's tensors and garbage) and reports their medians. --set applies a
           hyperparameter to each method that has it (dropout=0 matches a peer LoRA without dropout).
           --precision bf16 trains and infers under libtorch's bfloat16 autocast (fast on CPUs with AVX-512 BF16
           or AMX; PyTorch's torch.autocast("cpu") is the peer of it). --grad-checkpointing trains with checkpointed

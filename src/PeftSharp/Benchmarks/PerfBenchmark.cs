@@ -194,7 +194,7 @@ public static class PerfBenchmark
 
         public void Step()
         {
-            using var scope = NewDisposeScope();
+            using var stepScope = NativeHeap.StepScope();
             Optimizer.zero_grad();
             Loss().backward();
             Optimizer.step();
@@ -256,7 +256,7 @@ public static class PerfBenchmark
         for (int i = 0; i < o.Steps; i++)
         {
             watch.Restart();
-            var scope = NewDisposeScope();
+            var stepScope = NativeHeap.StepScope();
             optimizer.zero_grad();
             Lap(0);
             var value = loss();
@@ -266,7 +266,7 @@ public static class PerfBenchmark
             Lap(2);
             optimizer.step();
             Lap(3);
-            scope.Dispose();
+            stepScope.Dispose();
             Lap(4);
         }
         return new StepProfile(Median(phases[0]), Median(phases[1]), Median(phases[2]), Median(phases[3]), Median(phases[4]));
@@ -277,7 +277,7 @@ public static class PerfBenchmark
         model.eval();
         return () =>
         {
-            using var scope = NewDisposeScope();
+            using var stepScope = NativeHeap.StepScope();
             using var _ = inference_mode();
             using var precision = Autocast.Enter(o.Precision, o.Device);
             model.forward(images);

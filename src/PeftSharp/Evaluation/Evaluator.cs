@@ -36,7 +36,7 @@ public static class Evaluator
             foreach (var batch in loader.Epoch(0))
             {
                 using (batch)
-                using (var scope = NewDisposeScope())
+                using (NativeHeap.StepScope())
                 {
                     var output = model.forward(batch.Images.to(device)).to(float32).cpu();
                     logits.Add(output.MoveToOuterDisposeScope());

@@ -118,7 +118,7 @@ public static class Pretraining
                                       : o.MinLr + 0.5 * (o.Lr - o.MinLr) * (1 + Math.Cos(Math.PI * (step - warmup) / Math.Max(1, o.Steps - warmup)));
             foreach (var g in optimizer.ParamGroups) g.LearningRate = lr;
             model.train();
-            using var scope = NewDisposeScope();
+            using var stepScope = NativeHeap.StepScope();
             var x = Transforms.NormalizeInPlace(source.ToTensor(pixels).to(float32).div_(255f), o.Normalization);
             var y = tensor(labels);
             optimizer.zero_grad();

@@ -74,7 +74,7 @@ public sealed class Trainer
             foreach (var (inputs, labels, count) in Batches(train, epoch, features))
             {
                 cancel.ThrowIfCancellationRequested();
-                using var scope = NewDisposeScope();
+                using var stepScope = NativeHeap.StepScope();
                 optimizer.zero_grad();
                 var logits = features is null ? Logits(inputs.to(device)) : vit.head.forward(vit.head_drop.forward(inputs.to(device)));
                 var loss = F.cross_entropy(logits, labels.to(device), label_smoothing: options.LabelSmoothing);
@@ -151,7 +151,7 @@ public sealed class Trainer
         foreach (var batch in train.Epoch(0))
         {
             using (batch)
-            using (var scope = NewDisposeScope())
+            using (NativeHeap.StepScope())
             {
                 var tokens = vit.ForwardFeatures(batch.Images.to(device), out var layout, 0, vit.Config.Depth, pooledOnly: true);
                 var pooled = vit.ForwardHead(tokens, layout, preLogits: true).cpu();

@@ -39,7 +39,7 @@ public static class ClipEvaluation
         {
             foreach (var indices in Batches(set.Count, batchSize))
             {
-                using var scope = NewDisposeScope();
+                using var stepScope = NativeHeap.StepScope();
                 var pixels = set.Images(indices, normalization, device);
                 var tokens = CaptionSet.Tokenize(indices.Select(i => set.Captions[i]).ToArray(), model.Config.Text.ContextLength, out _).to(device);
                 images.Add(model.EncodeImage(pixels, normalize: true).cpu().MoveToOuterDisposeScope());
@@ -96,7 +96,7 @@ public static class ClipEvaluation
             using var classes = ClassEmbeddings(model, set.ClassPrompts!);
             foreach (var indices in Batches(set.Count, batchSize))
             {
-                using var scope = NewDisposeScope();
+                using var stepScope = NativeHeap.StepScope();
                 var batch = ClipLosses.ClassLogits(model.EncodeImage(set.Images(indices, normalization, device)), classes, model.logit_scale).cpu();
                 int width = (int)batch.shape[1];
                 var flat = batch.data<float>().ToArray();

@@ -115,7 +115,7 @@ public static class ClipPretraining
             next = Task.Run(() => Batch(following)); // render the next batch while this one trains
             foreach (var g in optimizer.ParamGroups) g.LearningRate = schedule.LearningRate(step);
             model.train();
-            using var scope = NewDisposeScope();
+            using var stepScope = NativeHeap.StepScope();
             var indices = Enumerable.Range(0, batch.Count).ToArray();
             optimizer.zero_grad();
             var tokens = CaptionSet.Tokenize(batch.Captions, o.Model.Text.ContextLength, out _);

@@ -83,7 +83,7 @@ public sealed class ClipTrainer
         clip.train();
         for (int step = 0; step < options.Steps; step++)
         {
-            using var scope = NewDisposeScope();
+            using var stepScope = NativeHeap.StepScope();
             foreach (var group in optimizer.ParamGroups) group.LearningRate = schedule.LearningRate(step);
             var indices = batches.Next();
             optimizer.zero_grad();

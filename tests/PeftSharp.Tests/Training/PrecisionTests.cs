@@ -70,10 +70,4 @@ public class PrecisionTests
         Assert.DoesNotContain("precision", plain);
         Assert.Contains("\"precision\":\"bf16\"", StudyProtocol.TrainingJson(new TrainOptions { Precision = Precision.BFloat16 }));
     }
-
-    [Fact]
-    public void The_native_heap_settings_apply_under_glibc()
-    {
-        Assert.True(NativeHeap.KeepFreedBuffers());
-    }
 }

@@ -110,6 +110,25 @@ public class LowRankUpdateTests
     }
 
     [Theory]
+    [InlineData(true, Rows)]
+    [InlineData(false, Rows)]
+    [InlineData(true, 2048)]   // enough rows for the per-thread slices of the tall products (∂A, ∂B)
+    public void Input_dropped_update_matches_autograd(bool rowsNeedGrad, int rows)
+    {
+        manual_seed(8);
+        var linear = FrozenLinear(8, 9);
+        var (x, down, up, g) = (randn(rows, 8).requires_grad_(rowsNeedGrad), Leaf(2, 8), Leaf(9, 2), randn(rows, 9));
+        // LoRA with input dropout as the module did it before the node: mask, then A, then B.
+        manual_seed(7);
+        var dropped = x * ParallelDropout.Mask(x.shape, 0.3);
+        var expected = F.linear(x, linear.weight!, linear.bias) + 0.5 * F.linear(F.linear(dropped, down), up);
+        var expectedGrads = Gradients(expected, g, x, down, up);
+        manual_seed(7);
+        var actual = LowRankUpdate.DroppedInput(x, linear, down, up, 0.3, 0.5);
+        AssertSame(expected, actual, expectedGrads, Gradients(actual, g, x, down, up), $"input dropped rows={rows}");
+    }
+
+    [Theory]
     [InlineData(0.0, true, Rows)]
     [InlineData(0.5, true, Rows)]
     [InlineData(0.5, false, Rows)]

@@ -161,9 +161,10 @@ public sealed class LoraLinear : ModuleWrapper
                 return is_grad_enabled() || lora_dropout.Active
                     ? LowRankUpdate.Rescaled(rows, linear, lora_A.weight!, fullB, magnitude, lora_dropout.Active ? lora_dropout.P : 0, scaling)
                     : LowRankUpdate.Affine(rows, FoldedWeight(), linear.bias);   // evaluation: one product
-            return lora_dropout.Active || !LowRankUpdate.FoldingPays(rows, linear, lora_A.weight!.shape[0])
-                ? LowRankUpdate.AddUp(rows, linear, lora_A.forward(lora_dropout.forward(rows)), fullB, scaling)
-                : LowRankUpdate.Folded(rows, linear, lora_A.weight!, fullB, scaling);
+            if (lora_dropout.Active) return LowRankUpdate.DroppedInput(rows, linear, lora_A.weight!, fullB, lora_dropout.P, scaling);
+            return LowRankUpdate.FoldingPays(rows, linear, lora_A.weight!.shape[0])
+                ? LowRankUpdate.Folded(rows, linear, lora_A.weight!, fullB, scaling)
+                : LowRankUpdate.AddUp(rows, linear, lora_A.forward(rows), fullB, scaling);
         }
         var result = base_layer.forward(rows);
         var dropped = lora_dropout.forward(rows);

@@ -37,6 +37,15 @@ public abstract class ModuleWrapper : nn.Module<Tensor, Tensor>
         return result.view(shape);
     }
 
+    /// <summary>The base layer's output on <paramref name="rows"/>, free to be updated in place. A plain Linear's
+    /// backward needs neither its output nor what is added to it; a wrapped base may keep its output for its own
+    /// backward (SSF's node does), so that output is copied first.</summary>
+    protected Tensor BaseOutputToUpdate(Tensor rows)
+    {
+        var output = base_layer.forward(rows);
+        return base_layer is Linear ? output : output.clone();
+    }
+
     /// <summary>The plain module under every wrapper of a (possibly wrapped) module.</summary>
     public static nn.Module Unwrap(nn.Module m) => m is ModuleWrapper w ? w.Innermost : m;
 }

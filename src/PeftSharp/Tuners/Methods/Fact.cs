@@ -237,13 +237,13 @@ public sealed class FactLinear : ModuleWrapper
                 : LowRankUpdate.Factored(rows, (Linear)base_layer, shared.Factors.u.weight!, CoreMatrix(), p, v, scale);
         }
         var t = LowDimensional(rows);
-        var y = base_layer.forward(rows);
+        var y = BaseOutputToUpdate(rows);
         // y += s · v(t) chunk by chunk as one accumulating product: row (r, j) of y viewed as [rows·chunks, out/chunks]
         // is chunk j of row r, and likewise for t, so no output-sized increment is written and read back.
         var vt = v.t().to(y.dtype).contiguous();   // in-place products are not autocast: match bf16 by hand
         long chunks = t.shape[1] / vt.shape[0], outFeatures = y.shape[1];
         return chunks == 1
-            ? y.addmm_(t, vt, beta: 1, alpha: (float)scale)   // in place: the base layer's backward does not need its output
+            ? y.addmm_(t, vt, beta: 1, alpha: (float)scale)
             : y.view(-1, outFeatures / chunks).addmm(t.reshape(-1, vt.shape[0]), vt, beta: 1, alpha: (float)scale)
                 .view(-1, outFeatures);
     }

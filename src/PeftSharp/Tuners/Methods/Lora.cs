@@ -166,7 +166,7 @@ public sealed class LoraLinear : ModuleWrapper
                 ? LowRankUpdate.Folded(rows, linear, lora_A.weight!, fullB, scaling)
                 : LowRankUpdate.AddUp(rows, linear, lora_A.forward(rows), fullB, scaling);
         }
-        var result = base_layer.forward(rows);
+        var result = BaseOutputToUpdate(rows);
         var dropped = lora_dropout.forward(rows);
         var lowRank = lora_A.forward(dropped);
         // B over all output rows, in the products' precision (in-place products are not autocast), and row-major: the

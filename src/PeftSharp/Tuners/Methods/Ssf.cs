@@ -2,6 +2,7 @@ using PeftSharp.Models;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
+using static TorchSharp.torch.autograd;
 
 namespace PeftSharp.Tuners.Methods;
 
@@ -64,6 +65,8 @@ public sealed class ScaleShift : ModuleWrapper
         // over the activations forward and two backward.
         if (base_layer is LayerNorm { weight: not null, bias: not null } norm)
             return nn.functional.layer_norm(x, norm.normalized_shape, norm.weight * ssf_scale, ssf_shift.addcmul(norm.bias, ssf_scale, 1), norm.eps);
+        if (base_layer is Linear linear && ScaledLinear.Applies(linear, x, ssf_scale))
+            return OnRows(x, rows => ScaledLinear.Apply(rows, linear, ssf_scale, ssf_shift));
         var y = base_layer.forward(x);
         // One fused op, one pass over the activations: y * scale + shift would write and read a second
         // activation-sized temporary.
@@ -98,4 +101,59 @@ public sealed class ScaleShift : ModuleWrapper
         Conv2d c => (c.weight!, c.bias),
         _ => throw new InvalidOperationException("SSF wraps Linear, LayerNorm and Conv2d layers only"),
     };
+}
+
+/// <summary>
+/// SSF on a frozen Linear as one autograd node: z = (x Wᵀ + b) · s + t computed as x (diag(s) W)ᵀ + (s·b + t). Through
+/// autograd the scale's gradient Σ g ⊙ (x Wᵀ + b) kept the unscaled output, while the next layer keeps z as well
+/// (attention keeps q, k, v; GELU its input), so qkv and fc1 held their output twice. The node keeps z alone and
+/// recovers the unscaled output as (z − t)/s; ∂x = g · diag(s) W is one product.
+/// </summary>
+public static class ScaledLinear
+{
+    /// <summary>Below this magnitude a scale would lose too many digits in (z − t)/s; the layer then goes through
+    /// autograd, which keeps the unscaled output (SSF's scales start at 1 ± 0.02).</summary>
+    const double SmallestScale = 0.01;
+
+    /// <summary>Whether the node stands in for SSF on <paramref name="linear"/>: a frozen float32 CPU Linear, a scale
+    /// being trained, and no scale smaller than <see cref="SmallestScale"/> in magnitude.</summary>
+    public static bool Applies(Linear linear, Tensor x, Tensor scale) =>
+        is_grad_enabled() && scale.requires_grad && LowRankUpdate.Fusable(linear, x)
+        && scale.abs().min().item<float>() >= SmallestScale;
+
+    /// <summary>(rows Wᵀ + b) · <paramref name="scale"/> + <paramref name="shift"/> on 2-D rows.</summary>
+    public static Tensor Apply(Tensor rows, Linear linear, Tensor scale, Tensor shift) =>
+        CustomAutograd.Released(Node.apply(new Frozen(linear.weight!, linear.bias), rows, scale, shift));
+
+    sealed record Frozen(Tensor Weight, Tensor? Bias);
+
+    sealed class Node : SingleTensorFunction<Node>
+    {
+        public override string Name => "ScaleShiftLinear";
+
+        public override Tensor forward(AutogradContext ctx, params object[] vars)
+        {
+            var (frozen, rows, scale, shift) = ((Frozen)vars[0], (Tensor)vars[1], (Tensor)vars[2], (Tensor)vars[3]);
+            CustomAutograd.OnForward(ctx);
+            var scaled = frozen.Weight * scale.unsqueeze(1);
+            var z = LowRankUpdate.Affine(rows, scaled, frozen.Bias is Tensor b ? shift.addcmul(b, scale, 1) : shift);
+            // Not the rows: ∂x needs only the weight, and keeping them would hold the input (fc2's is 4× wide) alive.
+            ctx.save_for_backward(new List<Tensor> { scale, shift, scaled, z });
+            ctx.save_data("rowsNeedGrad", rows.requires_grad);
+            return z;
+        }
+
+        public override List<Tensor> backward(AutogradContext ctx, Tensor grad)
+        {
+            using var scope = NewDisposeScope();
+            var saved = ctx.get_saved_variables();
+            var (scale, shift, scaled, z) = (saved[0], saved[1], saved[2], saved[3]);
+            var gradRows = (bool)ctx.get_data("rowsNeedGrad") ? grad.mm(scaled) : null;
+            var gradShift = grad.sum(0L);
+            // Σ g ⊙ (z − t)/s = (Σ g ⊙ z − t ⊙ Σ g) / s
+            var gradScale = (grad * z).sum(0L).sub_(shift * gradShift).div_(scale);
+            return CustomAutograd.HandOver(grad, null, gradRows, scale.requires_grad ? gradScale : null,
+                                           shift.requires_grad ? gradShift : null);
+        }
+    }
 }

@@ -52,6 +52,22 @@ public static class NativeHeap
         GC.WaitForPendingFinalizers();
     }
 
+    /// <summary>Bytes allocated from the C heap (in use in glibc's arenas and its mmapped blocks): what libtorch's CPU
+    /// tensors hold, without the freed blocks the heap keeps. Null where glibc's mallinfo2 (2.33+) is absent.</summary>
+    public static long? AllocatedBytes()
+    {
+        if (!OperatingSystem.IsLinux()) return null;
+        try
+        {
+            var info = mallinfo2();
+            return (long)(info.uordblks + info.hblkhd);
+        }
+        catch (Exception e) when (e is DllNotFoundException or EntryPointNotFoundException)
+        {
+            return null;
+        }
+    }
+
     sealed class StepDisposeScope(IDisposable scope) : IDisposable
     {
         bool disposed;
@@ -67,4 +83,13 @@ public static class NativeHeap
 
     [DllImport("libc", EntryPoint = "mallopt")]
     static extern int mallopt(int parameter, int value);
+
+    [StructLayout(LayoutKind.Sequential)]
+    struct MallInfo2
+    {
+        public nuint arena, ordblks, smblks, hblks, hblkhd, usmblks, fsmblks, uordblks, fordblks, keepcost;
+    }
+
+    [DllImport("libc", EntryPoint = "mallinfo2")]
+    static extern MallInfo2 mallinfo2();
 }

@@ -26,7 +26,9 @@ public sealed class PerfCommand : ICommand
           --precision bf16 trains and infers under libtorch's bfloat16 autocast (fast on CPUs with AVX-512 BF16
           or AMX; PyTorch's torch.autocast("cpu") is the peer of it). --grad-checkpointing trains with checkpointed
           blocks (activations recomputed in the backward). "train mem" is the peak resident memory of the first two
-          training steps less the resident memory before them (runtime, libtorch, model, batch).
+          training steps less the resident memory before them (runtime, libtorch, model, batch); "saved" is what
+          a training forward leaves allocated for the backward (native heap bytes in use, without the freed blocks
+          the heap keeps, so it does not move with fragmentation as the resident figure does).
         """;
 
     public int Run(CommandLine line)
@@ -72,11 +74,12 @@ public sealed class PerfCommand : ICommand
         }
         double? full = report.Methods.FirstOrDefault(m => m.Method == "full")?.TrainImagesPerSecond;
         Console.WriteLine();
-        Console.WriteLine($"{"method",-18} {"train img/s",12} {"vs full",8} {"infer",9} {"unmerged/bare",14} {"merged",9} {"merged/bare",12} {"peak RSS MiB",13} {"train mem MiB",14} {"trainable",12}");
+        Console.WriteLine($"{"method",-18} {"train img/s",12} {"vs full",8} {"infer",9} {"unmerged/bare",14} {"merged",9} {"merged/bare",12} {"peak RSS MiB",13} {"train mem MiB",14} {"saved MiB",10} {"trainable",12}");
         foreach (var m in report.Methods)
             Console.WriteLine($"{m.Method,-18} {m.TrainImagesPerSecond,12:F1} {(m.VsFull(full) is double ratio ? ratio.ToString("F2") : "-"),8} {m.InferImagesPerSecond,9:F1} {m.UnmergedVsBare,14:F3} " +
                               $"{(m.InferMergedImagesPerSecond is double v ? v.ToString("F1") : "-"),9} {(m.MergedVsBare is double r ? r.ToString("F3") : "-"),12} " +
-                              $"{m.PeakRssBytes / 1048576.0,13:F0} {m.TrainingPeakBytes / 1048576.0,14:F0} {m.TrainableParams,12:N0}");
+                              $"{m.PeakRssBytes / 1048576.0,13:F0} {m.TrainingPeakBytes / 1048576.0,14:F0} " +
+                              $"{(m.SavedActivationBytes is long saved ? (saved / 1048576.0).ToString("F0") : "-"),10} {m.TrainableParams,12:N0}");
         Console.WriteLine(options.PairedWithFull
             ? "(vs full and the vs-bare ratios time full fine-tuning and the bare backbone alternately with the method in the same process)"
             : "(the vs-bare ratios time the bare backbone alternately with the method in the same process)");

@@ -71,6 +71,10 @@ public sealed record MethodPerf(string Method, long TrainableParams, double Trai
                                 bool FirstBlockSkipped, int FirstTrainableBlock, double UnmergedVsBare, double? MergedVsBare)
 {
     public StepProfile? Profile { get; init; }
+    /// <summary>What a training forward leaves allocated for the backward (autograd's saved tensors, and the outputs
+    /// of frozen leading blocks the step still holds): native bytes allocated after the loss less before the forward (<see cref="NativeHeap.AllocatedBytes"/>; the freed blocks the heap keeps do not count,
+    /// so unlike <see cref="TrainingPeakBytes"/> it does not move with fragmentation). Null where not measurable.</summary>
+    public long? SavedActivationBytes { get; init; }
     /// <summary>Training rate over full fine-tuning's, timed alternately in the same process (<see cref="PerfOptions.PairedWithFull"/>).</summary>
     public double? PairedVsFull { get; init; }
 
@@ -94,6 +98,7 @@ public sealed record PerfReport(VitConfig Model, int Batch, int Threads, double 
     {
         Profile = StepProfile.FromJson(m["profile"]),
         PairedVsFull = m["paired_vs_full"]?.GetValue<double>(),
+        SavedActivationBytes = m["saved_activation_bytes"]?.GetValue<long>(),
     };
 
     public JsonObject ToJson()
@@ -113,6 +118,7 @@ public sealed record PerfReport(VitConfig Model, int Batch, int Threads, double 
                 ["infer_images_per_s"] = Math.Round(m.InferImagesPerSecond, 2),
                 ["infer_merged_images_per_s"] = m.InferMergedImagesPerSecond is double v ? Math.Round(v, 2) : null,
                 ["peak_rss_bytes"] = m.PeakRssBytes, ["training_peak_bytes"] = m.TrainingPeakBytes, ["training_state_bytes"] = m.TrainingStateBytes,
+                ["saved_activation_bytes"] = m.SavedActivationBytes,
                 ["train_vs_full"] = m.VsFull(full) is double ratio ? Math.Round(ratio, 3) : null,
                 ["paired_vs_full"] = m.PairedVsFull is double paired ? Math.Round(paired, 3) : null,
                 ["training_memory_vs_full"] = fullMemory is long fm && fm > 0 ? Math.Round((double)m.TrainingPeakBytes / fm, 3) : null,
@@ -200,6 +206,20 @@ public static class PerfBenchmark
             Optimizer.step();
         }
 
+        /// <summary>A training step that returns the native bytes its forward leaves allocated for the backward.</summary>
+        public long? StepMeasuringSavedActivations()
+        {
+            using var stepScope = NativeHeap.StepScope();
+            Optimizer.zero_grad();
+            long? before = NativeHeap.AllocatedBytes();
+            var loss = Loss();
+            NativeHeap.CollectStepGarbage();   // the forward's dead scalar wrappers are not activations
+            long? after = NativeHeap.AllocatedBytes();
+            loss.backward();
+            Optimizer.step();
+            return after - before;
+        }
+
         public void Dispose() => Model.Dispose();
     }
 
@@ -214,6 +234,7 @@ public static class PerfBenchmark
         rig.Step();
         rig.Step();
         long peak = PeakRss();
+        long? savedActivations = rig.StepMeasuringSavedActivations();
         double trainRate;
         double? pairedVsFull = null;
         if (o.PairedWithFull && method != "full")
@@ -240,6 +261,7 @@ public static class PerfBenchmark
         {
             Profile = profile,
             PairedVsFull = pairedVsFull,
+            SavedActivationBytes = savedActivations,
         };
     }
 

@@ -4,10 +4,12 @@ using static TorchSharp.torch;
 namespace PeftSharp;
 
 /// <summary>
-/// glibc heap settings for libtorch's CPU tensors. By default glibc serves blocks above its (adaptive) mmap threshold
-/// with fresh mmap calls and returns freed memory to the kernel, so every training step faults in its activation and
-/// gradient buffers again: a 3 MB gradient's first touch costs more than the kernel that fills it. Keeping blocks up
-/// to 32 MB in the heap and not trimming it lets the allocator reuse them from step to step.
+/// The C heap libtorch's CPU tensors live in: its settings, the garbage each step leaves in it, and how much of it is
+/// allocated. By default glibc serves blocks above its (adaptive) mmap threshold with fresh mmap calls and returns
+/// freed memory to the kernel, so every training step faults in its activation and gradient buffers again: a 3 MB
+/// gradient's first touch costs more than the kernel that fills it. Keeping blocks up to 32 MB in the heap and not
+/// trimming it lets the allocator reuse them from step to step (<see cref="KeepFreedBuffers"/>), as long as nothing
+/// small and long-lived lands in the holes (<see cref="StepScope"/>).
 /// </summary>
 public static class NativeHeap
 {

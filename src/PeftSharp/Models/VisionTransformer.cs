@@ -369,9 +369,14 @@ public sealed class VisionTransformer : nn.Module<Tensor, Tensor>
         {
             var block = blocks[i];
             int outputTokens = classTokenOnly && i == last ? 1 : 0;
-            x = trainable is null
+            var output = trainable is null
                 ? block.forward(x, layout, null, outputTokens)
                 : GradCheckpoint.Run((input, l) => block.forward(input, l, null, outputTokens), x, layout, trainable);
+            // A block's input is no one else's once the block has run (autograd holds what its backward needs), so its
+            // handle goes now rather than with the caller's scope: without autograd every block's tokens stayed
+            // allocated until the batch ended. The caller's own input stays theirs.
+            if (i > firstBlock || firstBlock == 0) x.Dispose();
+            x = output;
         }
         return finalNorm ?? endBlock == Config.Depth ? norm.forward(x) : x;
     }

@@ -72,8 +72,9 @@ public sealed record MethodPerf(string Method, long TrainableParams, double Trai
 {
     public StepProfile? Profile { get; init; }
     /// <summary>What a training forward leaves allocated for the backward (autograd's saved tensors, and the outputs
-    /// of frozen leading blocks the step still holds): native bytes allocated after the loss less before the forward (<see cref="NativeHeap.AllocatedBytes"/>; the freed blocks the heap keeps do not count,
-    /// so unlike <see cref="TrainingPeakBytes"/> it does not move with fragmentation). Null where not measurable.</summary>
+    /// of frozen leading blocks the step still holds): native bytes allocated after the loss less before the forward
+    /// (<see cref="NativeHeap.AllocatedBytes"/>; the freed blocks the heap keeps do not count, so unlike
+    /// <see cref="TrainingPeakBytes"/> it does not move with fragmentation). Null where not measurable.</summary>
     public long? SavedActivationBytes { get; init; }
     /// <summary>Training rate over full fine-tuning's, timed alternately in the same process (<see cref="PerfOptions.PairedWithFull"/>).</summary>
     public double? PairedVsFull { get; init; }

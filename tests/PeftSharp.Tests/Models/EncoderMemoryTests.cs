@@ -16,11 +16,11 @@ public class EncoderMemoryTests
         using var images = randn(16, 3, 32, 32);
         long tokenBytes = 16L * 65 * 192 * sizeof(float);
         using var _ = inference_mode();
-        using (NativeHeap.StepScope()) model.ForwardFeatures(images, out var _);   // the libraries' own buffers, once
+        using (NativeHeap.StepScope()) model.ForwardFeatures(images, out _);   // the libraries' own buffers, once
         using var scope = NewDisposeScope();
         NativeHeap.CollectStepGarbage();
         long before = NativeHeap.AllocatedBytes()!.Value;
-        model.ForwardFeatures(images, out var layout);
+        model.ForwardFeatures(images, out _);
         NativeHeap.CollectStepGarbage();
         long held = NativeHeap.AllocatedBytes()!.Value - before;
         Assert.True(held < 8 * tokenBytes, $"a forward of {model.Config.Depth} blocks holds {held / (double)tokenBytes:F1} token tensors");

@@ -15,7 +15,7 @@ public class EncoderMemoryTests
         model.eval();
         using var images = randn(16, 3, 32, 32);
         long tokenBytes = 16L * 65 * 192 * sizeof(float);
-        using var _ = inference_mode();
+        using var inference = inference_mode();
         using (NativeHeap.StepScope()) model.ForwardFeatures(images, out _);   // the libraries' own buffers, once
         using var scope = NewDisposeScope();
         NativeHeap.CollectStepGarbage();

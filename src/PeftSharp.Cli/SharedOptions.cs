@@ -8,9 +8,10 @@ namespace PeftSharp.Cli;
 public static class SharedOptions
 {
     public const string Usage = """
-          backbone:  --model PRESET | --config JSON|FILE (timm kwargs) | --checkpoint FILE.safetensors
+          backbone:  --checkpoint FILE.safetensors [--model PRESET | --config JSON|FILE (timm kwargs)]; none of them:
+                     the shipped pretrained backbone (a preset alone trains from random initialisation)
           method:    --method ID[+ID...] --set key=value ... (see 'peftsharp methods')
-          training:  --epochs N (100) --batch-size N (64) --lr X (1e-3) --wd X (1e-4) --warmup N (10)
+          training:  --epochs N (100) --batch-size N (64) --lr X (1e-3) --wd X (1e-4) --warmup N (epochs/10, at most 10)
                      --label-smoothing X (0) --drop-path X (0.1) --grad-clip X (off) --seed N (42)
                      --normalization none|imagenet|inception|clip (the checkpoint's, else none) --augment
                      --precision fp32|bf16 (fp32; bf16 = libtorch autocast, fast on CPUs with AVX-512 BF16 or AMX)
@@ -29,26 +30,57 @@ public static class SharedOptions
 
     public static IEnumerable<string> Flags => new[] { "help", "augment", "quiet", "no-feature-cache", "grad-checkpointing" };
 
-    public static BackboneSpec Backbone(CommandLine line) => new(line.Get("model"), line.Get("config"), line.Get("checkpoint"));
+    /// <summary>The backbone options; none at all means the shipped pretrained backbone. A preset without weights
+    /// trains from random initialisation, which is said on stderr.</summary>
+    public static BackboneSpec Backbone(CommandLine line)
+    {
+        var spec = BackboneSpec.OrShipped(line.Get("model"), line.Get("config"), line.Get("checkpoint"));
+        if (spec.IsRandomInit)
+            Console.Error.WriteLine($"peftsharp {line.Verb}: note: no --checkpoint, so every weight of {line.Get("model") ?? "the configured model"} starts from random initialisation (leave out --model/--config to use the shipped pretrained backbone)");
+        return spec;
+    }
 
-    public static TrainOptions Train(CommandLine line)
+    public const string SplitUsage = """
+          data:      TASK_DIR is a folder with one sub-folder of images per class (split per class by a seeded hash:
+                     --val-fraction X (0.1) --test-fraction X (0.2) --split-seed N (0); a file's split never changes
+                     when files are added), or with train/, test/ (and val/) folders of those, or list files
+                     (train.txt, test.txt, val.txt; or VTAB-1K's train800.txt, val200.txt, train800val200.txt, test.txt)
+        """;
+
+    /// <summary>The split rule of a class-per-folder tree (--val-fraction, --test-fraction, --split-seed).</summary>
+    public static Data.SplitRule SplitRule(CommandLine line)
+    {
+        var d = new Data.SplitRule();
+        return new Data.SplitRule(line.Double("val-fraction", d.ValFraction), line.Double("test-fraction", d.TestFraction), line.Int("split-seed", d.Seed)).Validate();
+    }
+
+    /// <summary>Opens --data in whichever layout it has.</summary>
+    public static Data.ImageTask Task(CommandLine line) => Data.ImageTask.Open(line.Require("data"), SplitRule(line));
+
+    public static TrainOptions Train(CommandLine line, BackboneSpec backbone)
     {
         var d = new TrainOptions();
+        int epochs = line.Int("epochs", d.Epochs);
+        // The library clamps warm-up to the run's length; a user who asks for more warm-up than epochs has a typo.
+        if (line.Get("warmup") != null && line.Int("warmup", 0) is int warmup && warmup > 0 && warmup >= epochs)
+            throw new PeftSharpException($"{line.Verb}: --warmup {warmup} must be below --epochs {epochs} (warm-up epochs are part of the run)");
         return new TrainOptions
         {
-            Epochs = line.Int("epochs", d.Epochs), BatchSize = line.Int("batch-size", d.BatchSize), Lr = line.Double("lr", d.Lr),
-            WeightDecay = line.Double("wd", d.WeightDecay), WarmupEpochs = line.Int("warmup", d.WarmupEpochs),
+            Epochs = epochs, BatchSize = line.Int("batch-size", d.BatchSize), Lr = line.Double("lr", d.Lr),
+            WeightDecay = line.Double("wd", d.WeightDecay),
             LabelSmoothing = line.Double("label-smoothing", d.LabelSmoothing), DropPath = line.Double("drop-path", d.DropPath),
             GradClip = line.OptionalDouble("grad-clip"), Seed = line.Int("seed", d.Seed),
-            Normalization = Data.Normalization.FromName(line.Get("normalization") ?? CheckpointNormalization(line) ?? d.Normalization).Name,
+            // A short run gets a tenth of its epochs of warm-up unless told otherwise (ten epochs of a hundred, as the study).
+            WarmupEpochs = line.Get("warmup") != null ? line.Int("warmup", d.WarmupEpochs) : Math.Min(d.WarmupEpochs, epochs / 10),
+            Normalization = Data.Normalization.FromName(line.Get("normalization") ?? CheckpointNormalization(backbone) ?? d.Normalization).Name,
             Augment = line.Flag("augment"), CacheFrozenFeatures = !line.Flag("no-feature-cache"),
             Precision = Autocast.ParsePrecision(line.Get("precision")), GradCheckpointing = line.Flag("grad-checkpointing"),
         }.Validate();
     }
 
     /// <summary>The normalisation a --checkpoint records in its metadata (as the shipped backbone does), if any.</summary>
-    static string? CheckpointNormalization(CommandLine line) =>
-        line.Get("checkpoint") is string path && File.Exists(path) ? Checkpoints.ModelCheckpoints.ReadNormalization(path) : null;
+    static string? CheckpointNormalization(BackboneSpec backbone) =>
+        backbone.Checkpoint is string path && File.Exists(path) ? Checkpoints.ModelCheckpoints.ReadNormalization(path) : null;
 
     public static Dictionary<string, string> Settings(CommandLine line) => TunerRegistry.ParseSettings(line.GetAll("set"));
 
@@ -68,13 +100,14 @@ public static class SharedOptions
     public static TuneSpec Tune(CommandLine line, string data, string method)
     {
         var settings = Settings(line);
+        var backbone = Backbone(line);
         return new TuneSpec
         {
-            TaskDirectory = data, Backbone = Backbone(line), Method = method, Settings = settings,
+            TaskDirectory = data, Backbone = backbone, Method = method, Settings = settings, SplitRule = SplitRule(line),
             MethodGrid = Grid(line.GetAll("grid"), method, settings),
             Lrs = line.Doubles("lrs", [1e-3, 1e-2]),
             WeightDecays = line.Doubles("wds", [1e-4, 1e-3]),
-            Train = Train(line),
+            Train = Train(line, backbone),
             Seeds = line.Get("seeds") is string seeds ? seeds.Split(',').Select(s => int.TryParse(s, out int v) ? v : throw new PeftSharpException($"{line.Verb}: --seeds expects integers, got '{s}'")).ToArray() : new[] { line.Int("seed", 42) },
         };
     }

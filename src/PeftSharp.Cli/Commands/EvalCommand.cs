@@ -1,6 +1,7 @@
 using System.Globalization;
-using PeftSharp.Data;
+using System.Text.Json.Nodes;
 using PeftSharp.Evaluation;
+using PeftSharp.Inference;
 using PeftSharp.Results;
 using PeftSharp.Training;
 using PeftSharp.Tuners;
@@ -8,53 +9,124 @@ using TorchSharp;
 
 namespace PeftSharp.Cli.Commands;
 
-/// <summary>Evaluates a backbone (optionally with saved adapter files) on a split; metrics printed and stored.</summary>
+/// <summary>Evaluates a trained model (a checkpoint, or a base with adapter files) on a task's split with the
+/// preprocessing it records; metrics printed with class names and stored.</summary>
 public sealed class EvalCommand : ICommand
 {
     public string Name => "eval";
-    public string Summary => "evaluate a backbone (and adapter files) on a split: top-1, per-class, ECE, confusion";
-    public IEnumerable<string> Flags => new[] { "help", "merge" };
+    public string Summary => "evaluate a model (and adapter files) on a split: top-1, per-class, ECE, confusion matrix";
+    public IEnumerable<string> Flags => new[] { "help", "merge", "force-base" };
     public string Usage => """
-        peftsharp eval --data TASK_DIR [--split test] [backbone] [--adapter DIR] [--merge] [--device cpu|cuda] [--db FILE]
-          With --adapter the saved method is applied to the backbone (its head included); --merge folds it into the
-          weights first (mergeable methods). Per-example logits are stored in the results database.
-        """;
+        peftsharp eval --data TASK_DIR [--split NAME] [--checkpoint FILE] [--adapter DIR] [--merge] [--force-base]
+                       [--normalization NAME] [--batch-size N (64)] [--precision fp32|bf16] [--device cpu|cuda] [--db FILE|URL]
+          Evaluates on the task's test split by default. The image size, normalisation and class names come from
+          what the adapter (or a merged checkpoint) records, so the top-1 is the one training reported; a
+          --normalization that disagrees with the record is an error. Without --checkpoint the adapter's recorded
+          base is used (else the shipped backbone); an adapter is refused on a base other than its own unless
+          --force-base. --merge folds the adapter into the weights first (mergeable methods).
+        """ + "\n" + SharedOptions.SplitUsage;
 
     public int Run(CommandLine line)
     {
-        var task = VtabTask.Open(line.Require("data"));
-        string split = line.Get("split") ?? "test";
-        var backbone = SharedOptions.Backbone(line);
-        string? adapter = line.Get("adapter");
+        var task = SharedOptions.Task(line);
+        string split = line.Get("split") ?? task.TestName;
+        var source = ClassifierOptions(line);
         bool merge = line.Flag("merge");
+        int batchSize = line.Int("batch-size", 64);
+        var precision = Autocast.ParsePrecision(line.Get("precision"));
         var device = Devices.Parse(line.Get("device"));
         using var db = SharedOptions.OpenDb(line);
         line.RejectUnknown();
+        if (batchSize < 1) throw new PeftSharpException($"eval: --batch-size must be at least 1 (got {batchSize})");
 
-        using var model = backbone.Load(task.NumClasses, 0, out _);
-        string method = "none";
-        if (adapter != null)
-        {
-            var peft = AdapterFiles.Load(model, adapter);
-            method = peft.MethodSpec;
-            if (merge) peft.Merge();
-        }
-        if (model.Config.NumClasses != task.NumClasses)
-            throw new PeftSharpException($"{adapter}: the adapter's head has {model.Config.NumClasses} classes, the task {task.NumClasses}");
-        model.to(device);
-        using var data = StudyProtocol.Loader(task.Split(split), model.Config.ImgSize, new TrainOptions(), shuffle: false);
-        var result = Evaluator.Evaluate(model, data, device);
+        var data = task.Split(split);
+        using var classifier = Classifier.Load(source);
+        string model = source.Adapter ?? classifier.Checkpoint;
+        if (classifier.NumClasses != task.NumClasses)
+            throw new PeftSharpException($"{model}: the model's head has {classifier.NumClasses} classes, the task {task.NumClasses} ({task.Directory})");
+        if (classifier.ClassNames != null && task.ClassNames != null && !classifier.ClassNames.SequenceEqual(task.ClassNames))
+            throw new PeftSharpException($"{model}: the model's classes ({string.Join(", ", classifier.ClassNames.Take(8))}…) are not the task's ({string.Join(", ", task.ClassNames.Take(8))}…)");
+        if (merge) classifier.MergeAndUnload();
+        classifier.Model.to(device);
+        using var loader = classifier.Loader(data, batchSize);
+        var result = Evaluator.Evaluate(classifier.Model, loader, device, precision: precision);
         var m = result.Metrics;
         var spec = new RunSpec
         {
-            Stage = RunStage.Single, Dataset = task.Name, TrainSplit = "none", EvalSplit = split, Method = method,
-            Lr = 0, WeightDecay = 0, Seed = 0, Epochs = 0, BatchSize = data.Options.BatchSize, ModelJson = backbone.ModelJson,
-            Checkpoint = backbone.CheckpointIdentity(), TrainingJson = $"{{\"adapter\": {System.Text.Json.JsonSerializer.Serialize(adapter == null ? null : Path.GetFullPath(adapter))}, \"merged\": {(merge ? "true" : "false")}}}",
+            Stage = RunStage.Single, Dataset = task.Name, TrainSplit = "none", EvalSplit = split, Method = classifier.Method,
+            Lr = 0, WeightDecay = 0, Seed = 0, Epochs = 0, BatchSize = batchSize, ModelJson = new JsonObject { ["config"] = classifier.Model.Config.ToJson() }.ToJsonString(),
+            Checkpoint = RunSpec.CheckpointIdentity(classifier.Checkpoint), TrainingJson = EvaluationIdentity(source, classifier, merge, precision, data, task),
         };
         // The same evaluation of the same files is stored once.
-        RunExecutor.RecordEvaluation(db, spec, result, task.Directory);
-        Console.WriteLine($"{task.Name} {split}: top-1 {m.Top1:F2}% over {m.Count} images, loss {m.Loss:F4}, ECE {m.ExpectedCalibrationError:F4} ({result.ImagesPerSecond:F0} img/s)");
-        Console.WriteLine("per-class top-1: " + string.Join(" ", m.PerClassAccuracy.Select((a, c) => $"{c}:{(double.IsNaN(a) ? "-" : a.ToString("F1", CultureInfo.InvariantCulture))}")));
+        var record = RunExecutor.RecordEvaluation(db, spec, result, task.Directory);
+        Console.WriteLine($"{task.Name} {split}: top-1 {m.Top1.ToString("F2", CultureInfo.InvariantCulture)}% over {m.Count} images, loss {m.Loss:F4}, ECE {m.ExpectedCalibrationError:F4} ({result.ImagesPerSecond:F0} img/s; {classifier.Preprocessing} from {classifier.PreprocessingSource}; run {record.Id})");
+        Console.Write(ClassTables.PerClass(m, classifier.ClassName));
+        Console.Write(ClassTables.Confusion(m, classifier.ClassName));
         return 0;
+    }
+
+    /// <summary>The model options eval and predict share.</summary>
+    internal static ClassifierSource ClassifierOptions(CommandLine line) => new()
+    {
+        Checkpoint = line.Get("checkpoint"), Adapter = line.Get("adapter"), Preset = line.Get("model"), ConfigJson = line.Get("config"),
+        Normalization = line.Get("normalization"), ForceBase = line.Flag("force-base"),
+    };
+
+    /// <summary>What makes two evaluations the same: the adapter's content, merging, precision and the images.</summary>
+    static string EvaluationIdentity(ClassifierSource source, Classifier classifier, bool merge, Precision precision, Data.ImageDataset data, Data.ImageTask task)
+    {
+        var o = new JsonObject
+        {
+            ["evaluation_only"] = true,
+            ["adapter"] = source.Adapter == null ? null : Path.GetFullPath(source.Adapter),
+            ["adapter_sha256"] = source.Adapter == null ? null : AdapterFiles.Sha256Of(Path.Combine(source.Adapter, AdapterFiles.WeightsFile)),
+            ["merged"] = merge, ["preprocessing"] = classifier.Preprocessing.ToJson(),
+            ["data"] = new JsonObject { ["eval"] = Data.ImageTask.Fingerprint(data, task.Directory) },
+        };
+        if (precision != Precision.Float32) o["precision"] = Autocast.Name(precision);
+        return o.ToJsonString();
+    }
+}
+
+/// <summary>Per-class accuracy and the confusion matrix as text, with class names.</summary>
+static class ClassTables
+{
+    /// <summary>Matrices wider than this many classes are summarised by their most frequent confusions.</summary>
+    const int MaxMatrixClasses = 20;
+
+    public static string PerClass(Metrics m, Func<int, string> name)
+    {
+        int classes = m.PerClassAccuracy.Length;
+        int width = Math.Max(5, Enumerable.Range(0, classes).Max(c => name(c).Length));
+        var text = new System.Text.StringBuilder($"{"class".PadRight(width)}  images   top-1\n");
+        for (int c = 0; c < classes; c++)
+        {
+            long count = Enumerable.Range(0, classes).Sum(p => m.Confusion[c, p]);
+            string accuracy = double.IsNaN(m.PerClassAccuracy[c]) ? "-" : m.PerClassAccuracy[c].ToString("F1", CultureInfo.InvariantCulture) + "%";
+            text.Append($"{name(c).PadRight(width)}  {count,6}  {accuracy,6}\n");
+        }
+        return text.ToString();
+    }
+
+    public static string Confusion(Metrics m, Func<int, string> name)
+    {
+        int classes = m.PerClassAccuracy.Length;
+        var text = new System.Text.StringBuilder();
+        if (classes > MaxMatrixClasses)
+        {
+            var top = (from t in Enumerable.Range(0, classes) from p in Enumerable.Range(0, classes)
+                       where t != p && m.Confusion[t, p] > 0 orderby m.Confusion[t, p] descending, t, p select (t, p)).Take(10).ToList();
+            text.Append($"most frequent confusions (true -> predicted), of {classes} classes:\n");
+            foreach (var (t, p) in top) text.Append($"  {name(t)} -> {name(p)}: {m.Confusion[t, p]}\n");
+            return text.ToString();
+        }
+        // Columns are numbered; the row labels carry the names.
+        int width = Math.Max(4, Enumerable.Range(0, classes).Max(c => name(c).Length + 4));
+        int cell = Math.Max(4, Enumerable.Range(0, classes).SelectMany(t => Enumerable.Range(0, classes).Select(p => m.Confusion[t, p].ToString(CultureInfo.InvariantCulture).Length)).Max() + 1);
+        text.Append("confusion matrix (rows: true class, columns: predicted class):\n");
+        text.Append("".PadRight(width)).Append(string.Concat(Enumerable.Range(0, classes).Select(c => $"[{c}]".PadLeft(cell)))).Append('\n');
+        for (int t = 0; t < classes; t++)
+            text.Append($"[{t}] {name(t)}".PadRight(width)).Append(string.Concat(Enumerable.Range(0, classes).Select(p => m.Confusion[t, p].ToString(CultureInfo.InvariantCulture).PadLeft(cell)))).Append('\n');
+        return text.ToString();
     }
 }

@@ -12,26 +12,21 @@ public sealed class TrainCommand : ICommand
     public string Summary => "train one configuration and evaluate it (stored in the results database)";
     public IEnumerable<string> Flags => SharedOptions.Flags.Append("no-resume");
     public string Usage => """
-        peftsharp train --data TASK_DIR --method ID [backbone] [--train-split train800val200] [--eval-split test]
+        peftsharp train --data TASK_DIR --method ID [backbone] [--train-split NAME] [--eval-split NAME]
                         [--save-adapter DIR] [--no-resume] [training options]
-          Trains on one split of a VTAB-1K task folder and evaluates on another. An interrupted run resumes from
-          its last finished epoch (unless --no-resume); an identical finished run is not retrained.
-        """ + "\n" + SharedOptions.Usage;
-
-    static RunRecord Execute(RunExecutor executor, bool resume, RunRequest request, string label,
-                             Func<PeftModel, Evaluation.EvaluationResult, RunRecord, RunRecord> after)
-    {
-        if (!resume) new TrainCheckpoint(Path.Combine(executor.CheckpointRoot, request.Spec.Key)).Delete();
-        return executor.Execute(request, label, after);
-    }
+          Trains on the task's training split (train+val; VTAB-1K: train800val200) and evaluates on its test split.
+          An interrupted run resumes from its last finished epoch (unless --no-resume); an identical finished run
+          on the same images is not retrained. --save-adapter writes the adapter files (with the base checkpoint,
+          preprocessing and class names), which eval, predict and merge read.
+        """ + "\n" + SharedOptions.SplitUsage + SharedOptions.Usage;
 
     public int Run(CommandLine line)
     {
-        var task = VtabTask.Open(line.Require("data"));
+        var task = SharedOptions.Task(line);
         string method = line.Require("method");
-        string trainSplit = line.Get("train-split") ?? "train800val200", evalSplit = line.Get("eval-split") ?? "test";
+        string trainSplit = line.Get("train-split") ?? task.TrainValName, evalSplit = line.Get("eval-split") ?? task.TestName;
         var backbone = SharedOptions.Backbone(line);
-        var train = SharedOptions.Train(line);
+        var train = SharedOptions.Train(line, backbone);
         var settings = SharedOptions.Settings(line);
         string? saveAdapter = line.Get("save-adapter");
         bool resume = !line.Flag("no-resume");
@@ -39,31 +34,67 @@ public sealed class TrainCommand : ICommand
         bool quiet = line.Flag("quiet");
         using var db = SharedOptions.OpenDb(line);
         line.RejectUnknown();
+        if (saveAdapter != null) RequireWritableFolder(saveAdapter);
+        TunerRegistry.ResolveHypers(method, settings);   // a bad method or setting fails before any image is decoded
 
+        ImageDataset trainSet = task.Split(trainSplit), evalSet = task.Split(evalSplit);
         int size = backbone.ImageSize();
-        using var trainData = StudyProtocol.Loader(task.Split(trainSplit), size, train, shuffle: true);
-        using var evalData = StudyProtocol.Loader(task.Split(evalSplit), size, train, shuffle: false);
+        using var trainData = StudyProtocol.Loader(trainSet, size, train, shuffle: true);
+        using var evalData = StudyProtocol.Loader(evalSet, size, train, shuffle: false);
         var spec = new RunSpec
         {
             Stage = RunStage.Single, Dataset = task.Name, TrainSplit = trainSplit, EvalSplit = evalSplit, Method = method,
             HyperJson = TunerRegistry.ResolveHypers(method, settings).ToJsonString(), Lr = train.Lr, WeightDecay = train.WeightDecay,
-            Seed = train.Seed, Epochs = train.Epochs, BatchSize = train.BatchSize, TrainingJson = StudyProtocol.TrainingJson(train),
+            Seed = train.Seed, Epochs = train.Epochs, BatchSize = train.BatchSize,
+            TrainingJson = StudyProtocol.TrainingJson(train, StudyProtocol.DataIdentity(trainSet, evalSet, task.Directory)),
             ModelJson = backbone.ModelJson, Checkpoint = backbone.CheckpointIdentity(),
         };
-        var record = ConsoleObserver.Run(quiet, observer => Execute(new RunExecutor(db, device, observer), resume,
-            new RunRequest(spec, backbone, settings, train, trainData, evalData, task.NumClasses, task.Directory),
-            $"{task.Name} {method}", (peft, _, r) =>
+        var request = new RunRequest(spec, backbone, settings, train, trainData, evalData, task.NumClasses, task.Directory);
+        var executor = new RunExecutor(db, device);
+        if (!resume) new TrainCheckpoint(Path.Combine(executor.CheckpointRoot, spec.Key)).Delete();
+        bool saved = false;
+        var record = ConsoleObserver.Run(quiet, observer => new RunExecutor(db, device, observer).Execute(request, $"{task.Name} {method}", (peft, _, r) =>
+        {
+            if (saveAdapter != null)
             {
-                if (saveAdapter != null) AdapterFiles.Save(peft, saveAdapter, backbone.Checkpoint);
-                return r;
-            }));
+                request.SaveAdapter(peft, saveAdapter);
+                saved = true;
+            }
+            return r;
+        }));
         if (record.Status != RunStatus.Finished)
         {
             Console.Error.WriteLine($"peftsharp train: run failed: {record.Error}");
-            return 1;
+            // A diverged run is the settings' fault (the lr), not the program's.
+            return record.Error?.StartsWith(Trainer.DivergedMessage, StringComparison.Ordinal) == true ? 2 : 1;
         }
         Console.WriteLine($"run {record.Id}: {method} on {task.Name}: top-1 {100 * record.Top1:F2}% on {evalSplit} ({record.Outcome!.TrainableParams:N0} trainable parameters, {record.Outcome.TrainSeconds:F1} s, {record.Outcome.ImagesPerSecond:F0} img/s)");
-        if (saveAdapter != null && File.Exists(Path.Combine(saveAdapter, AdapterFiles.ConfigFile))) Console.WriteLine($"adapter saved to {saveAdapter}");
+        // MERGE: if (saveAdapter != null && !saved) saved = RunArtifacts.ExportAdapter(db, record.Id, saveAdapter);
+        if (saveAdapter != null)
+        {
+            if (!saved)
+            {
+                Console.Error.WriteLine($"peftsharp train: {saveAdapter}: run {record.Id} was already in {db.Location} without stored weights, so there is no adapter to save; train it again with --no-resume into another --db, or keep weights (--keep-weights)");
+                return 2;
+            }
+            Console.WriteLine($"adapter saved to {saveAdapter}");
+        }
         return 0;
+    }
+
+    /// <summary>Fails before training when the adapter folder cannot be written.</summary>
+    internal static void RequireWritableFolder(string folder)
+    {
+        try
+        {
+            Directory.CreateDirectory(folder);
+            string probe = Path.Combine(folder, $".peftsharp-write-test-{Environment.ProcessId}");
+            File.WriteAllText(probe, "");
+            File.Delete(probe);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            throw new PeftSharpException($"{folder}: cannot write here ({e.Message.Split('\n')[0]})");
+        }
     }
 }

@@ -15,6 +15,8 @@ public sealed class DatasetView : ImageDataset
     public override int Count => _entries.Length;
     public override int Label(int index) => _entries[index].Dataset.Label(_entries[index].Index);
 
+    public override string? EntryPath(int index) => _entries[index].Dataset.EntryPath(_entries[index].Index);
+
     public override bool TryReadImage(int index, out RgbImage? image, out SkippedEntry? problem) =>
         _entries[index].Dataset.TryReadImage(_entries[index].Index, out image, out problem);
 
@@ -26,6 +28,10 @@ public sealed class DatasetView : ImageDataset
             throw new PeftSharpException($"{dataset.Source}: cannot take the first {count} images of {dataset.Count}; expected 1..{dataset.Count}");
         return new DatasetView($"{dataset.Source} (first {count})", dataset, Enumerable.Range(0, count).Select(i => (dataset, i)).ToArray());
     }
+
+    /// <summary>The entries <paramref name="indices"/> of <paramref name="dataset"/>, in that order (may be empty).</summary>
+    public static DatasetView Select(ImageDataset dataset, IEnumerable<int> indices, string source) =>
+        new(source, dataset, indices.Select(i => (dataset, i)).ToArray());
 
     /// <summary>The entries of <paramref name="first"/> followed by those of <paramref name="second"/>.</summary>
     public static DatasetView Concat(ImageDataset first, ImageDataset second)

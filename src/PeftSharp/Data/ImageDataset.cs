@@ -33,6 +33,10 @@ public abstract class ImageDataset
 
     public abstract int Label(int index);
 
+    /// <summary>The file entry <paramref name="index"/> is read from, where it has one (null for images held in a
+    /// container file such as IDX).</summary>
+    public virtual string? EntryPath(int index) => null;
+
     /// <summary>Decodes entry <paramref name="index"/>; bad data is a <see cref="PeftSharpException"/> naming its file and line.</summary>
     public RgbImage ReadImage(int index)
     {

@@ -11,7 +11,7 @@ namespace PeftSharp.Data;
 public static class ImageDecoder
 {
     /// <summary>File extensions the folder reader treats as images (lower case, with the dot).</summary>
-    public static readonly IReadOnlyList<string> ImageExtensions = [".png", ".jpg", ".jpeg", ".bmp", ".webp"];
+    public static readonly IReadOnlyList<string> ImageExtensions = [".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp"];
 
     public const string ExpectedFormats = "a PNG, JPEG, BMP, GIF or WEBP image";
 

@@ -25,14 +25,19 @@ public sealed class ImageFolderDataset : ImageDataset
     /// <see cref="PeftSharpException"/> naming the folder; with <paramref name="skipBad"/> an empty class keeps its
     /// label and is listed in <see cref="ImageDataset.Skipped"/>.
     /// </summary>
-    public static ImageFolderDataset Open(string root, bool skipBad = false)
+    /// <param name="classNames">The classes of another split (a test/ folder read with train/'s classes): a class
+    /// folder not among them is an error, and labels follow their order; null: the class folders found here.</param>
+    public static ImageFolderDataset Open(string root, bool skipBad = false, IReadOnlyList<string>? classNames = null)
     {
         root = Path.GetFullPath(root).TrimEnd(Path.DirectorySeparatorChar);
         if (!Directory.Exists(root))
             throw new PeftSharpException($"{root}: image folder not found; expected one sub-folder of images per class");
-        var classDirs = Directory.GetDirectories(root).Order(StringComparer.Ordinal).ToArray();
+        // Hidden folders (.git, .thumbnails) are not classes.
+        var classDirs = Directory.GetDirectories(root).Where(d => !Path.GetFileName(d).StartsWith('.')).Order(StringComparer.Ordinal).ToArray();
         if (classDirs.Length == 0)
             throw new PeftSharpException($"{root}: no class sub-folders; expected one sub-folder of images per class");
+        if (classNames != null)
+            return OpenWithClasses(root, classDirs, classNames, skipBad);
 
         var skipped = new List<SkippedEntry>();
         var entries = new List<(string, int)>();
@@ -48,6 +53,22 @@ public sealed class ImageFolderDataset : ImageDataset
         return new ImageFolderDataset(root, entries.ToArray(), names, skipBad, skipped);
     }
 
+    static ImageFolderDataset OpenWithClasses(string root, string[] classDirs, IReadOnlyList<string> classNames, bool skipBad)
+    {
+        var entries = new List<(string, int)>();
+        foreach (var dir in classDirs)
+        {
+            string name = Path.GetFileName(dir);
+            int label = classNames.ToList().IndexOf(name);
+            if (label < 0)
+                throw new PeftSharpException($"{dir}: class '{name}' is not among the training classes ({string.Join(", ", classNames)})");
+            entries.AddRange(ImagesBelow(dir).Select(path => (path, label)));
+        }
+        if (entries.Count == 0)
+            throw new PeftSharpException($"{root}: no images in its class folders; expected files ending in {string.Join(", ", ImageDecoder.ImageExtensions)}");
+        return new ImageFolderDataset(root, entries.ToArray(), classNames, skipBad, new List<SkippedEntry>());
+    }
+
     static List<string> ImagesBelow(string folder) =>
         Directory.EnumerateFiles(folder, "*", SearchOption.AllDirectories)
             .Where(f => ImageDecoder.ImageExtensions.Contains(Path.GetExtension(f).ToLowerInvariant()))
@@ -59,6 +80,8 @@ public sealed class ImageFolderDataset : ImageDataset
         CheckIndex(index);
         return _entries[index].Label;
     }
+
+    public override string? EntryPath(int index) => ImagePath(index);
 
     public string ImagePath(int index)
     {

@@ -40,8 +40,10 @@ public sealed class ListFileDataset : ImageDataset
     }
 
     /// <summary>Checks labels against <paramref name="numClasses"/> and that every image file exists.</summary>
+    /// <param name="classesFrom">Where the number of classes came from when no class names declare it (e.g. "the
+    /// training lists"), for the message of a label beyond them.</param>
     internal static ListFileDataset Create(string listPath, string source, List<ListEntry> entries, int numClasses,
-        IReadOnlyList<string>? classNames, bool skipBad, List<SkippedEntry> skipped)
+        IReadOnlyList<string>? classNames, bool skipBad, List<SkippedEntry> skipped, string? classesFrom = null)
     {
         if (numClasses <= 0 && entries.Count > 0)
             throw new PeftSharpException($"{listPath}: number of classes must be positive, got {numClasses}");
@@ -52,8 +54,9 @@ public sealed class ListFileDataset : ImageDataset
         foreach (var entry in entries)
         {
             if (entry.Label >= numClasses)
-                DataErrors.Report(skipBad, skipped, listPath, entry.Line,
-                    $"label {entry.Label} out of range: expected 0..{numClasses - 1} ({numClasses} classes)");
+                DataErrors.Report(skipBad, skipped, listPath, entry.Line, classesFrom == null
+                    ? $"label {entry.Label} out of range: expected 0..{numClasses - 1} ({numClasses} classes)"
+                    : $"label {entry.Label} is beyond the {numClasses} classes {classesFrom} use (0..{numClasses - 1}); declare every class in {VtabTask.ClassNamesFile} (one name per line)");
             else if (!File.Exists(Path.Combine(root, entry.RelativePath)))
                 DataErrors.Report(skipBad, skipped, listPath, entry.Line,
                     $"image '{entry.RelativePath}' not found in {root}");
@@ -69,6 +72,8 @@ public sealed class ListFileDataset : ImageDataset
         CheckIndex(index);
         return _entries[index].Label;
     }
+
+    public override string? EntryPath(int index) => ImagePath(index);
 
     /// <summary>Full path of entry <paramref name="index"/>'s image.</summary>
     public string ImagePath(int index)

@@ -56,12 +56,14 @@ public sealed class VtabTask
 
         string classesPath = Path.Combine(directory, ClassNamesFile);
         IReadOnlyList<string>? classNames = File.Exists(classesPath) ? ListFile.ReadClassNames(classesPath) : null;
+        // Without classes.txt the classes are the labels the training lists use: a label seen only in test.txt is an
+        // error, not a silently larger head.
         int numClasses = classNames?.Count
-            ?? parsed.Values.SelectMany(p => p.Entries).Select(e => e.Label).DefaultIfEmpty(-1).Max() + 1;
+            ?? parsed.Where(p => p.Key != "test").SelectMany(p => p.Value.Entries).Select(e => e.Label).DefaultIfEmpty(-1).Max() + 1;
 
         var splits = parsed.ToDictionary(p => p.Key, p => ListFileDataset.Create(ListPath(directory, p.Key),
             $"VTAB task {Path.GetFileName(directory)} split {p.Key} ({ListPath(directory, p.Key)})",
-            p.Value.Entries, numClasses, classNames, skipBad, p.Value.Skipped));
+            p.Value.Entries, numClasses, classNames, skipBad, p.Value.Skipped, classNames == null ? "the training lists" : null));
         return new VtabTask(directory, numClasses, classNames, splits);
     }
 

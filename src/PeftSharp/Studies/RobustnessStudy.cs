@@ -391,7 +391,7 @@ public sealed class RobustnessStudy : IStudy
         public static Retrained Of(StudyContext context, BenchProfile protocol, StudyRun run)
         {
             var spec = run.Run!.Spec;
-            var task = VtabTask.Open(context.Task(run.Task).Directory);
+            var task = ImageTask.Open(context.Task(run.Task).Directory);
             var baseTraining = protocol.Training(context.Normalization);
             var train = baseTraining with { Lr = spec.Lr, WeightDecay = spec.WeightDecay, Seed = spec.Seed };
             var splits = ProtocolSplits.Of(task, protocol.TrainImages, protocol.ValImages);

@@ -10,6 +10,16 @@ namespace PeftSharp.Training;
 /// </summary>
 public sealed record BackboneSpec(string? Preset, string? ConfigJson, string? Checkpoint)
 {
+    /// <summary>The backbone a user named, or the shipped pretrained one when they named none (a preset or config
+    /// alone builds a randomly initialised model: see <see cref="IsRandomInit"/>).</summary>
+    public static BackboneSpec OrShipped(string? preset, string? configJson, string? checkpoint) =>
+        preset == null && configJson == null && checkpoint == null
+            ? new BackboneSpec(null, null, ShippedModels.RequireDefaultVit())
+            : new BackboneSpec(preset, configJson, checkpoint);
+
+    /// <summary>No pretrained weights: every weight starts from random initialisation.</summary>
+    public bool IsRandomInit => Checkpoint == null;
+
     /// <summary>The ViT for a task: its head sized for <paramref name="numClasses"/> (a fresh head when the checkpoint's
     /// differs) and the given stochastic depth.</summary>
     public VisionTransformer Load(int numClasses, double dropPath, out LoadReport? report)

@@ -12,7 +12,16 @@ namespace PeftSharp.Training;
 /// <summary>Everything one run needs: its identity, the backbone, the method and the data.</summary>
 public sealed record RunRequest(
     RunSpec Spec, BackboneSpec Backbone, IReadOnlyDictionary<string, string> Settings, TrainOptions Train,
-    DataLoader TrainData, DataLoader EvalData, int NumClasses, string DatasetPath);
+    DataLoader TrainData, DataLoader EvalData, int NumClasses, string DatasetPath)
+{
+    /// <summary>What the model sees of an image in this run (evaluation applies the same).</summary>
+    public Data.Preprocessing Preprocessing => new(TrainData.Options.ImageSize, TrainData.Options.Normalization);
+
+    /// <summary>Saves the run's trained model as adapter files that record the base checkpoint, the preprocessing
+    /// and the class names, so that evaluating them reproduces this run's numbers.</summary>
+    public void SaveAdapter(PeftModel model, string directory) =>
+        AdapterFiles.Save(model, directory, Backbone.Checkpoint, Preprocessing, TrainData.Dataset.ClassNames);
+}
 
 /// <summary>Hears what a run executor does (the CLI draws progress bars from it).</summary>
 public interface IRunObserver
@@ -80,6 +89,9 @@ public sealed class RunExecutor
             var trainer = new Trainer(peft, request.Train, device);
             var trained = trainer.Fit(request.TrainData, observer == null ? null : new Progress(observer), checkpoint);
             var evaluation = Evaluator.Evaluate(model, request.EvalData, device, precision: request.Train.Precision);
+            // Weights can blow up without the training loss overflowing (a huge lr): then the logits are not finite.
+            if (!double.IsFinite(evaluation.Metrics.Loss))
+                throw new PeftSharpException($"{Trainer.DivergedMessage}: the trained model's evaluation loss is {evaluation.Metrics.Loss} (its logits are not finite) at learning rate {request.Train.Lr:G3}; lower the learning rate (lr) or clip gradients (grad_clip)");
             var metrics = evaluation.Metrics.ToJson();
             metrics["epoch_losses"] = new JsonArray(trained.EpochLosses.Select(l => (JsonNode)JsonValue.Create(l)!).ToArray());
             metrics["feature_cache"] = trained.UsedFeatureCache;

@@ -30,6 +30,8 @@ public sealed record TuneSpec
     /// Run records name the splits so ("train800[:240]"), so shrunken and full runs never share a key.</summary>
     public int? TrainImages { get; init; }
     public int? ValImages { get; init; }
+    /// <summary>How a class-per-folder tree without splits is split (null: <see cref="Data.SplitRule"/>'s defaults).</summary>
+    public SplitRule? SplitRule { get; init; }
 
     /// <summary>The study's grid for a method: every hyperparameter's grid (methods.md), unless fixed by --set.</summary>
     public static Dictionary<string, string[]> StudyGrid(string methodSpec, IReadOnlyDictionary<string, string> fixedSettings)
@@ -117,7 +119,16 @@ public sealed class StudyProtocol
             Augmentation = shuffle && train.Augment ? Augmentation.ManyShot : null,
         });
 
-    public static string TrainingJson(TrainOptions t)
+    /// <summary>The data of a run, for its identity: the fingerprints of its training and evaluation sets (paths,
+    /// labels and sizes), so a run is never reused after the images changed.</summary>
+    public static JsonObject DataIdentity(ImageDataset train, ImageDataset eval, string root) => new()
+    {
+        ["train"] = ImageTask.Fingerprint(train, root), ["eval"] = ImageTask.Fingerprint(eval, root),
+    };
+
+    /// <param name="data">The run's <see cref="DataIdentity"/>, recorded under "data" (null: runs keyed before data
+    /// identities, such as the studies' own, keep their keys).</param>
+    public static string TrainingJson(TrainOptions t, JsonObject? data = null)
     {
         var json = new JsonObject
         {
@@ -128,11 +139,12 @@ public sealed class StudyProtocol
         };
         // Only a non-default precision enters the run key, so the float32 runs stored before it existed still match.
         if (t.Precision != Precision.Float32) json["precision"] = Autocast.Name(t.Precision);
+        if (data is { Count: > 0 }) json["data"] = data.DeepClone();
         return json.ToJsonString();
     }
 
     /// <summary>A deterministic id for the sweep, so rerunning the same tune resumes it (and only it).</summary>
-    internal static string SweepId(TuneSpec spec, VtabTask task)
+    internal static string SweepId(TuneSpec spec, ImageTask task)
     {
         var o = new JsonObject
         {
@@ -144,6 +156,7 @@ public sealed class StudyProtocol
             ["model"] = spec.Backbone.ModelJson, ["training"] = TrainingJson(spec.Train), ["epochs"] = spec.Train.Epochs,
             ["batch"] = spec.Train.BatchSize, ["seed"] = spec.Seeds[0],
         };
+        if (task.Layout.StartsWith("class-folders", StringComparison.Ordinal)) o["layout"] = task.Layout;
         if (spec.TrainImages != null || spec.ValImages != null)
         {
             o["train_images"] = spec.TrainImages;
@@ -159,15 +172,20 @@ public sealed class StudyProtocol
 public sealed record ProtocolSplits(ImageDataset SearchTrain, string SearchTrainName, ImageDataset SearchVal, string SearchValName,
                                     ImageDataset FinalTrain, string FinalTrainName)
 {
-    public static ProtocolSplits Of(VtabTask task, int? trainImages, int? valImages)
+    public static ProtocolSplits Of(ImageTask task, int? trainImages, int? valImages)
     {
+        if (task.ValName == null)
+        {
+            if (trainImages != null || valImages != null) throw new PeftSharpException($"{task.Directory}: a shrunken protocol needs a validation split, and this task has none (layout {task.Layout})");
+            return new(task.Train, task.TrainName, DatasetView.Select(task.Train, [], "no validation split"), "none", task.TrainVal, task.TrainValName);
+        }
         if (trainImages == null && valImages == null)
-            return new(task.Train800, "train800", task.Val200, "val200", task.Train800Val200, "train800val200");
+            return new(task.Train, task.TrainName, task.Val, task.ValName, task.TrainVal, task.TrainValName);
         if (trainImages == null || valImages == null)
             throw new PeftSharpException("a shrunken protocol needs both the number of training and of validation images");
-        var train = DatasetView.Prefix(task.Train800, trainImages.Value);
-        var val = DatasetView.Prefix(task.Val200, valImages.Value);
-        string trainName = $"train800[:{trainImages}]", valName = $"val200[:{valImages}]";
+        var train = DatasetView.Prefix(task.Train, trainImages.Value);
+        var val = DatasetView.Prefix(task.Val, valImages.Value);
+        string trainName = $"{task.TrainName}[:{trainImages}]", valName = $"{task.ValName}[:{valImages}]";
         return new(train, trainName, val, valName, DatasetView.Concat(train, val), $"{trainName}+{valName}");
     }
 }

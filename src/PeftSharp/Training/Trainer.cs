@@ -26,6 +26,9 @@ public sealed record TrainResult(int Epochs, double FinalLoss, IReadOnlyList<dou
 /// </summary>
 public sealed class Trainer
 {
+    /// <summary>How every divergence error starts (callers tell a diverged run from a broken one by it).</summary>
+    public const string DivergedMessage = "training diverged";
+
     readonly PeftModel peft;
     readonly VisionTransformer vit;
     readonly TrainOptions options;
@@ -80,7 +83,7 @@ public sealed class Trainer
                 var loss = F.cross_entropy(logits, labels.to(device), label_smoothing: options.LabelSmoothing);
                 double value = loss.item<float>();
                 if (!double.IsFinite(value))
-                    throw new PeftSharpException($"training diverged: loss is {value} at epoch {epoch + 1}, step {steps + 1} (learning rate {lr:G3}); lower --lr or enable gradient clipping");
+                    throw new PeftSharpException($"{DivergedMessage}: loss is {value} at epoch {epoch + 1}, step {steps + 1} (learning rate {lr:G3}); lower the learning rate (lr) or clip gradients (grad_clip)");
                 loss.backward();
                 if (options.GradClip is double clip) nn.utils.clip_grad_norm_(parameters, clip);
                 optimizer.step();

@@ -1,3 +1,4 @@
+using System.Text.Json.Nodes;
 using PeftSharp.Data;
 using PeftSharp.Results;
 using PeftSharp.Tuners;
@@ -12,7 +13,7 @@ namespace PeftSharp.Training;
 /// </summary>
 public sealed class TunePlan
 {
-    TunePlan(TuneSpec spec, VtabTask task)
+    TunePlan(TuneSpec spec, ImageTask task)
     {
         Spec = spec;
         Task = task;
@@ -20,14 +21,19 @@ public sealed class TunePlan
         foreach (var (_, _, settings) in Points) TunerRegistry.ResolveHypers(spec.Method, settings);   // fail fast on a bad grid
         ImageSize = spec.Backbone.ImageSize();
         Splits = ProtocolSplits.Of(task, spec.TrainImages, spec.ValImages);
+        if (task.ValName == null && !SkipsSearch)
+            throw new PeftSharpException($"{task.Directory}: the search needs a validation split, and this task has none (layout {task.Layout}); add val.txt or a val/ folder, or search a one-point grid");
         SweepId = StudyProtocol.SweepId(spec, task);
         Checkpoint = spec.Backbone.CheckpointIdentity();
+        dataIdentity = new() { [RunStage.Search] = Splits.SearchVal.Count > 0 ? Data(RunStage.Search) : new JsonObject(), [RunStage.Final] = Data(RunStage.Final) };
     }
 
-    public static TunePlan Create(TuneSpec spec) => new(spec, VtabTask.Open(spec.TaskDirectory));
+    readonly Dictionary<RunStage, JsonObject> dataIdentity;
+
+    public static TunePlan Create(TuneSpec spec) => new(spec, ImageTask.Open(spec.TaskDirectory, spec.SplitRule));
 
     public TuneSpec Spec { get; }
-    public VtabTask Task { get; }
+    public ImageTask Task { get; }
     public IReadOnlyList<(double Lr, double Wd, Dictionary<string, string> Settings)> Points { get; }
     public int ImageSize { get; }
     /// <summary>The search and retraining splits: VTAB-1K's own, or their shrunken prefixes.</summary>
@@ -43,7 +49,12 @@ public sealed class TunePlan
     public int SearchSeed => Spec.Seeds[0];
 
     string TrainSplit(RunStage stage) => stage == RunStage.Search ? Splits.SearchTrainName : Splits.FinalTrainName;
-    string EvalSplit(RunStage stage) => stage == RunStage.Search ? Splits.SearchValName : "test";
+    string EvalSplit(RunStage stage) => stage == RunStage.Search ? Splits.SearchValName : Task.TestName;
+
+    /// <summary>What a stage's run trains and is scored on (see <see cref="ImageTask.Fingerprint(string)"/>).</summary>
+    JsonObject Data(RunStage stage) => stage == RunStage.Search
+        ? StudyProtocol.DataIdentity(Splits.SearchTrain, Splits.SearchVal, Task.Directory)
+        : StudyProtocol.DataIdentity(Splits.FinalTrain, Task.Test, Task.Directory);
 
     public RunSpec RunSpec(RunStage stage, int point, int seed)
     {
@@ -53,7 +64,7 @@ public sealed class TunePlan
             Stage = stage, Dataset = Task.Name, TrainSplit = TrainSplit(stage), EvalSplit = EvalSplit(stage), Method = Spec.Method,
             HyperJson = TunerRegistry.ResolveHypers(Spec.Method, settings).ToJsonString(),
             Lr = lr, WeightDecay = wd, Seed = seed, Epochs = Spec.Train.Epochs, BatchSize = Spec.Train.BatchSize,
-            TrainingJson = StudyProtocol.TrainingJson(Spec.Train), ModelJson = Spec.Backbone.ModelJson, Checkpoint = Checkpoint,
+            TrainingJson = StudyProtocol.TrainingJson(Spec.Train, dataIdentity[stage]), ModelJson = Spec.Backbone.ModelJson, Checkpoint = Checkpoint,
             SweepId = SweepId,
         };
     }

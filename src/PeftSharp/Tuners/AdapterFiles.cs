@@ -2,6 +2,7 @@ using System.Globalization;
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using PeftSharp.Checkpoints;
+using PeftSharp.Data;
 using PeftSharp.Models;
 using PeftSharp.Tuners.Methods;
 using TorchSharp;
@@ -24,9 +25,14 @@ public static class AdapterFiles
     /// <summary>The name a parameter has without the wrappers' "base_layer" segments.</summary>
     public static string CanonicalName(string name) => name.Replace(".base_layer", "", StringComparison.Ordinal);
 
-    /// <summary>Saves the trainable tensors and the configuration needed to rebuild them on a fresh base.</summary>
-    public static void Save(PeftModel model, string directory, string? baseCheckpoint = null)
+    /// <summary>Saves the trainable tensors and the configuration needed to rebuild them on a fresh base: the base
+    /// checkpoint (path and SHA-256, so the adapter is never applied to another base by mistake), the preprocessing
+    /// it was trained with and the class names of its head.</summary>
+    public static void Save(PeftModel model, string directory, string? baseCheckpoint = null, Preprocessing? preprocessing = null,
+                            IReadOnlyList<string>? classNames = null)
     {
+        if (classNames != null && classNames.Count != model.Vit.Config.NumClasses)
+            throw new PeftSharpException($"{directory}: {classNames.Count} class names for a head of {model.Vit.Config.NumClasses} classes");
         if (model.IsMerged) throw new PeftSharpException("cannot save adapter files of a merged model; unmerge first");
         Directory.CreateDirectory(directory);
         var tensors = model.TrainableParameters().ToDictionary(p => CanonicalName(p.Name), p => (Tensor)p.Parameter.detach().cpu());
@@ -42,9 +48,12 @@ public static class AdapterFiles
             {
                 ["kind"] = model.Root is ClipModel ? "clip" : "vit",
                 ["config"] = JsonNode.Parse(model.Root is ClipModel clip ? clip.Config.ToJson() : model.Vit.Config.ToJson()),
-                ["checkpoint"] = baseCheckpoint,
+                ["checkpoint"] = baseCheckpoint == null ? null : Path.GetFullPath(baseCheckpoint),
+                ["checkpoint_sha256"] = baseCheckpoint == null ? null : Sha256Of(baseCheckpoint),
             },
             ["num_classes"] = model.Vit.Config.NumClasses,
+            ["class_names"] = classNames == null ? null : new JsonArray(classNames.Select(n => (JsonNode)n).ToArray()),
+            ["preprocessing"] = preprocessing?.ToJson(),
         };
         WriteAtomically(Path.Combine(directory, ConfigFile), config.ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
         SafeTensors.Save(Path.Combine(directory, WeightsFile), tensors, new Dictionary<string, string> { ["format"] = "pt" });
@@ -60,12 +69,48 @@ public static class AdapterFiles
         var (config, configPath, weightsPath) = ReadConfig(directory);
         if (config["peft_type"] is not null) return LoadHuggingFace(baseModel, config, configPath, weightsPath);
         var (method, settings) = MethodOf(config, configPath, "vit");
-        int classes = config["num_classes"]?.GetValue<int>() ?? baseModel.Config.NumClasses;
+        int classes = JsonFields.OptionalInt(config, "num_classes", configPath) ?? baseModel.Config.NumClasses;
+        if (classes <= 0) throw new PeftSharpException($"{configPath}: field 'num_classes' must be a positive integer, got {classes}");
         if (classes != baseModel.Config.NumClasses) baseModel.ResetClassifier(classes);
-        var options = new PeftOptions { TrainHead = config["train_head"]?.GetValue<bool>() ?? true };
+        var options = new PeftOptions { TrainHead = JsonFields.OptionalBool(config, "train_head", configPath) ?? true };
         var model = PeftModel.Create(baseModel, method, settings, options);
         LoadTensors(model, weightsPath, name => name);
         return model;
+    }
+
+    /// <summary>What an adapter folder says about itself: its method, the base it was trained on, the preprocessing
+    /// it expects and its classes (nulls where it does not say, as in older files and Hugging Face peft's).</summary>
+    public sealed record AdapterInfo(string Directory, string Method, string? BaseCheckpoint, string? BaseSha256,
+                                     Preprocessing? Preprocessing, IReadOnlyList<string>? ClassNames, int? NumClasses, bool HuggingFace);
+
+    /// <summary>Reads an adapter folder's config (ours or Hugging Face peft's) without loading any tensor; wrong field
+    /// types are errors naming the file and the field.</summary>
+    public static AdapterInfo ReadInfo(string directory)
+    {
+        var (config, configPath, _) = ReadConfig(directory);
+        if (config["peft_type"] is not null)
+            return new AdapterInfo(directory, JsonFields.String(config, "peft_type", configPath).ToLowerInvariant(), null, null, null, null, null, true);
+        var (method, _) = MethodOf(config, configPath, null);
+        var baseModel = config["base_model"] as JsonObject;
+        if (config["base_model"] is not null && baseModel is null) throw new PeftSharpException($"{configPath}: field 'base_model' must be an object");
+        string where = $"{configPath} 'base_model'";
+        var info = new AdapterInfo(directory, method,
+            baseModel == null ? null : JsonFields.OptionalString(baseModel, "checkpoint", where),
+            baseModel == null ? null : JsonFields.OptionalString(baseModel, "checkpoint_sha256", where),
+            config["preprocessing"] is null ? null : Preprocessing.FromJson(config["preprocessing"], $"{configPath} 'preprocessing'"),
+            JsonFields.OptionalStrings(config, "class_names", configPath), JsonFields.OptionalInt(config, "num_classes", configPath), false);
+        if (info.ClassNames != null && info.NumClasses is int n && info.ClassNames.Count != n)
+            throw new PeftSharpException($"{configPath}: {info.ClassNames.Count} class_names for num_classes {n}");
+        JsonFields.OptionalBool(config, "train_head", configPath);
+        return info;
+    }
+
+    /// <summary>Lowercase hex SHA-256 of a file (how adapters and run records identify a base checkpoint).</summary>
+    public static string Sha256Of(string path)
+    {
+        if (!File.Exists(path)) throw new PeftSharpException($"{path}: checkpoint file not found");
+        using var stream = File.OpenRead(path);
+        return Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(stream));
     }
 
     /// <summary>Applies the saved methods to the saved towers of <paramref name="baseModel"/> (a freshly loaded CLIP)
@@ -75,8 +120,8 @@ public static class AdapterFiles
         var (config, configPath, weightsPath) = ReadConfig(directory);
         if (config["peft_type"] is not null) throw new PeftSharpException($"{configPath}: a Hugging Face peft adapter; PeftSharp reads those for ViTs only");
         var (method, settings) = MethodOf(config, configPath, "clip");
-        var towers = (config["towers"] as JsonArray)?.Select(t => t!.GetValue<string>()).ToArray() ?? ["visual"];
-        var model = PeftModel.Create(baseModel, method, settings, new PeftOptions { TrainHead = config["train_head"]?.GetValue<bool>() ?? false, Towers = towers });
+        var towers = JsonFields.OptionalStrings(config, "towers", configPath) ?? ["visual"];
+        var model = PeftModel.Create(baseModel, method, settings, new PeftOptions { TrainHead = JsonFields.OptionalBool(config, "train_head", configPath) ?? false, Towers = towers });
         LoadTensors(model, weightsPath, name => name);
         return model;
     }
@@ -91,18 +136,22 @@ public static class AdapterFiles
     }
 
     /// <summary>The saved method spec and its settings; an adapter saved for the other kind of model is an error.</summary>
-    static (string Method, Dictionary<string, string> Settings) MethodOf(JsonObject config, string configPath, string kind)
+    static (string Method, Dictionary<string, string> Settings) MethodOf(JsonObject config, string configPath, string? kind)
     {
-        if (config["format"]?.GetValue<string>() != "peftsharp-adapter")
+        if (JsonFields.OptionalString(config, "format", configPath) != "peftsharp-adapter")
             throw new PeftSharpException($"{configPath}: not a PeftSharp or Hugging Face peft adapter config (no 'format' or 'peft_type')");
-        string saved = config["base_model"]?["kind"]?.GetValue<string>() ?? "vit";
-        if (saved != kind) throw new PeftSharpException($"{configPath}: an adapter for a {saved.ToUpperInvariant()} model, not for a {kind.ToUpperInvariant()} model");
-        string method = config["method"]?.GetValue<string>() ?? throw new PeftSharpException($"{configPath}: missing 'method'");
+        string saved = config["base_model"] is JsonObject b ? JsonFields.OptionalString(b, "kind", $"{configPath} 'base_model'") ?? "vit" : "vit";
+        if (kind != null && saved != kind) throw new PeftSharpException($"{configPath}: an adapter for a {saved.ToUpperInvariant()} model, not for a {kind.ToUpperInvariant()} model");
+        string method = JsonFields.OptionalString(config, "method", configPath) ?? throw new PeftSharpException($"{configPath}: missing field 'method'");
         var settings = new Dictionary<string, string>();
+        if (config["hyper"] is not null and not JsonObject) throw new PeftSharpException($"{configPath}: field 'hyper' must be an object of method → settings");
         if (config["hyper"] is JsonObject hyper)
             foreach (var (m, values) in hyper)
-                foreach (var (k, v) in (JsonObject)values!)
-                    settings[$"{m}.{k}"] = v is JsonValue jv && jv.TryGetValue(out double d) ? d.ToString("R", CultureInfo.InvariantCulture) : v!.ToString();
+            {
+                if (values is not JsonObject settingsOf) throw new PeftSharpException($"{configPath}: field 'hyper.{m}' must be an object of settings");
+                foreach (var (k, v) in settingsOf)
+                    settings[$"{m}.{k}"] = v is JsonValue jv && jv.TryGetValue(out double d) ? d.ToString("R", CultureInfo.InvariantCulture) : v?.ToString() ?? "";
+            }
         return (method, settings);
     }
 

@@ -6,7 +6,11 @@ namespace PeftSharp.Tests.Cli;
 
 public class PretrainAndNormalizationOptionTests
 {
-    static string Normalization(params string[] args) => SharedOptions.Train(new CommandLine("train", args, SharedOptions.Flags)).Normalization;
+    static string Normalization(params string[] args)
+    {
+        var line = new CommandLine("train", args, SharedOptions.Flags);
+        return SharedOptions.Train(line, SharedOptions.Backbone(line)).Normalization;
+    }
 
     [Fact]
     public void A_checkpoint_that_records_its_normalization_sets_the_default_and_an_explicit_option_wins()

@@ -152,14 +152,14 @@ public class ShrunkenProtocolTests
     public void The_shrunken_protocol_searches_on_prefixes_and_retrains_on_both_and_names_them()
     {
         string dir = TinyVtab.Create(Path.Combine(TestFiles.TempDir("tiny-shrunk"), "tiny"));
-        var task = PeftSharp.Data.VtabTask.Open(dir);
+        var task = PeftSharp.Data.ImageTask.Open(dir);
         var splits = ProtocolSplits.Of(task, 20, 8);
         Assert.Equal(("train800[:20]", "val200[:8]", "train800[:20]+val200[:8]"), (splits.SearchTrainName, splits.SearchValName, splits.FinalTrainName));
         Assert.Equal(20, splits.SearchTrain.Count);
         Assert.Equal(28, splits.FinalTrain.Count);
-        for (int i = 0; i < 20; i++) Assert.Equal(task.Train800.Label(i), splits.FinalTrain.Label(i));
-        for (int i = 0; i < 8; i++) Assert.Equal(task.Val200.Label(i), splits.FinalTrain.Label(20 + i));
-        Assert.Equal(task.Val200.ReadImage(3).Pixels, splits.FinalTrain.ReadImage(23).Pixels);
+        for (int i = 0; i < 20; i++) Assert.Equal(task.Train.Label(i), splits.FinalTrain.Label(i));
+        for (int i = 0; i < 8; i++) Assert.Equal(task.Val.Label(i), splits.FinalTrain.Label(20 + i));
+        Assert.Equal(task.Val.ReadImage(3).Pixels, splits.FinalTrain.ReadImage(23).Pixels);
 
         var full = ProtocolSplits.Of(task, null, null);
         Assert.Equal(("train800", "val200", "train800val200"), (full.SearchTrainName, full.SearchValName, full.FinalTrainName));

@@ -36,7 +36,7 @@ public sealed class ConsoleObserver : IRunObserver
         lastEpochLogged = 0;
         currentLabel = label;
         if (context != null) current = context.AddTask(Markup.Escape(label), maxValue: 1);
-        else Log($"{label}: training {spec.Method} lr={spec.Lr:G3} wd={spec.WeightDecay:G3} seed={spec.Seed} on {spec.TrainSplit}, {spec.Epochs} epochs");
+        else Log($"{label}: training {spec.Method} lr={spec.Lr.ToString("0.0e+00", CultureInfo.InvariantCulture)} wd={spec.WeightDecay.ToString("0.0e+00", CultureInfo.InvariantCulture)} seed={spec.Seed} on {spec.TrainSplit}, {spec.Epochs} epochs");
     }
 
     public void RunSkipped(RunRecord finished, string label)
@@ -57,7 +57,7 @@ public sealed class ConsoleObserver : IRunObserver
         else if (p.Step == p.StepsPerEpoch && (p.Epoch == p.Epochs || p.Epoch - lastEpochLogged >= Math.Max(1, p.Epochs / 10)))
         {
             lastEpochLogged = p.Epoch;
-            Log($"  epoch {p.Epoch}/{p.Epochs} loss {p.Loss:F4} lr {p.Lr:G3} {p.ImagesPerSecond:F0} img/s");
+            Log($"  epoch {p.Epoch}/{p.Epochs} loss {p.Loss:F4} lr {p.Lr.ToString("0.00e+00", CultureInfo.InvariantCulture)} {p.ImagesPerSecond:F0} img/s");
         }
     }
 

@@ -38,7 +38,9 @@ try
 }
 catch (PeftSharpException e)
 {
-    Console.Error.WriteLine($"peftsharp {command.Name}: {e.Message}");
+    // Messages from the command line parser already start with the verb.
+    string message = e.Message.StartsWith(command.Name + ": ", StringComparison.Ordinal) ? e.Message[(command.Name.Length + 2)..] : e.Message;
+    Console.Error.WriteLine($"peftsharp {command.Name}: {message}");
     return 2;
 }
 catch (Exception e) when (Environment.GetEnvironmentVariable("PEFTSHARP_DEBUG") != "1")

@@ -48,8 +48,9 @@ public static class AdapterFiles
             {
                 ["kind"] = model.Root is ClipModel ? "clip" : "vit",
                 ["config"] = JsonNode.Parse(model.Root is ClipModel clip ? clip.Config.ToJson() : model.Vit.Config.ToJson()),
-                ["checkpoint"] = baseCheckpoint == null ? null : Path.GetFullPath(baseCheckpoint),
-                ["checkpoint_sha256"] = baseCheckpoint == null ? null : Sha256Of(baseCheckpoint),
+                // A file that exists is recorded by full path and content; anything else (a hub name) as given.
+                ["checkpoint"] = baseCheckpoint != null && File.Exists(baseCheckpoint) ? Path.GetFullPath(baseCheckpoint) : baseCheckpoint,
+                ["checkpoint_sha256"] = baseCheckpoint != null && File.Exists(baseCheckpoint) ? Sha256Of(baseCheckpoint) : null,
             },
             ["num_classes"] = model.Vit.Config.NumClasses,
             ["class_names"] = classNames == null ? null : new JsonArray(classNames.Select(n => (JsonNode)n).ToArray()),

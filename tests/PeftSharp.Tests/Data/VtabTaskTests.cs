@@ -4,7 +4,7 @@ namespace PeftSharp.Tests.Data;
 
 public class VtabTaskTests
 {
-    /// <summary>A task folder with four tiny lists; label 4 appears only in test.txt.</summary>
+    /// <summary>A task folder with four tiny lists over labels 0..3.</summary>
     static TempFolder MakeTask()
     {
         var dir = new TempFolder();
@@ -13,7 +13,7 @@ public class VtabTaskTests
         dir.WriteText("train800.txt", "images/0.png 0\nimages/1.png 1\nimages/2.png 2\n");
         dir.WriteText("val200.txt", "images/3.png 3\n");
         dir.WriteText("train800val200.txt", "images/0.png 0\nimages/1.png 1\nimages/2.png 2\nimages/3.png 3\n");
-        dir.WriteText("test.txt", "images/4.png 4\nimages/5.png 0\n");
+        dir.WriteText("test.txt", "images/4.png 3\nimages/5.png 0\n");
         return dir;
     }
 
@@ -33,21 +33,26 @@ public class VtabTaskTests
         var (image, label) = task.Test[0];
         using (image)
         {
-            Assert.Equal(4, label);
+            Assert.Equal(3, label);
             Assert.Equal(160 / 255f, image[0, 0, 0].item<float>(), 6);
         }
         Assert.Null(task.ClassNames);
     }
 
     [Fact]
-    public void Number_of_classes_is_the_largest_label_over_all_lists_plus_one()
+    public void Number_of_classes_is_the_largest_label_of_the_training_lists_plus_one()
     {
         using var dir = MakeTask();
 
         var task = VtabTask.Open(dir.Path);
 
-        Assert.Equal(5, task.NumClasses);
-        Assert.All(VtabTask.SplitNames, s => Assert.Equal(5, task.Split(s).NumClasses));
+        Assert.Equal(4, task.NumClasses);
+        Assert.All(VtabTask.SplitNames, s => Assert.Equal(4, task.Split(s).NumClasses));
+
+        // A label only test.txt uses would silently grow the head: it is an error naming the line.
+        dir.WriteText("test.txt", "images/4.png 4\nimages/5.png 0\n");
+        var e = Assert.Throws<PeftSharpException>(() => VtabTask.Open(dir.Path));
+        Assert.Contains("test.txt line 1: label 4 is beyond the 4 classes the training lists use (0..3)", e.Message);
     }
 
     [Fact]
@@ -112,7 +117,8 @@ public class VtabTaskTests
     public void Label_beyond_classes_txt_names_list_file_and_line()
     {
         using var dir = MakeTask();
-        dir.WriteText("classes.txt", "a\nb\nc\nd\n"); // test.txt line 1 has label 4
+        dir.WriteText("classes.txt", "a\nb\nc\nd\n");
+        dir.WriteText("test.txt", "images/4.png 4\nimages/5.png 0\n");
 
         var e = Assert.Throws<PeftSharpException>(() => VtabTask.Open(dir.Path));
 

@@ -3,6 +3,7 @@ using System.Text.Json;
 using System.Text.Json.Nodes;
 using PeftSharp.Inference;
 using TorchSharp;
+using static TorchSharp.torch;
 
 namespace PeftSharp.Cli.Commands;
 
@@ -11,18 +12,26 @@ public sealed class PredictCommand : ICommand
 {
     public string Name => "predict";
     public string Summary => "classify image files, folders or lists: top-k class names with probabilities";
-    public IEnumerable<string> Flags => new[] { "help", "force-base" };
+    public IEnumerable<string> Flags => new[] { "help", "force-base", "clip" };
     public string Usage => """
         peftsharp predict [--checkpoint FILE] [--adapter DIR] [--force-base] [--top N (5)] [--format table|json|csv]
                           [--normalization NAME] [--batch-size N (64)] [--device cpu|cuda] IMAGE|FOLDER|LIST.txt ...
           The model is a merged checkpoint, or a base checkpoint with adapter files (without --checkpoint: the
           adapter's recorded base, else the shipped backbone). Images go through the preprocessing the model
           records, exactly as in eval. Folders are searched recursively; a .txt list names one image per line.
+        peftsharp predict --clip --classes NAME,NAME,... | --classes-file FILE [--template "a photo of a {}." ...]
+                          [--checkpoint CLIP.safetensors] [--adapter DIR] [--top N] [--format ...] IMAGE|FOLDER|LIST.txt ...
+          CLIP zero-shot: each class is the mean text feature of its prompts (one per --template; default
+          "a photo of a {}."); without --checkpoint the shipped CLIP model. --adapter applies a `clip train` adapter.
         """;
 
     public int Run(CommandLine line)
     {
+        bool clip = line.Flag("clip");
         var source = EvalCommand.ClassifierOptions(line);
+        var classes = line.Get("classes")?.Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries)
+                      ?? (line.Get("classes-file") is string file ? ReadClassFile(file) : null);
+        var templates = line.GetAll("template");
         int top = line.Int("top", 5), batchSize = line.Int("batch-size", 64);
         string format = line.Get("format") ?? "table";
         var device = Devices.Parse(line.Get("device"));
@@ -31,9 +40,11 @@ public sealed class PredictCommand : ICommand
         if (batchSize < 1) throw new PeftSharpException($"predict: --batch-size must be at least 1 (got {batchSize})");
         if (line.Positional.Count == 0) throw new PeftSharpException("predict: name at least one image file, folder or .txt list");
 
+        if (clip != (classes != null)) throw new PeftSharpException(clip ? "predict: --clip needs the classes (--classes a,b,c or --classes-file FILE)" : "predict: --classes and --classes-file go with --clip (zero-shot CLIP)");
+        if (!clip && templates.Count > 0) throw new PeftSharpException("predict: --template goes with --clip");
+
         var files = ImageFiles.Collect(line.Positional);
-        using var classifier = Classifier.Load(source);
-        classifier.Model.to(device);
+        using IImageClassifier classifier = clip ? ZeroShot(source, classes!, templates, device) : Trained(source, device);
         var predictions = Predictor.Predict(classifier, files, top, batchSize);
         Console.Write(format switch
         {
@@ -42,6 +53,27 @@ public sealed class PredictCommand : ICommand
             _ => Table(predictions),
         });
         return 0;
+    }
+
+    static Classifier Trained(ClassifierSource source, Device device)
+    {
+        var classifier = Classifier.Load(source);
+        classifier.Model.to(device);
+        return classifier;
+    }
+
+    static ZeroShotClassifier ZeroShot(ClassifierSource source, IReadOnlyList<string> classes, IReadOnlyList<string> templates, Device device)
+    {
+        if (source.Preset != null || source.ConfigJson != null || source.Normalization != null || source.ForceBase)
+            throw new PeftSharpException("predict --clip: the CLIP checkpoint records its architecture and normalisation; --model, --config, --normalization and --force-base do not apply");
+        if (device.type != DeviceType.CPU) throw new PeftSharpException("predict --clip: runs on the CPU only");
+        return ZeroShotClassifier.Load(source.Checkpoint, source.Adapter, classes, templates);
+    }
+
+    static string[] ReadClassFile(string path)
+    {
+        if (!File.Exists(path)) throw new PeftSharpException($"{path}: class file not found; expected one class name per line");
+        return File.ReadAllLines(path).Select(l => l.Trim()).Where(l => l.Length > 0).ToArray();
     }
 
     static string Table(IReadOnlyList<ImagePrediction> predictions)

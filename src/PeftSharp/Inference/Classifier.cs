@@ -30,7 +30,7 @@ public sealed record ClassifierSource
 /// preprocessing it was trained with and its class names, each taken from what the files record — so evaluating a
 /// saved model computes exactly what its training run computed.
 /// </summary>
-public sealed class Classifier : IDisposable
+public sealed class Classifier : IImageClassifier, IDisposable
 {
     Classifier(VisionTransformer model, PeftModel? peft, Preprocessing preprocessing, IReadOnlyList<string>? classNames,
                string checkpoint, string? adapter, string preprocessingSource)
@@ -147,6 +147,13 @@ public sealed class Classifier : IDisposable
     {
         try { return JsonNode.Parse(json); }
         catch (JsonException e) { throw new PeftSharpException($"{where}: invalid JSON ({e.Message.Split('\n')[0]})"); }
+    }
+
+    /// <summary>Logits of preprocessed images on the model's device (the caller chooses inference mode).</summary>
+    public TorchSharp.torch.Tensor Logits(TorchSharp.torch.Tensor images)
+    {
+        Model.eval();
+        return Model.forward(images.to(Model.pos_embed.device));
     }
 
     /// <summary>An evaluation loader of <paramref name="data"/> with this model's preprocessing.</summary>

@@ -85,20 +85,22 @@ public sealed class ImageFiles : ImageDataset
 /// so a file's prediction is the one its evaluation counted.</summary>
 public static class Predictor
 {
-    public static IReadOnlyList<ImagePrediction> Predict(Classifier classifier, ImageFiles files, int topK = 5, int batchSize = 64)
+    public static IReadOnlyList<ImagePrediction> Predict(IImageClassifier classifier, ImageFiles files, int topK = 5, int batchSize = 64)
     {
         if (topK < 1) throw new PeftSharpException($"top-k: expected at least 1, got {topK}");
         int k = Math.Min(topK, classifier.NumClasses);
         var results = new ImagePrediction[files.Count];
-        using var loader = classifier.Loader(files, batchSize);
+        using var loader = new DataLoader(files, new DataLoaderOptions
+        {
+            ImageSize = classifier.Preprocessing.ImageSize, Normalization = classifier.Preprocessing.Normalization, BatchSize = batchSize,
+        });
         using var _ = inference_mode();
-        classifier.Model.eval();
         foreach (var batch in loader.Epoch(0))
         {
             using (batch)
             using (var scope = NewDisposeScope())
             {
-                var probabilities = nn.functional.softmax(classifier.Model.forward(batch.Images).to(float32), 1);
+                var probabilities = nn.functional.softmax(classifier.Logits(batch.Images).to(float32), 1);
                 var top = probabilities.topk(k, 1);
                 float[] values = top.values.data<float>().ToArray();
                 long[] labels = top.indexes.data<long>().ToArray();

@@ -1,3 +1,4 @@
+using PeftSharp.Interop;
 using PeftSharp;
 using PeftSharp.Cli;
 using PeftSharp.Cli.Commands;

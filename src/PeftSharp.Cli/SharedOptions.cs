@@ -1,3 +1,4 @@
+using PeftSharp.Interop;
 using PeftSharp.Results;
 using PeftSharp.Training;
 using PeftSharp.Tuners;

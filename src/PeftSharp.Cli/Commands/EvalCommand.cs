@@ -1,3 +1,4 @@
+using PeftSharp.Interop;
 using System.Globalization;
 using System.Text.Json.Nodes;
 using PeftSharp.Evaluation;

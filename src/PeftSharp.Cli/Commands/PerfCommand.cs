@@ -1,3 +1,4 @@
+using PeftSharp.Interop;
 using System.Text.Json;
 using PeftSharp.Benchmarks;
 using PeftSharp.Models;

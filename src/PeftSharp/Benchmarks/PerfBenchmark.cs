@@ -1,3 +1,4 @@
+using PeftSharp.Interop;
 using System.Diagnostics;
 using System.Text.Json.Nodes;
 using PeftSharp.Models;

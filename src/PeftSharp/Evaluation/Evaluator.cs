@@ -1,3 +1,4 @@
+using PeftSharp.Interop;
 using PeftSharp.Data;
 using TorchSharp;
 using static TorchSharp.torch;

@@ -1,3 +1,4 @@
+using PeftSharp.Interop;
 using TorchSharp;
 using static TorchSharp.torch;
 using static TorchSharp.torch.autograd;

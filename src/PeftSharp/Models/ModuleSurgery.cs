@@ -13,7 +13,12 @@ namespace PeftSharp.Models;
 /// </summary>
 public static class ModuleSurgery
 {
-    static readonly FieldInfo Submodules = typeof(nn.Module).GetField("_internal_submodules", BindingFlags.Instance | BindingFlags.NonPublic)
+    static readonly FieldInfo? SubmodulesField = typeof(nn.Module).GetField("_internal_submodules", BindingFlags.Instance | BindingFlags.NonPublic);
+
+    /// <summary>Whether this TorchSharp keeps its child registry where surgery reaches it (see Interop.InteropChecks).</summary>
+    public static bool RegistryAccessible => SubmodulesField?.FieldType == typeof(OrderedDict<string, nn.Module>);
+
+    static FieldInfo Submodules => SubmodulesField
         ?? throw new InvalidOperationException("TorchSharp's Module._internal_submodules was not found; this TorchSharp version is not supported");
 
     static OrderedDict<string, nn.Module> Registry(nn.Module host) => (OrderedDict<string, nn.Module>)Submodules.GetValue(host)!;

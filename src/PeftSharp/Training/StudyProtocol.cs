@@ -1,3 +1,4 @@
+using PeftSharp.Interop;
 using System.Globalization;
 using System.Security.Cryptography;
 using System.Text;

@@ -1,3 +1,4 @@
+using PeftSharp.Interop;
 using System.Diagnostics;
 using PeftSharp.Checkpoints;
 using PeftSharp.Data;

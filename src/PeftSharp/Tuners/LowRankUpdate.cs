@@ -1,3 +1,4 @@
+using PeftSharp.Interop;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;

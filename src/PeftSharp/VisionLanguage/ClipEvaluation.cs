@@ -1,3 +1,4 @@
+using PeftSharp.Interop;
 using System.Globalization;
 using PeftSharp.Data;
 using PeftSharp.Models;

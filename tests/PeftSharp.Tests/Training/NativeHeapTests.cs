@@ -1,3 +1,4 @@
+using PeftSharp.Interop;
 using static TorchSharp.torch;
 
 namespace PeftSharp.Tests.Training;

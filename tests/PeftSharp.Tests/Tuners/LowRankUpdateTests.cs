@@ -1,3 +1,4 @@
+using PeftSharp.Interop;
 using PeftSharp.Tuners;
 using TorchSharp;
 using TorchSharp.Modules;

@@ -1,3 +1,4 @@
+using PeftSharp.Interop;
 using PeftSharp.Models;
 using TorchSharp;
 using TorchSharp.Modules;

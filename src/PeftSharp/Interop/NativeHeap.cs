@@ -1,7 +1,7 @@
 using System.Runtime.InteropServices;
 using static TorchSharp.torch;
 
-namespace PeftSharp;
+namespace PeftSharp.Interop;
 
 /// <summary>
 /// The C heap libtorch's CPU tensors live in: its settings, the garbage each step leaves in it, and how much of it is

@@ -3,7 +3,7 @@ using TorchSharp;
 using static TorchSharp.torch;
 using static TorchSharp.torch.autograd;
 
-namespace PeftSharp;
+namespace PeftSharp.Interop;
 
 /// <summary>
 /// Memory hygiene for TorchSharp (0.107) custom autograd functions, which otherwise hold activation-sized buffers

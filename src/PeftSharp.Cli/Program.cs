@@ -41,7 +41,9 @@ catch (PeftSharpException e)
 {
     // Messages from the command line parser already start with the verb.
     string message = e.Message.StartsWith(command.Name + ": ", StringComparison.Ordinal) ? e.Message[(command.Name.Length + 2)..] : e.Message;
-    Console.Error.WriteLine($"peftsharp {command.Name}: {message}");
+    // A library error about a named setting also names the option that sets it.
+    string option = e.Field is string field ? $" (option --{field.Replace('_', '-')})" : "";
+    Console.Error.WriteLine($"peftsharp {command.Name}: {message}{option}");
     return 2;
 }
 catch (Exception e) when (Environment.GetEnvironmentVariable("PEFTSHARP_DEBUG") != "1")

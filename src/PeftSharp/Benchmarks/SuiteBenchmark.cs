@@ -149,8 +149,8 @@ public sealed record BenchProfile
     /// <summary>Checks the profile's values, naming the field that is wrong.</summary>
     public BenchProfile Validate()
     {
-        if (Seeds < 1) throw new PeftSharpException($"bench: --seeds must be at least 1, got {Seeds}");
-        if (Epochs < 1) throw new PeftSharpException($"bench: --epochs must be at least 1, got {Epochs}");
+        if (Seeds < 1) throw new PeftSharpException("seeds", $"bench profile: seeds must be at least 1, got {Seeds}");
+        if (Epochs < 1) throw new PeftSharpException("epochs", $"bench profile: epochs must be at least 1, got {Epochs}");
         if (Tasks.Count == 0 || Methods.Count == 0) throw new PeftSharpException("bench: expected at least one task and one method");
         foreach (var m in Methods) TunerRegistry.Parse(m);
         foreach (var t in Tasks) MiniVtab.Task(t);
@@ -220,7 +220,7 @@ public sealed class SuiteBenchmark
     public BenchOutcome Run(TorchSharp.torch.Device device, IRunObserver? observer, IProgress<string>? log)
     {
         var watch = Stopwatch.StartNew();
-        if (!File.Exists(checkpoint)) throw new PeftSharpException($"{checkpoint}: backbone checkpoint not found (run 'peftsharp pretrain' or pass --checkpoint)");
+        if (!File.Exists(checkpoint)) throw new PeftSharpException("checkpoint", $"{checkpoint}: backbone checkpoint not found (pretrain one, or name another checkpoint)");
         var shape = Checkpoints.ModelCheckpoints.ReadVitConfig(checkpoint);   // a damaged file fails here, before any work
         CreateWritable(outDir);
         log?.Report($"materialising the mini-VTAB suite in {Path.Combine(outDir, "suite")}");

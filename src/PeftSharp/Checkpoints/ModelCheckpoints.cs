@@ -197,7 +197,7 @@ public static class ModelCheckpoints
     public static VitConfig InferFromShapes(ITensorSource s, KeyConvention convention)
     {
         if (!s.Contains("patch_embed.proj.weight"))
-            throw new PeftSharpException($"{s.Origin}: cannot infer the architecture (no patch embedding weight); pass --config or --model");
+            throw new PeftSharpException("config", $"{s.Origin}: cannot infer the architecture (no patch embedding weight); give the model config or preset");
         var patch = s.Shape("patch_embed.proj.weight");
         int dim = (int)patch[0], inChans = (int)patch[1], patchSize = (int)patch[2];
         int depth = 0;

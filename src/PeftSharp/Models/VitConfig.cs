@@ -140,7 +140,7 @@ public sealed record VitConfig
         if (!jsonOrPath.TrimStart().StartsWith('{'))
         {
             if (!File.Exists(jsonOrPath))
-                throw new PeftSharpException($"--config: '{jsonOrPath}' is neither inline JSON nor an existing file");
+                throw new PeftSharpException("config", $"model config '{jsonOrPath}' is neither inline JSON nor an existing file");
             text = File.ReadAllText(jsonOrPath);
             source = jsonOrPath;
         }

@@ -129,7 +129,7 @@ public sealed class ManyShotStudy : IStudy
     /// replace the profile's; --tasks does not apply (the study has one dataset).</summary>
     static ManyShotProfile Narrow(ManyShotProfile profile, StudyOverrides overrides)
     {
-        if (overrides.Tasks != null) throw new PeftSharpException("many-shot: --tasks does not apply; the study runs on Fashion-MNIST (--data DIR holds its IDX files)");
+        if (overrides.Tasks != null) throw new PeftSharpException("tasks", "many-shot study: a task list does not apply; the study runs on Fashion-MNIST (its data folder holds the IDX files)");
         var methods = profile.Methods;
         if (overrides.Methods != null)
         {

@@ -39,7 +39,7 @@ public sealed class StudyContext : IDisposable
     public StudyContext(StudyOptions options, torch.Device device, IRunObserver? observer = null, Action<string>? log = null)
     {
         if (!File.Exists(options.Checkpoint))
-            throw new PeftSharpException($"{options.Checkpoint}: backbone checkpoint not found (run 'peftsharp pretrain' or pass --checkpoint)");
+            throw new PeftSharpException("checkpoint", $"{options.Checkpoint}: backbone checkpoint not found (pretrain one, or name another checkpoint)");
         if (!options.TrainMissing && !File.Exists(options.DatabasePath))
             throw new PeftSharpException($"{options.DatabasePath}: results database not found, and training missing runs is off");
         Options = options;

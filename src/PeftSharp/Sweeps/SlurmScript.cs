@@ -28,8 +28,8 @@ public sealed record SlurmJob
 
     public SlurmJob Validate()
     {
-        if (Workers < 1) throw new PeftSharpException($"sweep slurm: --workers must be at least 1 (got {Workers})");
-        if (LeaseSeconds < 3) throw new PeftSharpException($"sweep slurm: --lease-seconds must be at least 3 (got {LeaseSeconds})");
+        if (Workers < 1) throw new PeftSharpException("workers", $"Slurm script: workers must be at least 1 (got {Workers})");
+        if (LeaseSeconds < 3) throw new PeftSharpException("lease_seconds", $"Slurm script: lease seconds must be at least 3 (got {LeaseSeconds})");
         return this;
     }
 }

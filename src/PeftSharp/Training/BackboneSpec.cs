@@ -33,7 +33,7 @@ public sealed record BackboneSpec(string? Preset, string? ConfigJson, string? Ch
             return loaded.Model;
         }
         if (config == null)
-            throw new PeftSharpException("no backbone: give --model PRESET, --config JSON and/or --checkpoint FILE");
+            throw new PeftSharpException("checkpoint", "no backbone: give a model preset, a config and/or a checkpoint");
         report = null;
         return new VisionTransformer(Adjust(config));
     }
@@ -52,5 +52,5 @@ public sealed record BackboneSpec(string? Preset, string? ConfigJson, string? Ch
     public int ImageSize() =>
         (VitConfig.Resolve(Preset, ConfigJson)
          ?? (Checkpoint != null ? ModelCheckpoints.ReadVitConfig(Checkpoint)
-                                : throw new PeftSharpException("no backbone: give --model PRESET, --config JSON and/or --checkpoint FILE"))).ImgSize;
+                                : throw new PeftSharpException("checkpoint", "no backbone: give a model preset, a config and/or a checkpoint"))).ImgSize;
 }

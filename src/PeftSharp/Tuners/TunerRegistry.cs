@@ -27,7 +27,7 @@ public static class TunerRegistry
 
     public static List<TunerMethod> Parse(string spec)
     {
-        if (string.IsNullOrWhiteSpace(spec)) throw new PeftSharpException("no method given (e.g. --method lora or --method ssf+lora)");
+        if (string.IsNullOrWhiteSpace(spec)) throw new PeftSharpException("method", "no method given (e.g. lora, or ssf+lora)");
         var methods = spec.Split('+', StringSplitOptions.TrimEntries).Select(Get).ToList();
         var repeated = methods.GroupBy(m => m.Id).FirstOrDefault(g => g.Count() > 1);
         if (repeated != null) throw new PeftSharpException($"method '{repeated.Key}' appears twice in '{spec}'");
@@ -78,7 +78,7 @@ public static class TunerRegistry
         foreach (var s in sets)
         {
             int eq = s.IndexOf('=');
-            if (eq <= 0) throw new PeftSharpException($"--set '{s}': expected key=value (e.g. rank=8)");
+            if (eq <= 0) throw new PeftSharpException("set", $"setting '{s}': expected key=value (e.g. rank=8)");
             result[s[..eq].Trim()] = s[(eq + 1)..].Trim();
         }
         return result;

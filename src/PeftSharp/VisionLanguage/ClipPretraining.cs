@@ -45,10 +45,10 @@ public sealed record ClipPretrainOptions
 
     public ClipPretrainOptions Validate()
     {
-        if (Steps < 1 || BatchSize < 8) throw new PeftSharpException("pretrain-clip: --steps must be >= 1 and --batch-size >= 8");
+        if (Steps < 1 || BatchSize < 8) throw new PeftSharpException(Steps < 1 ? "steps" : "batch_size", $"CLIP pretraining: steps must be >= 1 and batch size >= 8 (got {Steps} and {BatchSize})");
         if (SceneFraction < 0 || GlyphFraction < 0 || SceneFraction + GlyphFraction > 1)
             throw new PeftSharpException("pretrain-clip: the scene and glyph fractions must be >= 0 and sum to at most 1");
-        if (!(Lr > 0)) throw new PeftSharpException("pretrain-clip: --lr must be positive");
+        if (!(Lr > 0)) throw new PeftSharpException("lr", $"CLIP pretraining: lr must be positive (got {Lr})");
         return this;
     }
 

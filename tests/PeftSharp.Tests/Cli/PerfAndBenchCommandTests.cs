@@ -124,7 +124,7 @@ public class PerfAndBenchCommandTests
 
     [Theory]
     [InlineData("--profile", "huge", "unknown bench profile 'huge'")]
-    [InlineData("--seeds", "0", "--seeds must be at least 1")]
+    [InlineData("--seeds", "0", "seeds must be at least 1, got 0 (option --seeds)")]
     [InlineData("--tasks", "imagenet", "imagenet")]
     public void Bench_rejects_bad_options_with_one_line(string option, string value, string expected)
     {

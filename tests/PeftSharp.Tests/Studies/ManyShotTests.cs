@@ -133,6 +133,6 @@ public class ManyShotTests
         Assert.Equal(2, big.ExitCode);
 
         var tasks = ManyShot(TestFiles.TempDir(), TinyFashionMnist(), "--tasks", "digits");
-        CliRunner.AssertOneLineError(tasks, "many-shot: --tasks does not apply");
+        CliRunner.AssertOneLineError(tasks, "a task list does not apply");
     }
 }

@@ -39,7 +39,7 @@ public sealed class SlurmScriptTests
     [Fact]
     public void Bad_job_settings_are_user_errors()
     {
-        Assert.Contains("--workers must be at least 1", Assert.Throws<PeftSharpException>(() => SlurmScript.Render(Job(null) with { Workers = 0 })).Message);
+        Assert.Contains("workers must be at least 1", Assert.Throws<PeftSharpException>(() => SlurmScript.Render(Job(null) with { Workers = 0 })).Message);
         Assert.Contains("one line", Assert.Throws<PeftSharpException>(() => SlurmScript.Render(Job(null) with { Time = "1:00\nrm -rf /" })).Message);
         Assert.Equal("'it'\\''s'", SlurmScript.Quote("it's"));
     }

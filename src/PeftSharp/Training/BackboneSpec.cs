@@ -20,6 +20,9 @@ public sealed record BackboneSpec(string? Preset, string? ConfigJson, string? Ch
     /// <summary>No pretrained weights: every weight starts from random initialisation.</summary>
     public bool IsRandomInit => Checkpoint == null;
 
+    /// <summary>The normalisation preset the checkpoint records (what its weights were trained with), if any.</summary>
+    public string? RecordedNormalization() => Checkpoint is string path ? ModelCheckpoints.ReadNormalization(path) : null;
+
     /// <summary>The ViT for a task: its head sized for <paramref name="numClasses"/> (a fresh head when the checkpoint's
     /// differs) and the given stochastic depth.</summary>
     public VisionTransformer Load(int numClasses, double dropPath, out LoadReport? report)

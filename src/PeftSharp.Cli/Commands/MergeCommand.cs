@@ -24,7 +24,7 @@ public sealed class MergeCommand : ICommand
         if (!output.EndsWith(".safetensors", StringComparison.OrdinalIgnoreCase))
             throw new PeftSharpException($"merge: --out {output}: expected a .safetensors file name");
         string? folder = Path.GetDirectoryName(Path.GetFullPath(output));
-        if (folder != null) TrainCommand.RequireWritableFolder(folder);
+        if (folder != null) WritableFolder.Require(folder, "the merged checkpoint");
 
         using var classifier = Classifier.Load(source);
         classifier.MergeAndUnload();

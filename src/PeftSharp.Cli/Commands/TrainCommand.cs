@@ -34,7 +34,7 @@ public sealed class TrainCommand : ICommand
         bool quiet = line.Flag("quiet");
         using var db = SharedOptions.OpenDb(line);
         line.RejectUnknown();
-        if (saveAdapter != null) RequireWritableFolder(saveAdapter);
+        if (saveAdapter != null) WritableFolder.Require(saveAdapter, "the adapter files");
         TunerRegistry.ResolveHypers(method, settings);   // a bad method or setting fails before any image is decoded
 
         ImageDataset trainSet = task.Split(trainSplit), evalSet = task.Split(evalSplit);
@@ -80,21 +80,5 @@ public sealed class TrainCommand : ICommand
             Console.WriteLine($"adapter saved to {saveAdapter}");
         }
         return 0;
-    }
-
-    /// <summary>Fails before training when the adapter folder cannot be written.</summary>
-    internal static void RequireWritableFolder(string folder)
-    {
-        try
-        {
-            Directory.CreateDirectory(folder);
-            string probe = Path.Combine(folder, $".peftsharp-write-test-{Environment.ProcessId}");
-            File.WriteAllText(probe, "");
-            File.Delete(probe);
-        }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
-        {
-            throw new PeftSharpException($"{folder}: cannot write here ({e.Message.Split('\n')[0]})");
-        }
     }
 }

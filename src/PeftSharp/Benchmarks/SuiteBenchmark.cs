@@ -243,20 +243,7 @@ public sealed class SuiteBenchmark
     }
 
     /// <summary>Creates the output folder and proves it is writable, so a bad --out fails before any training.</summary>
-    internal static void CreateWritable(string directory, string what = "the benchmark's output folder")
-    {
-        try
-        {
-            Directory.CreateDirectory(directory);
-            string probe = Path.Combine(directory, $".write-test-{Environment.ProcessId}");
-            File.WriteAllText(probe, "");
-            File.Delete(probe);
-        }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
-        {
-            throw new PeftSharpException($"{directory}: cannot write {what} ({e.Message})");
-        }
-    }
+    internal static void CreateWritable(string directory, string what = "the benchmark's output folder") => WritableFolder.Require(directory, what);
 
     BenchCell Cell(ResultsDb db, StudyProtocol protocol, MaterializedTask task, string method, BackboneSpec backbone, string backboneName, TrainOptions train)
     {

@@ -15,7 +15,8 @@ public static class SharedOptions
           training:  --epochs N (100) --batch-size N (64) --lr X (1e-3) --wd X (1e-4) --warmup N (epochs/10, at most 10)
                      --label-smoothing X (0) --drop-path X (0.1) --grad-clip X (off) --seed N (42)
                      --normalization none|imagenet|inception|clip (the checkpoint's, else none) --augment
-                     --precision fp32|bf16 (fp32; bf16 = libtorch autocast, fast on CPUs with AVX-512 BF16 or AMX)
+                     --precision fp32|bf16|auto (fp32; bf16 = libtorch autocast, fast on CPUs with AVX-512 BF16 or AMX;
+                     auto times both on this CPU for the model and keeps the faster, recorded in the run)
                      --grad-checkpointing (recompute each block in the backward: less memory, more time)
           other:     --device cpu|cuda (cpu) --db FILE|URL (results.db, or $PEFTSHARP_DB) --quiet
           --db names a SQLite file, or a PostgreSQL database: postgres://user:pass@host:port/db or an Npgsql
@@ -61,13 +62,13 @@ public static class SharedOptions
     public static TrainOptions Train(CommandLine line, BackboneSpec backbone)
     {
         var d = new TrainOptions();
-        int epochs = line.Int("epochs", d.Epochs);
+        int epochs = line.Int("epochs", d.Epochs), batchSize = line.Int("batch-size", d.BatchSize);
         // The library clamps warm-up to the run's length; a user who asks for more warm-up than epochs has a typo.
         if (line.Get("warmup") != null && line.Int("warmup", 0) is int warmup && warmup > 0 && warmup >= epochs)
             throw new PeftSharpException($"{line.Verb}: --warmup {warmup} must be below --epochs {epochs} (warm-up epochs are part of the run)");
         return new TrainOptions
         {
-            Epochs = epochs, BatchSize = line.Int("batch-size", d.BatchSize), Lr = line.Double("lr", d.Lr),
+            Epochs = epochs, BatchSize = batchSize, Lr = line.Double("lr", d.Lr),
             WeightDecay = line.Double("wd", d.WeightDecay),
             LabelSmoothing = line.Double("label-smoothing", d.LabelSmoothing), DropPath = line.Double("drop-path", d.DropPath),
             GradClip = line.OptionalDouble("grad-clip"), Seed = line.Int("seed", d.Seed),
@@ -75,8 +76,19 @@ public static class SharedOptions
             WarmupEpochs = line.Get("warmup") != null ? line.Int("warmup", d.WarmupEpochs) : Math.Min(d.WarmupEpochs, epochs / 10),
             Normalization = Data.Normalization.FromName(line.Get("normalization") ?? CheckpointNormalization(backbone) ?? d.Normalization).Name,
             Augment = line.Flag("augment"), CacheFrozenFeatures = !line.Flag("no-feature-cache"),
-            Precision = Autocast.ParsePrecision(line.Get("precision")), GradCheckpointing = line.Flag("grad-checkpointing"),
+            Precision = Precision(line, backbone.Config(), batchSize), GradCheckpointing = line.Flag("grad-checkpointing"),
         }.Validate();
+    }
+
+    /// <summary>--precision fp32|bf16|auto; auto times both on this CPU for the model's shapes (cached per machine),
+    /// says which it chose and why on stderr, and returns it (so the run records the precision actually used).</summary>
+    public static Precision Precision(CommandLine line, Models.VitConfig config, int batchSize)
+    {
+        string? name = line.Get("precision");
+        if (!string.Equals(name?.Trim(), "auto", StringComparison.OrdinalIgnoreCase)) return Autocast.ParsePrecision(name);
+        var choice = PrecisionProbe.Choose(config, batchSize, Devices.Parse(line.Get("device")));
+        Console.Error.WriteLine($"peftsharp {line.Verb}: {choice}");
+        return choice.Precision;
     }
 
     /// <summary>The normalisation a --checkpoint records in its metadata (as the shipped backbone does), if any.</summary>

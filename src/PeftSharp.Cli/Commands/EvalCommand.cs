@@ -19,7 +19,7 @@ public sealed class EvalCommand : ICommand
     public IEnumerable<string> Flags => new[] { "help", "merge", "force-base" };
     public string Usage => """
         peftsharp eval --data TASK_DIR [--split NAME] [--checkpoint FILE] [--adapter DIR] [--merge] [--force-base]
-                       [--normalization NAME] [--batch-size N (64)] [--precision fp32|bf16] [--device cpu|cuda] [--db FILE|URL]
+                       [--normalization NAME] [--batch-size N (64)] [--precision fp32|bf16|auto] [--device cpu|cuda] [--db FILE|URL]
           Evaluates on the task's test split by default. The image size, normalisation and class names come from
           what the adapter (or a merged checkpoint) records, so the top-1 is the one training reported; a
           --normalization that disagrees with the record is an error. Without --checkpoint the adapter's recorded
@@ -34,14 +34,14 @@ public sealed class EvalCommand : ICommand
         var source = ClassifierOptions(line);
         bool merge = line.Flag("merge");
         int batchSize = line.Int("batch-size", 64);
-        var precision = Autocast.ParsePrecision(line.Get("precision"));
         var device = Devices.Parse(line.Get("device"));
         using var db = SharedOptions.OpenDb(line);
-        line.RejectUnknown();
         if (batchSize < 1) throw new PeftSharpException($"eval: --batch-size must be at least 1 (got {batchSize})");
 
         var data = task.Split(split);
         using var classifier = Classifier.Load(source);
+        var precision = SharedOptions.Precision(line, classifier.Model.Config, batchSize);
+        line.RejectUnknown();
         string model = source.Adapter ?? classifier.Checkpoint;
         if (classifier.NumClasses != task.NumClasses)
             throw new PeftSharpException($"{model}: the model's head has {classifier.NumClasses} classes, the task {task.NumClasses} ({task.Directory})");

@@ -1,3 +1,4 @@
+using PeftSharp.Interop;
 using System.Globalization;
 using System.Text.Json;
 using System.Text.Json.Nodes;
@@ -15,7 +16,8 @@ public sealed class PredictCommand : ICommand
     public IEnumerable<string> Flags => new[] { "help", "force-base", "clip" };
     public string Usage => """
         peftsharp predict [--checkpoint FILE] [--adapter DIR] [--force-base] [--top N (5)] [--format table|json|csv]
-                          [--normalization NAME] [--batch-size N (64)] [--device cpu|cuda] IMAGE|FOLDER|LIST.txt ...
+                          [--normalization NAME] [--batch-size N (64)] [--precision fp32|bf16|auto] [--device cpu|cuda]
+                          IMAGE|FOLDER|LIST.txt ...
           The model is a merged checkpoint, or a base checkpoint with adapter files (without --checkpoint: the
           adapter's recorded base, else the shipped backbone). Images go through the preprocessing the model
           records, exactly as in eval. Folders are searched recursively; a .txt list names one image per line.
@@ -35,6 +37,7 @@ public sealed class PredictCommand : ICommand
         int top = line.Int("top", 5), batchSize = line.Int("batch-size", 64);
         string format = line.Get("format") ?? "table";
         var device = Devices.Parse(line.Get("device"));
+        line.Get("precision");   // read below, once the model is known
         line.RejectUnknown(maxPositional: int.MaxValue);
         if (format is not ("table" or "json" or "csv")) throw new PeftSharpException($"predict: --format must be table, json or csv (got '{format}')");
         if (batchSize < 1) throw new PeftSharpException($"predict: --batch-size must be at least 1 (got {batchSize})");
@@ -45,7 +48,8 @@ public sealed class PredictCommand : ICommand
 
         var files = ImageFiles.Collect(line.Positional);
         using IImageClassifier classifier = clip ? ZeroShot(source, classes!, templates, device) : Trained(source, device);
-        var predictions = Predictor.Predict(classifier, files, top, batchSize);
+        var precision = classifier is Classifier trained ? SharedOptions.Precision(line, trained.Model.Config, batchSize) : Autocast.ParsePrecision(line.Get("precision"));
+        var predictions = Predictor.Predict(classifier, files, top, batchSize, precision);
         Console.Write(format switch
         {
             "json" => Json(predictions),

@@ -85,7 +85,8 @@ public sealed class ImageFiles : ImageDataset
 /// so a file's prediction is the one its evaluation counted.</summary>
 public static class Predictor
 {
-    public static IReadOnlyList<ImagePrediction> Predict(IImageClassifier classifier, ImageFiles files, int topK = 5, int batchSize = 64)
+    public static IReadOnlyList<ImagePrediction> Predict(IImageClassifier classifier, ImageFiles files, int topK = 5, int batchSize = 64,
+                                                         Precision precision = Precision.Float32)
     {
         if (topK < 1) throw new PeftSharpException($"top-k: expected at least 1, got {topK}");
         int k = Math.Min(topK, classifier.NumClasses);
@@ -100,7 +101,9 @@ public static class Predictor
             using (batch)
             using (var scope = NewDisposeScope())
             {
-                var probabilities = nn.functional.softmax(classifier.Logits(batch.Images).to(float32), 1);
+                Tensor logits;
+                using (Interop.Autocast.Enter(precision, batch.Images.device)) logits = classifier.Logits(batch.Images);
+                var probabilities = nn.functional.softmax(logits.to(float32), 1);
                 var top = probabilities.topk(k, 1);
                 float[] values = top.values.data<float>().ToArray();
                 long[] labels = top.indexes.data<long>().ToArray();

@@ -51,9 +51,12 @@ public sealed record BackboneSpec(string? Preset, string? ConfigJson, string? Ch
     /// <summary>"file sha256:…" of the checkpoint, or "random-init".</summary>
     public string CheckpointIdentity() => Results.RunSpec.CheckpointIdentity(Checkpoint);
 
-    /// <summary>The input size the backbone expects (read from the checkpoint's config when nothing else is given).</summary>
-    public int ImageSize() =>
-        (VitConfig.Resolve(Preset, ConfigJson)
-         ?? (Checkpoint != null ? ModelCheckpoints.ReadVitConfig(Checkpoint)
-                                : throw new PeftSharpException("checkpoint", "no backbone: give a model preset, a config and/or a checkpoint"))).ImgSize;
+    /// <summary>The architecture (read from the checkpoint's config when nothing else is given), without weights.</summary>
+    public VitConfig Config() =>
+        VitConfig.Resolve(Preset, ConfigJson)
+        ?? (Checkpoint != null ? ModelCheckpoints.ReadVitConfig(Checkpoint)
+                               : throw new PeftSharpException("checkpoint", "no backbone: give a model preset, a config and/or a checkpoint"));
+
+    /// <summary>The input size the backbone expects.</summary>
+    public int ImageSize() => Config().ImgSize;
 }

@@ -9,9 +9,12 @@ public static class CliRunner
 
     public static Result Run(params string[] args) => RunIn(null, args);
 
-    public static Result RunIn(string? workingDirectory, params string[] args)
+    public static Result RunIn(string? workingDirectory, params string[] args) => RunWith(workingDirectory, null, args);
+
+    /// <summary>Runs with extra environment variables (a cache folder, a database URL).</summary>
+    public static Result RunWith(string? workingDirectory, IReadOnlyDictionary<string, string>? environment, params string[] args)
     {
-        using var p = Start(workingDirectory, args);
+        using var p = Start(workingDirectory, args, environment);
         var stdout = p.StandardOutput.ReadToEndAsync();
         var stderr = p.StandardError.ReadToEndAsync();
         if (!p.WaitForExit(600_000)) p.Kill(entireProcessTree: true);
@@ -19,7 +22,9 @@ public static class CliRunner
     }
 
     /// <summary>Starts the program without waiting (output redirected; the caller reads or kills it).</summary>
-    public static Process Start(string? workingDirectory, params string[] args)
+    public static Process Start(string? workingDirectory, params string[] args) => Start(workingDirectory, args, null);
+
+    static Process Start(string? workingDirectory, string[] args, IReadOnlyDictionary<string, string>? environment)
     {
         var psi = new ProcessStartInfo("dotnet")
         {
@@ -32,6 +37,7 @@ public static class CliRunner
         foreach (var a in args) psi.ArgumentList.Add(a);
         psi.Environment.Remove("PEFTSHARP_DEBUG");
         psi.Environment.Remove("PEFTSHARP_DB");   // the tests name their databases
+        foreach (var (name, value) in environment ?? new Dictionary<string, string>()) psi.Environment[name] = value;
         return Process.Start(psi)!;
     }
 

@@ -8,7 +8,7 @@ using PeftSharp.Cli.Commands;
 var verbs = new ICommand[]
 {
     new ForwardCommand(), new InspectCommand(), new MethodsCommand(),
-    new TrainCommand(), new EvalCommand(), new PredictCommand(), new MergeCommand(), new TuneCommand(), new ResultsCommand(), new PerfCommand(), new PretrainCommand(), new PretrainClipCommand(), new ClipCommand(), new BenchCommand(), new SuiteCommand(),
+    new TrainCommand(), new EvalCommand(), new PredictCommand(), new MergeCommand(), new ExportCommand(), new TuneCommand(), new ResultsCommand(), new PerfCommand(), new PretrainCommand(), new PretrainClipCommand(), new ClipCommand(), new BenchCommand(), new SuiteCommand(),
     new SweepCommand(), new WorkerCommand(), new StudyCommand(),
 };
 

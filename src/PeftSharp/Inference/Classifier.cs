@@ -176,6 +176,17 @@ public sealed class Classifier : IImageClassifier, IDisposable
     public void SaveMerged(string path)
     {
         if (Peft != null) throw new InvalidOperationException("merge the adapter before saving a plain checkpoint");
+        var metadata = Metadata();
+        string? folder = Path.GetDirectoryName(Path.GetFullPath(path));
+        if (folder != null) Directory.CreateDirectory(folder);
+        string tmp = path + ".tmp";
+        ModelCheckpoints.SaveVit(tmp, Model, metadata);
+        File.Move(tmp, path, overwrite: true);
+    }
+
+    /// <summary>What a saved model records about itself: preprocessing, class names and, merged, what it came from.</summary>
+    public Dictionary<string, string> Metadata()
+    {
         var metadata = new Dictionary<string, string>
         {
             [Preprocessing.MetadataKey] = Preprocessing.ToJson().ToJsonString(),
@@ -183,11 +194,7 @@ public sealed class Classifier : IImageClassifier, IDisposable
         };
         if (ClassNames != null) metadata[ClassNamesKey] = new JsonArray(ClassNames.Select(n => (JsonNode)n).ToArray()).ToJsonString();
         if (Adapter != null) metadata["merged_from"] = $"{Method} adapter on {Path.GetFileName(Checkpoint)} sha256:{AdapterFiles.Sha256Of(Checkpoint)}";
-        string? folder = Path.GetDirectoryName(Path.GetFullPath(path));
-        if (folder != null) Directory.CreateDirectory(folder);
-        string tmp = path + ".tmp";
-        ModelCheckpoints.SaveVit(tmp, Model, metadata);
-        File.Move(tmp, path, overwrite: true);
+        return metadata;
     }
 
     public void Dispose() => Model.Dispose();

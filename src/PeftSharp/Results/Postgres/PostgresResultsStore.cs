@@ -108,6 +108,17 @@ public sealed class PostgresResultsStore : SqlResultsStore
             throw new PeftSharpException($"{Location}: results schema version {version} is newer than this PeftSharp supports ({SchemaVersion}); use a newer PeftSharp");
     }
 
+    // ---- artefacts: one row per content hash ------------------------------------------------------------------------
+
+    protected override void StoreContentRow(string sha256, byte[] content, DbTransaction tx) =>
+        Execute(ResultsSql.InsertArtifactContent, tx, ("@sha256", sha256), ("@content", content));
+
+    protected override byte[] LoadContent(string sha256) =>
+        Query(ResultsSql.SelectArtifactContent, r => (byte[])r.GetValue(0), ("@sha256", sha256)).SingleOrDefault()
+        ?? throw new PeftSharpException($"{DescribeContent(sha256)}: artefact content missing");
+
+    protected override string DescribeContent(string sha256) => $"{Location} artifact_content {sha256}";
+
     // ---- plumbing ------------------------------------------------------------------------------------------------
 
     /// <summary>A READ COMMITTED transaction, retried whole on a serialization failure or deadlock.</summary>

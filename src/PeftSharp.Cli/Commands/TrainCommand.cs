@@ -35,6 +35,7 @@ public sealed class TrainCommand : ICommand
         var settings = SharedOptions.Settings(line);
         string? saveAdapter = line.Get("save-adapter");
         bool resume = !line.Flag("no-resume");
+        var keepWeights = SharedOptions.KeepWeights(line);
         var device = Devices.Parse(line.Get("device"));
         bool quiet = line.Flag("quiet");
         using var db = SharedOptions.OpenDb(line);
@@ -50,7 +51,7 @@ public sealed class TrainCommand : ICommand
             Seed = train.Seed, Epochs = train.Epochs, BatchSize = train.BatchSize, TrainingJson = StudyProtocol.TrainingJson(train),
             ModelJson = backbone.ModelJson, Checkpoint = backbone.CheckpointIdentity(),
         };
-        var record = ConsoleObserver.Run(quiet, observer => Execute(new RunExecutor(db, device, observer), resume,
+        var record = ConsoleObserver.Run(quiet, observer => Execute(new RunExecutor(db, device, observer) { KeepWeights = keepWeights }, resume,
             new RunRequest(spec, backbone, settings, train, trainData, evalData, task.NumClasses, task.Directory),
             $"{task.Name} {method}", (peft, _, r) =>
             {

@@ -58,15 +58,6 @@ public static class RunArtifacts
         _ => !method.Split('+', StringSplitOptions.TrimEntries).Contains("full"),
     };
 
-    /// <summary>The word for <paramref name="text"/> (none, adapters, all), as options and messages spell it.</summary>
-    public static KeepWeights ParseKeepWeights(string text) => text.Trim().ToLowerInvariant() switch
-    {
-        "none" => KeepWeights.None,
-        "adapters" => KeepWeights.Adapters,
-        "all" => KeepWeights.All,
-        _ => throw new PeftSharpException($"keep-weights '{text}': expected none, adapters or all"),
-    };
-
     /// <summary>Writes the stored adapter of run <paramref name="runId"/> into <paramref name="directory"/>; false
     /// when the run has none (trained before artefacts were kept, or with weights not kept).</summary>
     public static bool ExportAdapter(IResultsStore db, long runId, string directory)

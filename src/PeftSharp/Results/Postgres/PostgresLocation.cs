@@ -103,9 +103,9 @@ public sealed partial class PostgresLocation
 
     /// <summary>
     /// A URL cut into its parts by hand, because a password may hold any character (Uri refuses or misreads '@', '/',
-    /// '%'): scheme://[user[:password]@]host[:port][/database][?query]. The user info ends at the last '@' that is
-    /// followed by a host and a '/' (so an '@' in the password or in the query is not taken for the host's); the
-    /// password is everything between the first ':' in it and that '@'.
+    /// '%'): scheme://[user[:password]@]host[:port][/database][?query]. The user info ends at the last '@' of the
+    /// URL, so whatever precedes it is never shown but the user name (an '@' in a database name or query value must
+    /// be written %40); the password is everything between the first ':' after the user and that '@'.
     /// </summary>
     sealed record UrlParts(string Scheme, string? User, string? Password, string HostPort, string Path, string Query)
     {
@@ -116,7 +116,7 @@ public sealed partial class PostgresLocation
         {
             int schemeEnd = url.IndexOf("://", StringComparison.Ordinal);
             string scheme = url[..schemeEnd], rest = url[(schemeEnd + 3)..];
-            int at = UserInfoEnd(rest);
+            int at = rest.LastIndexOf('@');
             string? user = null, password = null;
             if (at >= 0)
             {
@@ -130,20 +130,6 @@ public sealed partial class PostgresLocation
             string beforeQuery = query < 0 ? rest : rest[..query], queryText = query < 0 ? "" : rest[(query + 1)..];
             int slash = beforeQuery.IndexOf('/');
             return new UrlParts(scheme, user, password, slash < 0 ? beforeQuery : beforeQuery[..slash], slash < 0 ? "" : beforeQuery[slash..], queryText);
-        }
-
-        /// <summary>The '@' ending the user info: the last one whose host part ends at a '/' (not at a '?' or the end:
-        /// then the '@' is the query's or the text has no database), else the last one, else none.</summary>
-        static int UserInfoEnd(string rest)
-        {
-            int last = rest.LastIndexOf('@');
-            for (int at = last; at >= 0; at = at == 0 ? -1 : rest.LastIndexOf('@', at - 1))
-            {
-                string after = rest[(at + 1)..];
-                int slash = after.IndexOf('/'), question = after.IndexOf('?');
-                if (slash >= 0 && (question < 0 || slash < question)) return at;
-            }
-            return last;
         }
     }
 

@@ -132,8 +132,8 @@ public static class RunExport
     /// Shown, not stored: the stored stage stays what the run key was made of.</summary>
     public static string StageOf(RunRecord run) => run.Spec.TrainSplit == "none" ? "eval" : RunNames.Of(run.Spec.Stage);
 
-    /// <summary>One format for every rate: 1.0e-03, 3.9e-05, 0.0e+00.</summary>
-    public static string Scientific(double value) => value.ToString("0.0e+00", CultureInfo.InvariantCulture);
+    /// <summary>One format for every rate, three significant digits: 1.00e-03, 3.93e-05, 1.14e-04, 0.00e+00.</summary>
+    public static string Scientific(double value) => value.ToString("0.00e+00", CultureInfo.InvariantCulture);
 
     /// <summary>The hyperparameter JSON as "rank=8 alpha=8" (sorted keys; with a "method." prefix when the run
     /// combines methods; strings unquoted, lists as JSON).</summary>

@@ -70,6 +70,32 @@ public sealed class RunLeaseTests : IDisposable
     [PostgresFact] public void Postgres_a_live_lease_is_not_replaced() { using var db = ResultsStores.Open(server.Value.Url); A_live_lease_is_not_replaced(db); }
     [PostgresFact] public void Postgres_an_expired_lease_is_taken_over() { using var db = ResultsStores.Open(server.Value.Url); An_expired_lease_is_taken_over(db); }
 
+    /// <summary>Owners asking for one key at the same moment, each on its own connection: exactly one begins it.</summary>
+    static void Concurrent_owners_begin_a_key_once(Func<SqlResultsStore> open)
+    {
+        const int owners = 6;
+        var stores = Enumerable.Range(0, owners).Select(_ => open()).ToArray();
+        try
+        {
+            using var go = new Barrier(owners);
+            var starts = Enumerable.Range(0, owners).AsParallel().WithDegreeOfParallelism(owners).Select(i =>
+            {
+                go.SignalAndWait();
+                return stores[i].TryBeginRun(Spec(), Context, $"owner-{i}", Long);
+            }).ToList();
+            var begun = Assert.Single(starts, s => s.Begun);
+            Assert.All(starts.Where(s => !s.Begun), s => Assert.Equal((begun.Id, begun.Owner), (s.Id, s.Owner)));
+            Assert.Single(stores[0].Runs());
+        }
+        finally
+        {
+            foreach (var s in stores) s.Dispose();
+        }
+    }
+
+    [Fact] public void Sqlite_concurrent_owners_begin_a_key_once() => Concurrent_owners_begin_a_key_once(() => ResultsDb.Open(DbPath));
+    [PostgresFact] public void Postgres_concurrent_owners_begin_a_key_once() => Concurrent_owners_begin_a_key_once(() => ResultsStores.Open(server.Value.Url));
+
     [Fact]
     public void A_run_left_running_by_an_older_peftsharp_has_no_lease_and_is_replaced()
     {

@@ -238,23 +238,36 @@ public sealed class RunExecutor
         return list;
     }
 
-    /// <summary>Renews a run's lease every third of its length until disposed. A failed renewal is retried by the
-    /// next beat (a timer callback must not throw); a lost lease shows when the result is stored.</summary>
+    /// <summary>Renews a run's lease every third of its length until disposed. A thread of its own, not a thread-pool
+    /// timer: training can keep the pool busy (two cores, a caller blocked in Wait), and a starved timer would let the
+    /// lease run out under a live run. A failed renewal is retried by the next beat; a lost lease shows when the
+    /// result is stored.</summary>
     sealed class LeaseHeartbeat : IDisposable
     {
-        readonly Timer timer;
+        readonly ManualResetEventSlim stop = new();
+        readonly Thread thread;
 
         public LeaseHeartbeat(IResultsStore db, long id, string owner, TimeSpan lease)
         {
             var period = lease / 3;
-            timer = new Timer(_ =>
+            thread = new Thread(() =>
             {
-                try { db.RenewLease(id, owner, lease); }
-                catch (Exception) { }
-            }, null, period, period);
+                while (!stop.Wait(period))
+                {
+                    try { db.RenewLease(id, owner, lease); }
+                    catch (Exception) { }   // the database is busy or gone: the next beat tries again
+                }
+            }) { IsBackground = true, Name = $"peftsharp lease {id}" };
+            thread.Start();
         }
 
-        public void Dispose() => timer.Dispose();
+        /// <summary>Stops the beats and waits for one in flight, so none runs after the result is stored.</summary>
+        public void Dispose()
+        {
+            if (stop.IsSet) return;
+            stop.Set();
+            thread.Join();
+        }
     }
 
     sealed class Progress : IProgress<TrainProgress>

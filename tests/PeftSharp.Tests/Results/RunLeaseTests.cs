@@ -178,20 +178,21 @@ public sealed class RunLeaseTests : IDisposable
     public void A_training_run_renews_its_lease_so_nobody_takes_it_over()
     {
         using var db = ResultsDb.Open(DbPath);
-        var request = Request(out _, epochs: 12);
+        var request = Request(out _, epochs: 150);
         // A lease far shorter than training: without the heartbeat the run would be open to takeover mid-way.
-        var executor = new RunExecutor(db, CPU) { Lease = TimeSpan.FromMilliseconds(600), Owner = "trainer" };
+        var executor = new RunExecutor(db, CPU) { Lease = TimeSpan.FromMilliseconds(1200), Owner = "trainer" };
         var training = Task.Run(() => executor.Execute(request, "trains"));
         int refused = 0;
         while (!training.IsCompleted)
         {
-            Thread.Sleep(250);
+            Thread.Sleep(300);
             using var other = ResultsDb.Open(DbPath);
             var start = other.TryBeginRun(request.Spec, Context, "thief", TimeSpan.FromMinutes(1));
             Assert.False(start.Begun, "a live run was taken over");
             if (start.Status == RunStatus.Running) refused++;
         }
         Assert.Equal(RunStatus.Finished, training.Result.Status);
-        Assert.True(refused >= 2, $"training was too short to test the heartbeat ({refused} refusals)");
+        // Refusals come every 300 ms: nine of them span 2.7 s, more than twice the lease.
+        Assert.True(refused >= 9, $"training was too short to test the heartbeat ({refused} refusals)");
     }
 }

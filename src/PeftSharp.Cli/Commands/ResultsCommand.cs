@@ -15,7 +15,7 @@ public sealed class ResultsCommand : ICommand
           --best lists, per dataset and method, the search run with the highest val200 top-1.
           The table is plain aligned text, one line per run however wide (pipe it to a file or 'less -S').
           --columns picks the table's columns, in order (default {string.Join(",", RunExport.DefaultTableColumns)}):
-        {string.Join("\n", RunExport.TableColumnNames.Select(c => $"            {c.Name,-8} {c.Description}"))}
+        {string.Join("\n", RunExport.TableColumnNames.Select(c => $"    {c.Name,-8} {c.Description}"))}
           Stage 'eval' marks runs that trained nothing (eval, zero-shot: train split 'none').
           export writes the adapter a finished run stored (train/tune keep them unless --keep-weights none)
           into DIR (adapter_config.json, adapter_model.safetensors), for eval --adapter or the library.

@@ -131,8 +131,14 @@ internal static class ResultsSql
 
     public const string StatusOfKey = "SELECT status FROM runs WHERE run_key = @key";
     public const string StatusOfId = "SELECT status FROM runs WHERE id = @id";
-    // Predictions of the replaced attempt go with it (ON DELETE CASCADE); an unfinished run has none anyway.
-    public const string DeleteUnfinishedKey = "DELETE FROM runs WHERE run_key = @key AND status <> 'finished'";
+
+    /// <summary>Removes the attempt a begin found replaceable, checking again in the same statement: under PostgreSQL's
+    /// READ COMMITTED a statement sees rows committed after the begin's read, and a row inserted or renewed meanwhile
+    /// by a live owner must stay. (Predictions of the attempt go with it; an unfinished run has none anyway.)</summary>
+    public const string DeleteReplaceable = """
+        DELETE FROM runs WHERE id = @id AND (status = 'failed' OR (status = 'running'
+            AND (lease_until_ms IS NULL OR lease_until_ms < {now} OR owner = CAST(@owner AS TEXT))))
+        """;
 
     public const string InsertRun = """
         INSERT INTO runs (run_key, stage, dataset, dataset_path, train_split, eval_split, method, hyper_json, lr,

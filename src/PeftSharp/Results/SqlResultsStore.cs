@@ -53,7 +53,7 @@ public abstract class SqlResultsStore : IResultsStore
                 throw new InvalidOperationException($"run {key} is already finished in {Location}; check TryGetFinished before BeginRun");
             if (holder is { Status: RunStatus.Running, LeaseAlive: true })
                 throw new InvalidOperationException($"run {key} is being trained by {holder.Owner} (its lease is alive); use TryBeginRun to wait for it");
-            Execute(ResultsSql.DeleteUnfinishedKey, tx, ("@key", key));
+            if (holder != null) Execute(NowSql(ResultsSql.DeleteReplaceable), tx, ("@id", holder.Id), ("@owner", null));
             return Convert.ToInt64(Scalar(ResultsSql.InsertRun, tx, RunParameters(spec, context))!, CultureInfo.InvariantCulture);
         });
     }
@@ -65,8 +65,8 @@ public abstract class SqlResultsStore : IResultsStore
         ArgumentException.ThrowIfNullOrWhiteSpace(owner);
         if (lease <= TimeSpan.Zero) throw new ArgumentOutOfRangeException(nameof(lease), lease, "must be positive");
         string key = spec.Key;
-        // A concurrent writer that inserted the key between our read and our insert makes the insert a no-op
-        // (PostgreSQL; SQLite's write transaction lets one writer in at a time): then look again.
+        // A concurrent writer that inserted or renewed the key between our read and our write makes the delete and
+        // the insert no-ops (PostgreSQL; SQLite's write transaction lets one writer in at a time): then look again.
         while (true)
         {
             var start = Write(tx =>
@@ -74,7 +74,7 @@ public abstract class SqlResultsStore : IResultsStore
                 var holder = HolderOf(key, tx);
                 if (holder is { Status: RunStatus.Finished } || holder is { Status: RunStatus.Running, LeaseAlive: true } && holder.Owner != owner)
                     return new RunStart(holder.Id, false, holder.Status, holder.Owner);
-                Execute(ResultsSql.DeleteUnfinishedKey, tx, ("@key", key));
+                if (holder != null) Execute(NowSql(ResultsSql.DeleteReplaceable), tx, ("@id", holder.Id), ("@owner", owner));
                 (string, object?)[] parameters = [.. RunParameters(spec, context), ("@owner", owner), ("@lease_ms", LeaseMs(lease))];
                 return Scalar(NowSql(ResultsSql.InsertLeasedRun), tx, parameters) is { } id
                     ? new RunStart(Convert.ToInt64(id, CultureInfo.InvariantCulture), true, RunStatus.Running, owner)

@@ -84,6 +84,13 @@ public sealed class ConsoleObserver : IRunObserver
         else Log(text);
     }
 
+    public void RunWaiting(RunSpec spec, string label, string? owner)
+    {
+        string text = $"{label}: being trained by another process ({owner ?? "unknown"}), waiting for its result";
+        if (context != null) context.AddTask(Markup.Escape(text), maxValue: 1);
+        else Log(text);
+    }
+
     static string Percent(double? fraction) => fraction is double f ? (100 * f).ToString("F2", CultureInfo.InvariantCulture) + "%" : "n/a";
 
     static void Log(string text) => Console.WriteLine($"[{DateTime.Now:HH:mm:ss}] {text}");

@@ -19,6 +19,8 @@ public static class SharedOptions
                      auto times both on this CPU for the model and keeps the faster, recorded in the run)
                      --grad-checkpointing (recompute each block in the backward: less memory, more time)
           other:     --device cpu|cuda (cpu) --db FILE|URL (results.db, or $PEFTSHARP_DB) --quiet
+                     --keep-weights none|adapters|all (adapters: each finished run keeps its adapter in the
+                     database, full fine-tuning's weights only with all; see 'peftsharp results export')
           --db names a SQLite file, or a PostgreSQL database: postgres://user:pass@host:port/db or an Npgsql
           connection string (Host=...;Username=...;Database=...).
         """;
@@ -94,6 +96,15 @@ public static class SharedOptions
     /// <summary>The normalisation a --checkpoint records in its metadata (as the shipped backbone does), if any.</summary>
     static string? CheckpointNormalization(BackboneSpec backbone) =>
         backbone.Checkpoint is string path && File.Exists(path) ? Checkpoints.ModelCheckpoints.ReadNormalization(path) : null;
+
+    /// <summary>--keep-weights: which finished runs keep their trained weights in the results store.</summary>
+    public static KeepWeights KeepWeights(CommandLine line) => line.Get("keep-weights") switch
+    {
+        null or "adapters" => Results.KeepWeights.Adapters,
+        "none" => Results.KeepWeights.None,
+        "all" => Results.KeepWeights.All,
+        var other => throw new PeftSharpException($"{line.Verb}: --keep-weights must be none, adapters or all (got '{other}')"),
+    };
 
     public static Dictionary<string, string> Settings(CommandLine line) => TunerRegistry.ParseSettings(line.GetAll("set"));
 

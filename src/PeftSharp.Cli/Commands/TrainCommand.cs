@@ -24,61 +24,51 @@ public sealed class TrainCommand : ICommand
     {
         var task = SharedOptions.Task(line);
         string method = line.Require("method");
-        string trainSplit = line.Get("train-split") ?? task.TrainValName, evalSplit = line.Get("eval-split") ?? task.TestName;
+        string? trainSplit = line.Get("train-split"), evalSplit = line.Get("eval-split");
         var backbone = SharedOptions.Backbone(line);
         var train = SharedOptions.Train(line, backbone);
         var settings = SharedOptions.Settings(line);
         string? saveAdapter = line.Get("save-adapter");
         bool resume = !line.Flag("no-resume");
+        var keepWeights = SharedOptions.KeepWeights(line);
         var device = Devices.Parse(line.Get("device"));
         bool quiet = line.Flag("quiet");
         using var db = SharedOptions.OpenDb(line);
         line.RejectUnknown();
         if (saveAdapter != null) WritableFolder.Require(saveAdapter, "the adapter files");
-        TunerRegistry.ResolveHypers(method, settings);   // a bad method or setting fails before any image is decoded
 
-        ImageDataset trainSet = task.Split(trainSplit), evalSet = task.Split(evalSplit);
-        int size = backbone.ImageSize();
-        using var trainData = StudyProtocol.Loader(trainSet, size, train, shuffle: true);
-        using var evalData = StudyProtocol.Loader(evalSet, size, train, shuffle: false);
-        var spec = new RunSpec
-        {
-            Stage = RunStage.Single, Dataset = task.Name, TrainSplit = trainSplit, EvalSplit = evalSplit, Method = method,
-            HyperJson = TunerRegistry.ResolveHypers(method, settings).ToJsonString(), Lr = train.Lr, WeightDecay = train.WeightDecay,
-            Seed = train.Seed, Epochs = train.Epochs, BatchSize = train.BatchSize,
-            TrainingJson = StudyProtocol.TrainingJson(train, StudyProtocol.DataIdentity(trainSet, evalSet, task.Directory)),
-            ModelJson = backbone.ModelJson, Checkpoint = backbone.CheckpointIdentity(),
-        };
-        var request = new RunRequest(spec, backbone, settings, train, trainData, evalData, task.NumClasses, task.Directory);
-        var executor = new RunExecutor(db, device);
-        if (!resume) new TrainCheckpoint(Path.Combine(executor.CheckpointRoot, spec.Key)).Delete();
+        using var run = SingleRun.Create(task, method, settings, train, backbone, trainSplit, evalSplit);
+        var spec = run.Request.Spec;
         bool saved = false;
-        var record = ConsoleObserver.Run(quiet, observer => new RunExecutor(db, device, observer).Execute(request, $"{task.Name} {method}", (peft, _, r) =>
+        var record = ConsoleObserver.Run(quiet, observer =>
         {
-            if (saveAdapter != null)
+            var executor = new RunExecutor(db, device, observer) { KeepWeights = keepWeights };
+            if (!resume) new TrainCheckpoint(Path.Combine(executor.CheckpointRoot, spec.Key)).Delete();
+            return executor.Execute(run.Request, $"{task.Name} {method}", (peft, _, r) =>
             {
-                request.SaveAdapter(peft, saveAdapter);
-                saved = true;
-            }
-            return r;
-        }));
+                if (saveAdapter != null)
+                {
+                    run.Request.SaveAdapter(peft, saveAdapter);
+                    saved = true;
+                }
+                return r;
+            });
+        });
         if (record.Status != RunStatus.Finished)
         {
             Console.Error.WriteLine($"peftsharp train: run failed: {record.Error}");
             // A diverged run is the settings' fault (the lr), not the program's.
             return record.Error?.StartsWith(Trainer.DivergedMessage, StringComparison.Ordinal) == true ? 2 : 1;
         }
-        Console.WriteLine($"run {record.Id}: {method} on {task.Name}: top-1 {100 * record.Top1:F2}% on {evalSplit} ({record.Outcome!.TrainableParams:N0} trainable parameters, {record.Outcome.TrainSeconds:F1} s, {record.Outcome.ImagesPerSecond:F0} img/s)");
-        // MERGE: if (saveAdapter != null && !saved) saved = RunArtifacts.ExportAdapter(db, record.Id, saveAdapter);
-        if (saveAdapter != null)
+        Console.WriteLine($"run {record.Id}: {method} on {task.Name}: top-1 {100 * record.Top1:F2}% on {spec.EvalSplit} ({record.Outcome!.TrainableParams:N0} trainable parameters, {record.Outcome.TrainSeconds:F1} s, {record.Outcome.ImagesPerSecond:F0} img/s)");
+        if (saveAdapter == null) return 0;
+        // A run already in the database was not trained now: its adapter comes from the store.
+        if (!saved && !RunArtifacts.ExportAdapter(db, record.Id, saveAdapter))
         {
-            if (!saved)
-            {
-                Console.Error.WriteLine($"peftsharp train: {saveAdapter}: run {record.Id} was already in {db.Location} without stored weights, so there is no adapter to save; train it again with --no-resume into another --db, or keep weights (--keep-weights)");
-                return 2;
-            }
-            Console.WriteLine($"adapter saved to {saveAdapter}");
+            Console.Error.WriteLine($"peftsharp train: {saveAdapter}: run {record.Id} is already in {db.Location} without stored weights (kept with --keep-weights), so there is no adapter to save; rerun with another --db");
+            return 2;
         }
+        Console.WriteLine($"adapter saved to {saveAdapter}{(saved ? "" : $" (from run {record.Id} in {db.Location})")}");
         return 0;
     }
 }

@@ -22,10 +22,11 @@ public sealed class TuneCommand : ICommand
         var spec = SharedOptions.Tune(line, line.Require("data"), line.Require("method"));
         var device = Devices.Parse(line.Get("device"));
         bool quiet = line.Flag("quiet");
+        var keepWeights = SharedOptions.KeepWeights(line);
         using var db = SharedOptions.OpenDb(line);
         line.RejectUnknown();
 
-        var result = ConsoleObserver.Run(quiet, observer => new StudyProtocol(new RunExecutor(db, device, observer)).Tune(spec));
+        var result = ConsoleObserver.Run(quiet, observer => new StudyProtocol(new RunExecutor(db, device, observer) { KeepWeights = keepWeights }).Tune(spec));
         Console.WriteLine($"sweep {result.SweepId}: {result.Search.Count} search runs ({result.Search.Count(r => r.Status == RunStatus.Failed)} failed)");
         if (result.Search.Count == 0 && result.Final.Count > 0)
             Console.WriteLine("one configuration: no search, retrained on train800val200 directly");

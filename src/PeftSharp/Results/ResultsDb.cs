@@ -1,5 +1,6 @@
 using System.Data.Common;
 using System.Globalization;
+using System.Security.Cryptography;
 using Microsoft.Data.Sqlite;
 
 namespace PeftSharp.Results;
@@ -12,13 +13,14 @@ namespace PeftSharp.Results;
 /// process leaves either a complete result or a 'running' row, which counts as not finished and is replaced by the
 /// next BeginRun of the same key.
 /// Concurrency: WAL journal, a 30 s busy timeout, short IMMEDIATE write transactions (retried on SQLITE_BUSY), so
-/// several processes can write to one file. Two processes running the same key at the same time are not detected:
-/// the later BeginRun takes the key over and the earlier process's FinishRun then fails (the work queue in
-/// PeftSharp.Sweeps is what hands each key to one worker).
+/// several processes can write to one file. A run begun with TryBeginRun holds a lease its owner renews while
+/// training; another process asking for the same key is told who holds it and waits (RunExecutor), and takes the
+/// run over only once the lease has run out.
+/// Artefacts (a run's adapter) are files named by their SHA-256 in <see cref="ArtifactFolder"/>, beside the database.
 /// </summary>
 public sealed class ResultsDb : SqlResultsStore
 {
-    public const int SchemaVersion = 2;
+    public const int SchemaVersion = 3;
     public const string DefaultFileName = "results.db";
 
     const int SqliteBusy = 5, SqliteLocked = 6, SqliteCorrupt = 11, SqliteNotADatabase = 26;
@@ -30,6 +32,11 @@ public sealed class ResultsDb : SqlResultsStore
 
     public override string Location => FilePath;
     public override string? LocalFolder => Path.GetDirectoryName(Path.GetFullPath(FilePath));
+
+    /// <summary>Where artefact content lies: "&lt;database file&gt;.artifacts/&lt;sha256&gt;".</summary>
+    public string ArtifactFolder => ArtifactFolderOf(FilePath);
+
+    static string ArtifactFolderOf(string path) => Path.GetFullPath(path) + ".artifacts";
     internal override string NowMillisSql => "CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER)";
     internal override string SkipLockedSql => "";   // the IMMEDIATE write transaction lets one claimer in at a time
 
@@ -42,6 +49,7 @@ public sealed class ResultsDb : SqlResultsStore
         string full = Path.GetFullPath(path);
         if (Directory.Exists(full)) throw new PeftSharpException($"{path}: is a folder, expected a results database file");
         Directory.CreateDirectory(Path.GetDirectoryName(full)!);
+        CheckWritable(path, full);
 
         // No pooling: Dispose must really close the file; each instance keeps its one connection open anyway.
         var connection = new SqliteConnection(new SqliteConnectionStringBuilder
@@ -68,6 +76,48 @@ public sealed class ResultsDb : SqlResultsStore
             throw;
         }
     }
+
+    /// <summary>Fails at open, before any training, when a run's result or weights could not be written: the file,
+    /// its folder (SQLite creates its journal files there) or the artefact folder is not writable.</summary>
+    static void CheckWritable(string path, string full)
+    {
+        string folder = Path.GetDirectoryName(full)!, artifacts = ArtifactFolderOf(path);
+        if (File.Exists(full) && !WritableCheck.IsWritable(full))
+            throw new PeftSharpException($"{path}: the results database is not writable (read-only file), expected a file PeftSharp can write");
+        if (!WritableCheck.IsWritable(folder))
+            throw new PeftSharpException($"{path}: the folder {folder} is not writable (SQLite keeps its journal beside the database), expected a writable folder");
+        if (Directory.Exists(artifacts) && !WritableCheck.IsWritable(artifacts))
+            throw new PeftSharpException($"{artifacts}: the artefact folder of {path} is not writable, expected a writable folder");
+    }
+
+    // ---- artefacts: one file per content hash --------------------------------------------------------------------
+
+    /// <summary>Written to a temporary name and renamed, so a crash never leaves a half file under a hash.</summary>
+    protected override void StoreContent(string sha256, byte[] content)
+    {
+        string file = Path.Combine(ArtifactFolder, sha256);
+        try
+        {
+            if (File.Exists(file) && Convert.ToHexStringLower(SHA256.HashData(File.ReadAllBytes(file))) == sha256) return;
+            Directory.CreateDirectory(ArtifactFolder);
+            string temporary = $"{file}.{Guid.NewGuid():N}.tmp";
+            File.WriteAllBytes(temporary, content);
+            File.Move(temporary, file, overwrite: true);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            throw new PeftSharpException($"{ArtifactFolder}: cannot store an artefact of {FilePath} ({e.Message})", e);
+        }
+    }
+
+    protected override byte[] LoadContent(string sha256)
+    {
+        string file = Path.Combine(ArtifactFolder, sha256);
+        if (!File.Exists(file)) throw new PeftSharpException($"{file}: artefact file missing (the database names it; was the .artifacts folder moved?)");
+        return File.ReadAllBytes(file);
+    }
+
+    protected override string DescribeContent(string sha256) => Path.Combine(ArtifactFolder, sha256);
 
     /// <summary>SQLite's integrity check: "ok", or the problems found, one per line.</summary>
     public string CheckIntegrity() => string.Join("\n", Query(ResultsSql.IntegrityCheck, r => r.GetString(0)));

@@ -8,14 +8,18 @@ namespace PeftSharp.Results;
 internal static class ResultsSql
 {
     /// <summary>The column types of one engine, filled into <see cref="MigrationTemplates"/>.</summary>
-    internal sealed record SchemaTypes(string Id, string Integer, string Real, string Blob, string SortedText, string KeyOnlyTable);
+    internal sealed record SchemaTypes(string Id, string Integer, string Real, string Blob, string SortedText, string KeyOnlyTable,
+                                       string ArtifactContent);
 
     /// <summary>SQLite: a row id that is never reused, 8-byte integers and reals, a predictions table stored by its key.</summary>
-    public static readonly SchemaTypes Sqlite = new("INTEGER PRIMARY KEY AUTOINCREMENT", "INTEGER", "REAL", "BLOB", "TEXT", " WITHOUT ROWID");
+    public static readonly SchemaTypes Sqlite = new("INTEGER PRIMARY KEY AUTOINCREMENT", "INTEGER", "REAL", "BLOB", "TEXT", " WITHOUT ROWID",
+        "");   // artefact content lies in files beside the database (see ResultsDb)
 
     /// <summary>PostgreSQL: the text columns results are ordered by sort byte-wise ("C"), as in SQLite and the
     /// in-process protocol's ordinal tie-break, whatever the server's default collation.</summary>
-    public static readonly SchemaTypes Postgres = new("BIGSERIAL PRIMARY KEY", "BIGINT", "DOUBLE PRECISION", "BYTEA", "TEXT COLLATE \"C\"", "");
+    public static readonly SchemaTypes Postgres = new("BIGSERIAL PRIMARY KEY", "BIGINT", "DOUBLE PRECISION", "BYTEA", "TEXT COLLATE \"C\"", "",
+        // a server has no folder beside it: the content is a row, stored once per hash
+        "CREATE TABLE artifact_content (sha256 TEXT NOT NULL PRIMARY KEY, content BYTEA NOT NULL);");
 
     /// <summary>
     /// Migrations(types)[v] takes a database from schema version v to v + 1 (version 0 = empty). Both engines get the
@@ -24,7 +28,8 @@ internal static class ResultsSql
     /// </summary>
     public static string[] Migrations(SchemaTypes t) =>
         MigrationTemplates.Select(m => m.Replace("{id}", t.Id).Replace("{int}", t.Integer).Replace("{real}", t.Real)
-                                        .Replace("{blob}", t.Blob).Replace("{sorted_text}", t.SortedText).Replace("{key_only}", t.KeyOnlyTable)).ToArray();
+                                        .Replace("{blob}", t.Blob).Replace("{sorted_text}", t.SortedText).Replace("{key_only}", t.KeyOnlyTable)
+                                        .Replace("{artifact_content}", t.ArtifactContent)).ToArray();
 
     static readonly string[] MigrationTemplates =
     {
@@ -98,6 +103,22 @@ internal static class ResultsSql
         CREATE INDEX sweep_queue_by_plan ON sweep_queue (plan, status);
         CREATE INDEX sweep_queue_by_sweep ON sweep_queue (sweep_id, stage, status);
         """,
+        // 3: a running run's lease (so a second process waits for a live owner instead of replacing its run) and the
+        // artefacts of runs (the trained adapter), content-addressed by SHA-256.
+        """
+        ALTER TABLE runs ADD COLUMN owner TEXT;
+        ALTER TABLE runs ADD COLUMN lease_until_ms {int};
+        CREATE TABLE run_artifacts (
+            run_id      {int}  NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+            kind        TEXT   NOT NULL,   -- 'adapter': the adapter folder as a zip (RunArtifacts)
+            sha256      TEXT   NOT NULL,   -- lower-case hex of the content, which is stored once per hash
+            bytes       {int}  NOT NULL,
+            created_utc TEXT   NOT NULL,
+            PRIMARY KEY (run_id, kind)
+        );
+        CREATE INDEX run_artifacts_by_sha256 ON run_artifacts (sha256);
+        {artifact_content}
+        """,
     };
 
     // SQLite only: the schema version, pragmas and checks.
@@ -110,8 +131,14 @@ internal static class ResultsSql
 
     public const string StatusOfKey = "SELECT status FROM runs WHERE run_key = @key";
     public const string StatusOfId = "SELECT status FROM runs WHERE id = @id";
-    // Predictions of the replaced attempt go with it (ON DELETE CASCADE); an unfinished run has none anyway.
-    public const string DeleteUnfinishedKey = "DELETE FROM runs WHERE run_key = @key AND status <> 'finished'";
+
+    /// <summary>Removes the attempt a begin found replaceable, checking again in the same statement: under PostgreSQL's
+    /// READ COMMITTED a statement sees rows committed after the begin's read, and a row inserted or renewed meanwhile
+    /// by a live owner must stay. (Predictions of the attempt go with it; an unfinished run has none anyway.)</summary>
+    public const string DeleteReplaceable = """
+        DELETE FROM runs WHERE id = @id AND (status = 'failed' OR (status = 'running'
+            AND (lease_until_ms IS NULL OR lease_until_ms < {now} OR owner = CAST(@owner AS TEXT))))
+        """;
 
     public const string InsertRun = """
         INSERT INTO runs (run_key, stage, dataset, dataset_path, train_split, eval_split, method, hyper_json, lr,
@@ -123,21 +150,51 @@ internal static class ResultsSql
         RETURNING id
         """;
 
+    /// <summary>The run holding a key, and whether its lease is alive by the database clock ({now}).</summary>
+    public const string LeaseOfKey = """
+        SELECT id, status, owner, CASE WHEN lease_until_ms IS NOT NULL AND lease_until_ms >= {now} THEN 1 ELSE 0 END
+        FROM runs WHERE run_key = @key
+        """;
+
+    /// <summary>A run begun under a lease; no row when a concurrent writer inserted the key first (PostgreSQL).</summary>
+    public const string InsertLeasedRun = """
+        INSERT INTO runs (run_key, stage, dataset, dataset_path, train_split, eval_split, method, hyper_json, lr,
+                          weight_decay, seed, epochs, batch_size, training_json, model_json, checkpoint, sweep_id,
+                          status, code_version, host, started_utc, owner, lease_until_ms)
+        VALUES (@key, @stage, @dataset, @dataset_path, @train_split, @eval_split, @method, @hyper_json, @lr,
+                @weight_decay, @seed, @epochs, @batch_size, @training_json, @model_json, @checkpoint, @sweep_id,
+                'running', @code_version, @host, @started_utc, @owner, {now} + @lease_ms)
+        ON CONFLICT (run_key) DO NOTHING
+        RETURNING id
+        """;
+
+    public const string RenewLease = """
+        UPDATE runs SET lease_until_ms = {now} + @lease_ms WHERE id = @id AND owner = @owner AND status = 'running'
+        """;
+
     public const string FinishRun = """
-        UPDATE runs SET status = 'finished', top1 = @top1, metrics_json = @metrics_json, trainable_params = @trainable_params,
+        UPDATE runs SET status = 'finished', lease_until_ms = NULL, top1 = @top1, metrics_json = @metrics_json, trainable_params = @trainable_params,
                         train_seconds = @train_seconds, eval_seconds = @eval_seconds,
                         images_per_second = @images_per_second, finished_utc = @finished_utc, error = NULL
         WHERE id = @id AND status = 'running'
         """;
 
     public const string FailRun = """
-        UPDATE runs SET status = 'failed', error = @error, finished_utc = @finished_utc
+        UPDATE runs SET status = 'failed', error = @error, finished_utc = @finished_utc, lease_until_ms = NULL
         WHERE id = @id AND status = 'running'
         """;
 
     public const string InsertPrediction = """
         INSERT INTO predictions (run_id, example, label, predicted, logits) VALUES (@run_id, @example, @label, @predicted, @logits)
         """;
+
+    public const string InsertArtifact = """
+        INSERT INTO run_artifacts (run_id, kind, sha256, bytes, created_utc) VALUES (@run_id, @kind, @sha256, @bytes, @created_utc)
+        ON CONFLICT (run_id, kind) DO UPDATE SET sha256 = excluded.sha256, bytes = excluded.bytes, created_utc = excluded.created_utc
+        """;
+    public const string SelectArtifact = "SELECT sha256, bytes FROM run_artifacts WHERE run_id = @run_id AND kind = @kind";
+    public const string InsertArtifactContent = "INSERT INTO artifact_content (sha256, content) VALUES (@sha256, @content) ON CONFLICT (sha256) DO NOTHING";
+    public const string SelectArtifactContent = "SELECT content FROM artifact_content WHERE sha256 = @sha256";
 
     public const string SelectPredictions = "SELECT example, label, predicted, logits FROM predictions WHERE run_id = @run_id ORDER BY example";
 

@@ -46,6 +46,14 @@ public sealed record RunRecord(
     public double? Top1 => Outcome?.Top1;
 }
 
+/// <summary>What <see cref="IResultsStore.TryBeginRun"/> did: <see cref="Begun"/> a run of this owner's (its
+/// <see cref="Id"/>), or found the key held by run <see cref="Id"/> (finished, or running under
+/// <see cref="Owner"/>'s live lease).</summary>
+public sealed record RunStart(long Id, bool Begun, RunStatus Status, string? Owner);
+
+/// <summary>A stored artefact of a run: what kind, its content's SHA-256 (lower-case hex) and size.</summary>
+public sealed record ArtifactInfo(long RunId, string Kind, string Sha256, long Bytes);
+
 /// <summary>Which runs to list; a null field matches every run.</summary>
 public sealed record RunFilter(
     string? Dataset = null, string? Method = null, RunStage? Stage = null, RunStatus? Status = null, string? SweepId = null)

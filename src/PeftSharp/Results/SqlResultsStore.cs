@@ -2,6 +2,7 @@ using System.Buffers.Binary;
 using System.Data;
 using System.Data.Common;
 using System.Globalization;
+using System.Security.Cryptography;
 
 namespace PeftSharp.Results;
 
@@ -47,19 +48,68 @@ public abstract class SqlResultsStore : IResultsStore
         string key = spec.Key;
         return Write(tx =>
         {
-            if (Scalar(ResultsSql.StatusOfKey, tx, ("@key", key)) is "finished")
+            var holder = HolderOf(key, tx);
+            if (holder is { Status: RunStatus.Finished })
                 throw new InvalidOperationException($"run {key} is already finished in {Location}; check TryGetFinished before BeginRun");
-            Execute(ResultsSql.DeleteUnfinishedKey, tx, ("@key", key));
-            return Convert.ToInt64(Scalar(ResultsSql.InsertRun, tx,
-                ("@key", key), ("@stage", RunNames.Of(spec.Stage)), ("@dataset", spec.Dataset),
-                ("@dataset_path", context.DatasetPath), ("@train_split", spec.TrainSplit), ("@eval_split", spec.EvalSplit),
-                ("@method", spec.Method), ("@hyper_json", spec.HyperJson), ("@lr", spec.Lr),
-                ("@weight_decay", spec.WeightDecay), ("@seed", (long)spec.Seed), ("@epochs", (long)spec.Epochs),
-                ("@batch_size", (long)spec.BatchSize), ("@training_json", spec.TrainingJson), ("@model_json", spec.ModelJson),
-                ("@checkpoint", spec.Checkpoint), ("@sweep_id", spec.SweepId), ("@code_version", context.CodeVersion),
-                ("@host", context.Host), ("@started_utc", Now()))!, CultureInfo.InvariantCulture);
+            if (holder is { Status: RunStatus.Running, LeaseAlive: true })
+                throw new InvalidOperationException($"run {key} is being trained by {holder.Owner} (its lease is alive); use TryBeginRun to wait for it");
+            if (holder != null) Execute(NowSql(ResultsSql.DeleteReplaceable), tx, ("@id", holder.Id), ("@owner", null));
+            return Convert.ToInt64(Scalar(ResultsSql.InsertRun, tx, RunParameters(spec, context))!, CultureInfo.InvariantCulture);
         });
     }
+
+    public RunStart TryBeginRun(RunSpec spec, RunContext context, string owner, TimeSpan lease)
+    {
+        ArgumentNullException.ThrowIfNull(spec);
+        ArgumentNullException.ThrowIfNull(context);
+        ArgumentException.ThrowIfNullOrWhiteSpace(owner);
+        if (lease <= TimeSpan.Zero) throw new ArgumentOutOfRangeException(nameof(lease), lease, "must be positive");
+        string key = spec.Key;
+        // A concurrent writer that inserted or renewed the key between our read and our write makes the delete and
+        // the insert no-ops (PostgreSQL; SQLite's write transaction lets one writer in at a time): then look again.
+        while (true)
+        {
+            var start = Write(tx =>
+            {
+                var holder = HolderOf(key, tx);
+                if (holder is { Status: RunStatus.Finished } || holder is { Status: RunStatus.Running, LeaseAlive: true } && holder.Owner != owner)
+                    return new RunStart(holder.Id, false, holder.Status, holder.Owner);
+                if (holder != null) Execute(NowSql(ResultsSql.DeleteReplaceable), tx, ("@id", holder.Id), ("@owner", owner));
+                (string, object?)[] parameters = [.. RunParameters(spec, context), ("@owner", owner), ("@lease_ms", LeaseMs(lease))];
+                return Scalar(NowSql(ResultsSql.InsertLeasedRun), tx, parameters) is { } id
+                    ? new RunStart(Convert.ToInt64(id, CultureInfo.InvariantCulture), true, RunStatus.Running, owner)
+                    : null;
+            });
+            if (start != null) return start;
+        }
+    }
+
+    public bool RenewLease(long id, string owner, TimeSpan lease) =>
+        Write(tx => Execute(NowSql(ResultsSql.RenewLease), tx, ("@id", id), ("@owner", owner), ("@lease_ms", LeaseMs(lease))) == 1);
+
+    sealed record Holder(long Id, RunStatus Status, string? Owner, bool LeaseAlive);
+
+    Holder? HolderOf(string key, DbTransaction tx) =>
+        QueryIn(tx, NowSql(ResultsSql.LeaseOfKey), r => new Holder(
+            Convert.ToInt64(r.GetValue(0), CultureInfo.InvariantCulture), RunNames.Status(r.GetString(1)),
+            r.IsDBNull(2) ? null : r.GetString(2), Convert.ToInt64(r.GetValue(3), CultureInfo.InvariantCulture) == 1),
+            ("@key", key)).SingleOrDefault();
+
+    static (string, object?)[] RunParameters(RunSpec spec, RunContext context) =>
+    [
+        ("@key", spec.Key), ("@stage", RunNames.Of(spec.Stage)), ("@dataset", spec.Dataset),
+        ("@dataset_path", context.DatasetPath), ("@train_split", spec.TrainSplit), ("@eval_split", spec.EvalSplit),
+        ("@method", spec.Method), ("@hyper_json", spec.HyperJson), ("@lr", spec.Lr),
+        ("@weight_decay", spec.WeightDecay), ("@seed", (long)spec.Seed), ("@epochs", (long)spec.Epochs),
+        ("@batch_size", (long)spec.BatchSize), ("@training_json", spec.TrainingJson), ("@model_json", spec.ModelJson),
+        ("@checkpoint", spec.Checkpoint), ("@sweep_id", spec.SweepId), ("@code_version", context.CodeVersion),
+        ("@host", context.Host), ("@started_utc", Now()),
+    ];
+
+    /// <summary>Fills in the database clock (leases are measured by it, so hosts whose clocks disagree still agree).</summary>
+    string NowSql(string template) => template.Replace("{now}", NowMillisSql);
+
+    static long LeaseMs(TimeSpan lease) => (long)lease.TotalMilliseconds;
 
     /// <summary>
     /// Stores the outcome and all predictions and marks the run finished, in one transaction: if anything fails
@@ -85,6 +135,51 @@ public abstract class SqlResultsStore : IResultsStore
 
     public bool FailRun(long id, string error) =>
         Write(tx => Execute(ResultsSql.FailRun, tx, ("@id", id), ("@error", error ?? ""), ("@finished_utc", Now())) == 1);
+
+    // ---- artefacts -----------------------------------------------------------------------------------------------
+
+    public void PutArtifact(long runId, string kind, byte[] content)
+    {
+        ArgumentException.ThrowIfNullOrWhiteSpace(kind);
+        ArgumentNullException.ThrowIfNull(content);
+        string sha256 = Convert.ToHexStringLower(SHA256.HashData(content));
+        // The content first: a row never names content that is not there (content nobody names is harmless).
+        StoreContent(sha256, content);
+        Write(tx =>
+        {
+            if (Scalar(ResultsSql.StatusOfId, tx, ("@id", runId)) is null)
+                throw new InvalidOperationException($"run {runId} is not in {Location}; its {kind} was not stored");
+            StoreContentRow(sha256, content, tx);
+            return Execute(ResultsSql.InsertArtifact, tx, ("@run_id", runId), ("@kind", kind), ("@sha256", sha256),
+                           ("@bytes", (long)content.Length), ("@created_utc", Now()));
+        });
+    }
+
+    public ArtifactInfo? FindArtifact(long runId, string kind) =>
+        Query(ResultsSql.SelectArtifact, r => new ArtifactInfo(runId, kind, r.GetString(0), Convert.ToInt64(r.GetValue(1), CultureInfo.InvariantCulture)),
+              ("@run_id", runId), ("@kind", kind)).SingleOrDefault();
+
+    /// <summary>The artefact's content, checked against its hash (a damaged file is an error, not a wrong model).</summary>
+    public byte[]? GetArtifact(long runId, string kind)
+    {
+        if (FindArtifact(runId, kind) is not { } info) return null;
+        byte[] content = LoadContent(info.Sha256);
+        if (content.Length != info.Bytes || Convert.ToHexStringLower(SHA256.HashData(content)) != info.Sha256)
+            throw new PeftSharpException($"{DescribeContent(info.Sha256)}: the {kind} of run {runId} is damaged (its SHA-256 or size differs from the stored {info.Sha256}, {info.Bytes} bytes)");
+        return content;
+    }
+
+    /// <summary>Stores content outside the database before its row is written (SQLite: a file beside it); no-op by default.</summary>
+    protected virtual void StoreContent(string sha256, byte[] content) { }
+
+    /// <summary>Stores content inside the row's transaction (PostgreSQL: a row per hash); no-op by default.</summary>
+    protected virtual void StoreContentRow(string sha256, byte[] content, DbTransaction tx) { }
+
+    /// <summary>The stored content of this hash; a PeftSharpException naming where it should be when it is missing.</summary>
+    protected abstract byte[] LoadContent(string sha256);
+
+    /// <summary>Where the content of this hash is kept, as shown in messages.</summary>
+    protected abstract string DescribeContent(string sha256);
 
     void InsertPredictions(long runId, IReadOnlyList<Prediction> predictions, DbTransaction tx)
     {

@@ -31,12 +31,18 @@ public interface IRunObserver
     void Training(TrainProgress progress);
     void RunFinished(RunRecord record, string label);
     void RunFailed(RunSpec spec, string label, string error);
+
+    /// <summary>Another process (<paramref name="owner"/>) is training this run: this one waits for its result.</summary>
+    void RunWaiting(RunSpec spec, string label, string? owner) { }
 }
 
 /// <summary>
 /// Executes runs against the results database: a finished run with the same key is reused, never retrained; a run
 /// killed mid-way resumes from its last epoch checkpoint; the result (metrics, every example's logits) lands in one
-/// transaction, so an interruption loses at most the run in flight.
+/// transaction, so an interruption loses at most the run in flight. A run being trained holds a lease, renewed by a
+/// heartbeat: another process (or executor) asking for the same run waits for its owner's result instead of training
+/// it twice, and takes it over only when the lease runs out (the owner died). The trained adapter is kept as an
+/// artefact of the run (<see cref="KeepWeights"/>).
 /// </summary>
 public sealed class RunExecutor
 {
@@ -59,39 +65,75 @@ public sealed class RunExecutor
     /// studies out of an existing database).</summary>
     public bool TrainMissing { get; init; } = true;
 
+    /// <summary>Which finished runs store their trained weights in the results store (default: adapters, not full
+    /// fine-tuning's whole model).</summary>
+    public KeepWeights KeepWeights { get; init; } = KeepWeights.Adapters;
+
+    /// <summary>How long a run stays this executor's without a heartbeat; heartbeats come every third of it. Past it,
+    /// another process takes the run over, so it must be well above the longest pause a live process can have.</summary>
+    public TimeSpan Lease { get; init; } = TimeSpan.FromSeconds(60);
+
+    /// <summary>How often a process waiting for another's run looks whether it finished.</summary>
+    public TimeSpan Poll { get; init; } = TimeSpan.FromSeconds(2);
+
+    /// <summary>Who holds the leases of this executor's runs (host:pid:n, unique among live executors).</summary>
+    public string Owner { get; init; } = $"{Environment.MachineName}:{Environment.ProcessId}:{Interlocked.Increment(ref executors)}";
+
+    static int executors;
+
     /// <summary>Where per-run epoch checkpoints live (one folder per run key, deleted when the run finishes).</summary>
     public string CheckpointRoot => checkpointRoot;
 
     public static string CodeVersion { get; } =
         typeof(RunExecutor).Assembly.GetCustomAttribute<AssemblyInformationalVersionAttribute>()?.InformationalVersion ?? "unknown";
 
-    /// <summary>Runs (or reuses) one run; a training failure is recorded and returned as a failed record.</summary>
+    /// <summary>Runs (or reuses) one run; a training failure is recorded and returned as a failed record. A run another
+    /// live process is training is waited for: its finished (or failed) record is returned.</summary>
     public RunRecord Execute(RunRequest request, string label, Func<PeftModel, EvaluationResult, RunRecord, RunRecord>? after = null)
     {
         var spec = request.Spec;
-        string key = spec.Key;
-        if (db.TryGetFinished(key) is RunRecord done)
+        var context = new RunContext { DatasetPath = request.DatasetPath, CodeVersion = CodeVersion };
+        long? waitingFor = null;
+        while (true)
         {
-            observer?.RunSkipped(done, label);
-            return done;
+            if (db.TryGetFinished(spec.Key) is RunRecord done)
+            {
+                observer?.RunSkipped(done, label);
+                return done;
+            }
+            if (!TrainMissing)
+                throw new PeftSharpException($"{db.Location}: no finished run for {label} ({spec.Method} on {spec.Dataset}, {spec.TrainSplit}, lr {spec.Lr:G3}), and training missing runs is off");
+            var start = db.TryBeginRun(spec, context, Owner, Lease);
+            if (start.Begun)
+            {
+                if (Train(request, label, start.Id, after) is { } record) return record;
+                continue;   // our lease ran out and another process took the run over: wait for it like anyone else
+            }
+            if (start.Status != RunStatus.Running) continue;   // it finished just now
+            if (waitingFor != start.Id) observer?.RunWaiting(spec, label, start.Owner);
+            waitingFor = start.Id;
+            Thread.Sleep(Poll);
+            if (db.TryGetRun(start.Id) is { Status: RunStatus.Failed } failed)
+            {
+                observer?.RunFailed(spec, label, failed.Error ?? "failed");
+                return failed;
+            }
         }
-        if (!TrainMissing)
-            throw new PeftSharpException($"{db.Location}: no finished run for {label} ({spec.Method} on {spec.Dataset}, {spec.TrainSplit}, lr {spec.Lr:G3}), and training missing runs is off");
+    }
+
+    /// <summary>Trains, evaluates and stores run <paramref name="id"/> under a heartbeat; null when its lease was lost
+    /// (another process replaced the run, so this result was not stored).</summary>
+    RunRecord? Train(RunRequest request, string label, long id, Func<PeftModel, EvaluationResult, RunRecord, RunRecord>? after)
+    {
+        var spec = request.Spec;
         observer?.RunStarting(spec, label);
-        long id = db.BeginRun(spec, new RunContext { DatasetPath = request.DatasetPath, CodeVersion = CodeVersion });
-        var checkpoint = new TrainCheckpoint(Path.Combine(checkpointRoot, key));
+        var checkpoint = new TrainCheckpoint(Path.Combine(checkpointRoot, spec.Key));
+        bool stored = false;
         try
         {
-            manual_seed(spec.Seed);
-            using var model = request.Backbone.Load(request.NumClasses, request.Train.DropPath, out _);
-            model.to(device);
-            var peft = PeftModel.Create(model, spec.Method, request.Settings);
-            var trainer = new Trainer(peft, request.Train, device);
-            var trained = trainer.Fit(request.TrainData, observer == null ? null : new Progress(observer), checkpoint);
-            var evaluation = Evaluator.Evaluate(model, request.EvalData, device, precision: request.Train.Precision);
-            // Weights can blow up without the training loss overflowing (a huge lr): then the logits are not finite.
-            if (!double.IsFinite(evaluation.Metrics.Loss))
-                throw new PeftSharpException($"{Trainer.DivergedMessage}: the trained model's evaluation loss is {evaluation.Metrics.Loss} (its logits are not finite) at learning rate {request.Train.Lr:G3}; lower the learning rate (lr) or clip gradients (grad_clip)");
+            using var heartbeat = new LeaseHeartbeat(db, id, Owner, Lease);
+            using var run = TrainedRun.Train(request, device, observer == null ? null : new Progress(observer), checkpoint);
+            var (peft, trained, evaluation) = (run.Peft, run.Training, run.Evaluation);
             var metrics = evaluation.Metrics.ToJson();
             metrics["epoch_losses"] = new JsonArray(trained.EpochLosses.Select(l => (JsonNode)JsonValue.Create(l)!).ToArray());
             metrics["feature_cache"] = trained.UsedFeatureCache;
@@ -102,22 +144,56 @@ public sealed class RunExecutor
                 TrainableParams = peft.CountTrainable(), TrainSeconds = trained.Seconds, EvalSeconds = evaluation.Seconds,
                 ImagesPerSecond = trained.ImagesPerSecond,
             };
-            db.FinishRun(id, outcome, Predictions(evaluation));
+            heartbeat.Dispose();
+            if (!FinishOrLose(id, outcome, Predictions(evaluation))) return null;
+            stored = true;
             checkpoint.Delete();
+            if (KeepWeights.Keeps(spec.Method)) StoreAdapter(id, peft, request);
             var record = db.TryGetRun(id)!;
             observer?.RunFinished(record, label);
             return after?.Invoke(peft, evaluation, record) ?? record;
         }
-        catch (PeftSharpException e)
+        catch (PeftSharpException e) when (!stored)
         {
             db.FailRun(id, e.Message);
             observer?.RunFailed(spec, label, e.Message);
             return db.TryGetRun(id)!;
         }
-        catch (Exception e) when (e is not OperationCanceledException)
+        catch (Exception e) when (!stored && e is not OperationCanceledException)
         {
             db.FailRun(id, $"{e.GetType().Name}: {e.Message}");
             throw;
+        }
+    }
+
+    /// <summary>Stores the result; false when the run is gone because another process took it over (our lease ran
+    /// out while we were stalled), which is not an error: that process's result will be read instead.</summary>
+    bool FinishOrLose(long id, RunOutcome outcome, IReadOnlyList<Prediction> predictions)
+    {
+        try
+        {
+            db.FinishRun(id, outcome, predictions);
+            return true;
+        }
+        catch (InvalidOperationException) when (db.TryGetRun(id) is null)
+        {
+            return false;
+        }
+    }
+
+    /// <summary>The trained adapter as the run's artefact. One call saves the folder, so what is kept is exactly what
+    /// <c>--save-adapter</c> writes.</summary>
+    void StoreAdapter(long id, PeftModel peft, RunRequest request)
+    {
+        string folder = Path.Combine(Path.GetTempPath(), $"peftsharp-adapter-{Environment.ProcessId}-{id}-{Guid.NewGuid():N}");
+        try
+        {
+            request.SaveAdapter(peft, folder);
+            db.PutArtifact(id, RunArtifacts.Adapter, RunArtifacts.PackFolder(folder));
+        }
+        finally
+        {
+            if (Directory.Exists(folder)) Directory.Delete(folder, recursive: true);
         }
     }
 
@@ -126,8 +202,8 @@ public sealed class RunExecutor
     /// transaction; an evaluation already stored under the same key is returned as it is.</summary>
     public static RunRecord RecordEvaluation(IResultsStore db, RunSpec spec, EvaluationResult evaluation, string datasetPath, long trainableParams = 0)
     {
-        if (db.TryGetFinished(spec.Key) is RunRecord done) return done;
-        long id = db.BeginRun(spec, new RunContext { DatasetPath = datasetPath, CodeVersion = CodeVersion });
+        long id = BeginRecording(db, spec, new RunContext { DatasetPath = datasetPath, CodeVersion = CodeVersion }, out var done);
+        if (done != null) return done;
         var outcome = new RunOutcome
         {
             Top1 = evaluation.Metrics.Top1 / 100, MetricsJson = evaluation.Metrics.ToJson().ToJsonString(),
@@ -135,6 +211,21 @@ public sealed class RunExecutor
         };
         db.FinishRun(id, outcome, Predictions(evaluation));
         return db.TryGetRun(id)!;
+    }
+
+    /// <summary>Begins the evaluation's run under a short lease (it is stored at once: the evaluation already ran), or
+    /// finds it finished, waiting while another process is storing the same evaluation.</summary>
+    static long BeginRecording(IResultsStore db, RunSpec spec, RunContext context, out RunRecord? done)
+    {
+        string owner = $"{Environment.MachineName}:{Environment.ProcessId}:eval";
+        while (true)
+        {
+            done = db.TryGetFinished(spec.Key);
+            if (done != null) return done.Id;
+            var start = db.TryBeginRun(spec, context, owner, TimeSpan.FromMinutes(1));
+            if (start.Begun) return start.Id;
+            if (start.Status == RunStatus.Running) Thread.Sleep(200);
+        }
     }
 
     /// <summary>Every example's label, prediction and logits, as the results database stores them.</summary>
@@ -149,6 +240,38 @@ public sealed class RunExecutor
             list.Add(new Prediction(evaluation.Indices[i], (int)evaluation.Labels[i], evaluation.Predicted(i), row));
         }
         return list;
+    }
+
+    /// <summary>Renews a run's lease every third of its length until disposed. A thread of its own, not a thread-pool
+    /// timer: training can keep the pool busy (two cores, a caller blocked in Wait), and a starved timer would let the
+    /// lease run out under a live run. A failed renewal is retried by the next beat; a lost lease shows when the
+    /// result is stored.</summary>
+    sealed class LeaseHeartbeat : IDisposable
+    {
+        readonly ManualResetEventSlim stop = new();
+        readonly Thread thread;
+
+        public LeaseHeartbeat(IResultsStore db, long id, string owner, TimeSpan lease)
+        {
+            var period = lease / 3;
+            thread = new Thread(() =>
+            {
+                while (!stop.Wait(period))
+                {
+                    try { db.RenewLease(id, owner, lease); }
+                    catch (Exception) { }   // the database is busy or gone: the next beat tries again
+                }
+            }) { IsBackground = true, Name = $"peftsharp lease {id}" };
+            thread.Start();
+        }
+
+        /// <summary>Stops the beats and waits for one in flight, so none runs after the result is stored.</summary>
+        public void Dispose()
+        {
+            if (stop.IsSet) return;
+            stop.Set();
+            thread.Join();
+        }
     }
 
     sealed class Progress : IProgress<TrainProgress>

@@ -40,7 +40,8 @@ public sealed class PostgresResultsStore : SqlResultsStore
         catch (Exception e) when (e is NpgsqlException or TimeoutException)
         {
             connection.Dispose();
-            throw new PeftSharpException($"{location.Display}: {Explain(e, location)}", e);
+            // The inner exception is dropped: Npgsql's messages and data may carry the connection string.
+            throw new PeftSharpException(location.Redact($"{location.Display}: {Explain(e, location)}"));
         }
         catch
         {
@@ -55,12 +56,12 @@ public sealed class PostgresResultsStore : SqlResultsStore
         PostgresException { SqlState: "28P01" or "28000" } =>
             $"authentication failed for user '{location.Username}' (wrong user name or password, or no access from this host)",
         PostgresException { SqlState: "3D000" } p => $"no such database ({p.MessageText})",
-        PostgresException p => $"PostgreSQL refused the connection: {PostgresLocation.RedactMessage(p.MessageText)}",
+        PostgresException p => $"PostgreSQL refused the connection: {location.Redact(p.MessageText)}",
         NpgsqlException when e.Message.Contains("No password has been provided", StringComparison.Ordinal) =>
             "the server wants a password and none was given (in the URL, PGPASSWORD or ~/.pgpass)",
-        _ when Root(e) is SocketException s => $"cannot reach the PostgreSQL server ({s.SocketErrorCode}: {s.Message})",
+        _ when Root(e) is SocketException s => $"cannot reach the PostgreSQL server ({s.SocketErrorCode}: {location.Redact(s.Message)})",
         _ when Root(e) is TimeoutException => "cannot reach the PostgreSQL server (timed out)",
-        _ => $"cannot open the results database ({PostgresLocation.RedactMessage(e.Message)})",
+        _ => $"cannot open the results database ({location.Redact(e.Message.Split('\n')[0])})",
     };
 
     static Exception Root(Exception e)
@@ -107,6 +108,17 @@ public sealed class PostgresResultsStore : SqlResultsStore
         if (version > SchemaVersion)
             throw new PeftSharpException($"{Location}: results schema version {version} is newer than this PeftSharp supports ({SchemaVersion}); use a newer PeftSharp");
     }
+
+    // ---- artefacts: one row per content hash ------------------------------------------------------------------------
+
+    protected override void StoreContentRow(string sha256, byte[] content, DbTransaction tx) =>
+        Execute(ResultsSql.InsertArtifactContent, tx, ("@sha256", sha256), ("@content", content));
+
+    protected override byte[] LoadContent(string sha256) =>
+        Query(ResultsSql.SelectArtifactContent, r => (byte[])r.GetValue(0), ("@sha256", sha256)).SingleOrDefault()
+        ?? throw new PeftSharpException($"{DescribeContent(sha256)}: artefact content missing");
+
+    protected override string DescribeContent(string sha256) => $"{Location} artifact_content {sha256}";
 
     // ---- plumbing ------------------------------------------------------------------------------------------------
 

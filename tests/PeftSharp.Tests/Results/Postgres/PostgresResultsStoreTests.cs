@@ -44,7 +44,7 @@ public sealed class PostgresResultsStoreTests : IDisposable
         PostgresResultsStore.Open(Server.Url).Dispose();
         string sqlite = Path.Combine(TestFiles.TempDir(), "results.db");
         ResultsDb.Open(sqlite).Dispose();
-        foreach (var table in new[] { "runs", "predictions", "sweeps", "sweep_queue" })
+        foreach (var table in new[] { "runs", "predictions", "sweeps", "sweep_queue", "run_artifacts" })
         {
             using var c = Raw(sqlite);
             using var command = c.CreateCommand();

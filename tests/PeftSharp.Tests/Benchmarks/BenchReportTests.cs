@@ -180,7 +180,16 @@ public class BenchReportTests
         var report = new BenchReport(Outcome());
         string html = report.Html();
         Assert.StartsWith("<!DOCTYPE html>", html);
-        Assert.Contains("<svg", html);
+        // The Pareto scatter: one marked point a method, titled with its mean of group means and parameters, and the
+        // front's line through exactly the front's points (linear, vpt-deep, ssf, lora), left to right and upwards.
+        var scatter = SvgChart.WithLines(html).Single();
+        Assert.Equal(["lora: 71.67% with 30,000 parameters", "ssf: 69.67% with 20,000 parameters", "vpt-deep: 66.67% with 10,000 parameters",
+                      "full: 56.67% with 2,000,000 parameters", "linear: 51.67% with 0 parameters"], scatter.Points.Select(p => p.Title));
+        var at = scatter.Points.ToDictionary(p => p.Title.Split(':')[0], p => (p.X, p.Y));
+        Assert.Equal(new[] { "linear", "vpt-deep", "ssf", "lora" }.Select(m => at[m]), scatter.Lines.Single());
+        Assert.True(at["full"].X > at["lora"].X && at["full"].Y > at["vpt-deep"].Y, "full: most parameters, below vpt-deep");
+        Assert.Contains("trainable parameters (log scale; the head excluded)", scatter.Texts);
+        Assert.Contains("mean of group means, test top-1 %", scatter.Texts);
         Assert.DoesNotContain("<script src", html);
         Assert.DoesNotContain("http://", html.Replace("http://www.w3.org/2000/svg", ""));
         string readme = Path.Combine(TestFiles.TempDir(), "README.md");

@@ -31,3 +31,14 @@ public sealed record SvgChart(IReadOnlyList<IReadOnlyList<(double X, double Y)>>
 }
 
 public sealed record SvgPoint(double X, double Y, string Title);
+
+/// <summary>A horizontal bar of a report's bar chart: its label, drawn length in pixels and value label.</summary>
+public sealed record SvgBar(string Label, double Length, string Value)
+{
+    static readonly Regex Bar = new("<text [^>]*>([^<]*)</text><rect x=[0-9]+ y=[0-9.]+ width=([0-9.]+) height=13 [^>]*/><text [^>]*>([^<]*)</text>");
+
+    /// <summary>Every bar of the page, in drawing order.</summary>
+    public static IReadOnlyList<SvgBar> All(string html) => Bar.Matches(html)
+        .Select(m => new SvgBar(WebUtility.HtmlDecode(m.Groups[1].Value), double.Parse(m.Groups[2].Value, CultureInfo.InvariantCulture), WebUtility.HtmlDecode(m.Groups[3].Value)))
+        .ToList();
+}

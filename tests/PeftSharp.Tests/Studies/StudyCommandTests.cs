@@ -72,6 +72,14 @@ public class StudyCommandTests
             Assert.Equal(expected.Best(3, EnsembleRule.Logits)!.Top1, all["top1"]!.GetValue<double>(), 3);
             Assert.Equal(expected.BestSingle.Method, task["best_single"]!["method"]!.GetValue<string>());
             Assert.Equal(expected.BestSingle.Top1, task["best_single"]!["top1"]!.GetValue<double>(), 3);
+
+            // The page's bars start with the three single models, best first, each as long as its top-1 of the
+            // 560-pixel full scale (100 %) and labelled with it.
+            var bars = SvgBar.All(File.ReadAllText(Path.Combine(dir, "ensembles.html"))).Take(3).ToList();
+            var singles = expected.Singles.OrderByDescending(s => s.Top1).ToList();
+            Assert.Equal(singles.Select(s => s.Method), bars.Select(b => b.Label));
+            Assert.Equal(singles.Select(s => s.Top1.ToString("F2", CultureInfo.InvariantCulture) + " %"), bars.Select(b => b.Value));
+            Assert.All(singles.Zip(bars), p => Assert.Equal(p.First.Top1 / 100 * 560, p.Second.Length, 0.05));
         }
 
         // Everything is in the database now: a read-only rerun trains nothing and reports the same.

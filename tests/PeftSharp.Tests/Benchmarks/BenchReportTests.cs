@@ -52,7 +52,9 @@ public class BenchReportTests
     public void Bad_profile_values_are_named()
     {
         Assert.Contains("unknown bench profile 'x'", Assert.Throws<PeftSharpException>(() => BenchProfile.Get("x")).Message);
-        Assert.Contains("--seeds", Assert.Throws<PeftSharpException>(() => (BenchProfile.Quick with { Seeds = 0 }).Validate()).Message);
+        var seeds = Assert.Throws<PeftSharpException>(() => (BenchProfile.Quick with { Seeds = 0 }).Validate());
+        Assert.Equal("seeds", seeds.Field);   // the library names its setting; the CLI maps it to --seeds
+        Assert.Contains("seeds must be at least 1, got 0", seeds.Message);
         Assert.Contains("nope", Assert.Throws<PeftSharpException>(() => (BenchProfile.Quick with { Methods = new[] { "nope" } }).Validate()).Message);
     }
 
@@ -99,7 +101,9 @@ public class BenchReportTests
         var claims = new BenchReport(Outcome()).Claims();
         Assert.Contains(claims, c => c.StartsWith("PEFT beats linear probing: 3 of 3") && c.Contains("Agrees"));
         Assert.Contains(claims, c => c.StartsWith("PEFT beats full fine-tuning: 3 of 3"));
-        Assert.Contains(claims, c => c.Contains("Spearman"));
+        // Means of group means here: lora 71.67 > ssf 69.67 > vpt-deep 66.67 > full 56.67 > linear 51.67, the study's order
+        // (75.24 > 75.12 > 73.40 > 61.85 > 60.52): ρ = 1.
+        Assert.Contains("Ranking of the 5 methods by mean of group means vs the study's: Spearman ρ = 1.00 (similar order).", claims);
         Assert.Contains(claims, c => c.StartsWith("The default backbone is pretrained: its linear probe beats a random-init backbone's on 4 of 4 tasks (margin +30.0 to +40.0 points)."));
         Assert.Contains(claims, c => c.StartsWith("Once tuned") && c.Contains("(best lora, worst vpt-deep;") && !c.Contains("nothing was tuned"));
         Assert.Contains(claims, c => c.StartsWith("Every tuned PEFT method is within 8 points of LoRA") && c.Contains("largest gap 5.00 (vpt-deep)"));
@@ -109,6 +113,45 @@ public class BenchReportTests
         var cells = outcome.Cells.Select(c => c.Task == "b" && c.Backbone == SuiteBenchmark.RandomBackbone ? c with { TestTop1 = 55 } : c).ToList();
         var losing = new BenchReport(outcome with { Cells = cells }).Claims();
         Assert.Contains(losing, c => c.Contains("on 3 of 4 tasks") && c.EndsWith("it loses on b (50.0 vs 55.0)."));
+    }
+
+    /// <summary>One task per group, every method at the same top-1 on each, so its mean of group means is that top-1.</summary>
+    static BenchReport Uniform(params (string Method, double Top1)[] methods)
+    {
+        var tasks = new[] { ("a", TaskGroup.Natural), ("b", TaskGroup.Specialized), ("c", TaskGroup.Structured) };
+        var cells = (from t in tasks from m in methods
+                     select new BenchCell(t.Item1, t.Item2, m.Method, SuiteBenchmark.PretrainedBackbone, m.Top1, m.Top1, 1000, 1, null, null)).ToList();
+        var profile = BenchProfile.Quick with { Methods = methods.Select(m => m.Method).ToList(), Tasks = tasks.Select(t => t.Item1).ToList() };
+        return new BenchReport(new BenchOutcome(profile, cells, 60, "backbone.safetensors", "cpu"));
+    }
+
+    [Fact]
+    public void Rank_agreement_is_spearman_rho_with_tied_values_sharing_their_mean_rank()
+    {
+        // The study's means of group means: lora 75.24 > ssf 75.12 > bitfit 74.54 > vpt-deep 73.40 > linear 60.52,
+        // ranks 1..5. Ours: bitfit 72 > lora 70 = ssf 70 > linear 65 > vpt-deep 60. Tied values share the mean of the
+        // ranks they span: lora and ssf take (2 + 3) / 2 = 2.5 each, so ours are lora 2.5, ssf 2.5, bitfit 1,
+        // vpt-deep 5, linear 4. ρ is Pearson's r of the two rank lists (both with mean 3):
+        //   deviations ours  −0.5, −0.5, −2, 2, 1;  theirs −2, −1, 0, 1, 2
+        //   Σ products = 1 + 0.5 + 0 + 2 + 2 = 5.5;  Σ squares 9.5 and 10;  ρ = 5.5 / √95 = 0.56428809...
+        // (The no-ties shortcut 1 − 6 Σd² / (n (n² − 1)) would give 1 − 6 · 8.5 / 120 = 0.575; ranking the tie 2 and 3
+        // in input order would give 6 / 10 = 0.6.)
+        var tied = Uniform(("lora", 70), ("ssf", 70), ("bitfit", 72), ("vpt-deep", 60), ("linear", 65));
+        var (rho, count) = tied.RankAgreement();
+        Assert.Equal(5, count);
+        Assert.Equal(5.5 / Math.Sqrt(95), rho!.Value, 12);
+        Assert.Equal(0.56428809, rho.Value, 8);
+        Assert.Contains("Ranking of the 5 methods by mean of group means vs the study's: Spearman ρ = 0.56 (similar order).", tied.Claims());
+
+        // The study's order exactly reversed: ρ = −1, a different order.
+        var reversed = Uniform(("lora", 60), ("ssf", 62), ("bitfit", 64), ("vpt-deep", 66), ("linear", 68));
+        Assert.Equal(-1, reversed.RankAgreement().Rho!.Value, 12);
+        Assert.Contains(reversed.Claims(), c => c.EndsWith("Spearman ρ = -1.00 (different order)."));
+
+        // Fewer than three methods shared with the study: no ρ, and no claim.
+        var two = Uniform(("lora", 60), ("ssf", 62));
+        Assert.Equal((null, 2), two.RankAgreement());
+        Assert.DoesNotContain(two.Claims(), c => c.Contains("Spearman"));
     }
 
     [Fact]
@@ -137,7 +180,16 @@ public class BenchReportTests
         var report = new BenchReport(Outcome());
         string html = report.Html();
         Assert.StartsWith("<!DOCTYPE html>", html);
-        Assert.Contains("<svg", html);
+        // The Pareto scatter: one marked point a method, titled with its mean of group means and parameters, and the
+        // front's line through exactly the front's points (linear, vpt-deep, ssf, lora), left to right and upwards.
+        var scatter = SvgChart.WithLines(html).Single();
+        Assert.Equal(["lora: 71.67% with 30,000 parameters", "ssf: 69.67% with 20,000 parameters", "vpt-deep: 66.67% with 10,000 parameters",
+                      "full: 56.67% with 2,000,000 parameters", "linear: 51.67% with 0 parameters"], scatter.Points.Select(p => p.Title));
+        var at = scatter.Points.ToDictionary(p => p.Title.Split(':')[0], p => (p.X, p.Y));
+        Assert.Equal(new[] { "linear", "vpt-deep", "ssf", "lora" }.Select(m => at[m]), scatter.Lines.Single());
+        Assert.True(at["full"].X > at["lora"].X && at["full"].Y > at["vpt-deep"].Y, "full: most parameters, below vpt-deep");
+        Assert.Contains("trainable parameters (log scale; the head excluded)", scatter.Texts);
+        Assert.Contains("mean of group means, test top-1 %", scatter.Texts);
         Assert.DoesNotContain("<script src", html);
         Assert.DoesNotContain("http://", html.Replace("http://www.w3.org/2000/svg", ""));
         string readme = Path.Combine(TestFiles.TempDir(), "README.md");

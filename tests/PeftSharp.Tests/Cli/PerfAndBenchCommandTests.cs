@@ -19,15 +19,39 @@ public class PerfAndBenchCommandTests
         {
             Assert.True(m["train_images_per_s"]!.GetValue<double>() > 0);
             Assert.True(m["infer_images_per_s"]!.GetValue<double>() > 0);
-            Assert.True(m["peak_rss_bytes"]!.GetValue<long>() > 0);
-            Assert.True(m["training_peak_bytes"]!.GetValue<long>() >= 0);
-            Assert.True(m.ContainsKey("training_memory_vs_full"));
+            // The memory training takes is the peak less what was resident before training: never above the peak.
+            long peak = m["peak_rss_bytes"]!.GetValue<long>(), training = m["training_peak_bytes"]!.GetValue<long>();
+            Assert.True(peak > 0 && training <= peak, $"{m["method"]}: training {training} of peak {peak}");
             Assert.True(m.ContainsKey("infer_merged_images_per_s"));
             var profile = m["profile"]!.AsObject();
-            foreach (var phase in new[] { "zero_grad_ms", "forward_ms", "backward_ms", "optimizer_ms", "dispose_ms" })
-                Assert.True(profile[phase]!.GetValue<double>() >= 0, phase);
+            // The five phases of a step and their total, which is their sum (each rounded to the microsecond).
+            var phases = new[] { "zero_grad_ms", "forward_ms", "backward_ms", "optimizer_ms", "dispose_ms" };
+            Assert.Equal(phases.Append("total_ms"), profile.Select(kv => kv.Key));
+            Assert.Equal(phases.Sum(p => profile[p]!.GetValue<double>()), profile["total_ms"]!.GetValue<double>(), 0.004);
             Assert.True(profile["forward_ms"]!.GetValue<double>() > 0 && profile["backward_ms"]!.GetValue<double>() > 0);
         }
+
+        // Ratios against full fine-tuning are this method's figure over full's (full's own is 1), as rounded in the JSON.
+        double Full(string field) => methods["full"][field]!.GetValue<double>();
+        foreach (var m in methods.Values)
+        {
+            Assert.Null(m["paired_vs_full"]);   // not asked for: the ratio is of the two rates
+            Assert.Equal(m["train_images_per_s"]!.GetValue<double>() / Full("train_images_per_s"), m["train_vs_full"]!.GetValue<double>(), 0.002);
+            if (Full("training_peak_bytes") > 0)
+                Assert.Equal(Math.Round(m["training_peak_bytes"]!.GetValue<long>() / Full("training_peak_bytes"), 3), m["training_memory_vs_full"]!.GetValue<double>());
+        }
+        Assert.Equal(1, methods["full"]["train_vs_full"]!.GetValue<double>());
+
+        // Optimizer state is four float32 copies (weight, gradient, two AdamW moments) of what trains: beyond the probe's
+        // head, 16 bytes per trainable parameter. Only the probe skips blocks: its first trainable block is past the last.
+        long State(string method) => methods[method]["training_state_bytes"]!.GetValue<long>();
+        long Trainable(string method) => methods[method]["trainable_params"]!.GetValue<long>();
+        foreach (var method in new[] { "full", "lora", "vpt-shallow" })
+        {
+            Assert.Equal(16 * Trainable(method), State(method) - State("linear"));
+            Assert.Equal(0, methods[method]["first_trainable_block"]!.GetValue<int>());
+        }
+        Assert.Equal(2, methods["linear"]["first_trainable_block"]!.GetValue<int>());
         Assert.Null(methods["vpt-shallow"]["infer_merged_images_per_s"]);
         Assert.Null(methods["vpt-shallow"]["merged_vs_bare"]);
         Assert.True(methods["vpt-shallow"]["unmerged_vs_bare"]!.GetValue<double>() > 0);

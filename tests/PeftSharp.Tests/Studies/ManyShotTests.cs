@@ -1,4 +1,5 @@
 using System.Buffers.Binary;
+using System.Globalization;
 using System.IO.Compression;
 using System.Text.Json.Nodes;
 using PeftSharp.Data;
@@ -94,9 +95,18 @@ public class ManyShotTests
         var cells = json["cells"]!.AsArray();
         Assert.Equal(new[] { ("linear", 40), ("lora", 40), ("linear", 80), ("lora", 80) },
                      cells.Select(c => (c!["method"]!.GetValue<string>(), c["train_size"]!.GetValue<int>())));
-        Assert.All(cells, c => Assert.InRange(c!["top1"]!.GetValue<double>(), 0, 100));
         Assert.Empty(json["gaps"]!.AsArray());   // no full fine-tuning cell: nothing to compare it with
-        Assert.Contains("<polyline", File.ReadAllText(Path.Combine(dir, "many-shot.html")));
+        // The chart: a line a method through its two sizes (40 left of 80), each point titled with the cell's top-1.
+        var chart = SvgChart.WithLines(File.ReadAllText(Path.Combine(dir, "many-shot.html"))).Single();
+        foreach (var (method, line) in new[] { "linear", "lora" }.Zip(chart.Lines))
+        {
+            var mine = cells.Where(c => c!["method"]!.GetValue<string>() == method).ToList();
+            Assert.Equal(mine.Select(c => $"{method}: {c!["top1"]!.GetValue<double>().ToString("F2", CultureInfo.InvariantCulture)} at {c["train_size"]}"),
+                         chart.PointsOf(method).Select(p => p.Title));
+            Assert.Equal(chart.PointsOf(method).Select(p => (p.X, p.Y)), line);
+            Assert.True(line[0].X < line[1].X);
+        }
+        Assert.Contains("training images (log scale)", chart.Texts);
 
         // The training-set size is part of each run's key: four runs, four keys, each split named by its size.
         using (var db = ResultsDb.Open(Path.Combine(dir, "results.db")))
@@ -105,7 +115,9 @@ public class ManyShotTests
             Assert.Equal(4, runs.Select(x => x.Key).Distinct().Count());
             Assert.Equal(new[] { "train[:40]", "train[:40]", "train[:80]", "train[:80]" }, runs.Select(x => x.Spec.TrainSplit));
             Assert.All(runs, x => Assert.Equal("t10k[:1000]", x.Spec.EvalSplit));
-            var stored = runs.ToDictionary(x => (x.Spec.Method, x.Spec.TrainSplit), x => x.Top1!.Value * 100);
+            // Each cell's top-1 is recomputed from its run's 1000 stored test predictions (argmax of the logits vs the label).
+            Assert.All(runs, x => Assert.Equal(1000, db.Predictions(x.Id).Count));
+            var stored = runs.ToDictionary(x => (x.Spec.Method, x.Spec.TrainSplit), x => StudyCommandTests.StoredTop1(db, x));
             Assert.All(cells, c => Assert.Equal(stored[(c!["method"]!.GetValue<string>(), $"train[:{c["train_size"]!.GetValue<int>()}]")],
                                                 c!["top1"]!.GetValue<double>(), 3));
         }

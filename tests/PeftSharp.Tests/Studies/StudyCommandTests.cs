@@ -1,3 +1,4 @@
+using System.Globalization;
 using System.Text.Json.Nodes;
 using PeftSharp.Results;
 using PeftSharp.Studies;
@@ -71,6 +72,14 @@ public class StudyCommandTests
             Assert.Equal(expected.Best(3, EnsembleRule.Logits)!.Top1, all["top1"]!.GetValue<double>(), 3);
             Assert.Equal(expected.BestSingle.Method, task["best_single"]!["method"]!.GetValue<string>());
             Assert.Equal(expected.BestSingle.Top1, task["best_single"]!["top1"]!.GetValue<double>(), 3);
+
+            // The page's bars start with the three single models, best first, each as long as its top-1 of the
+            // 560-pixel full scale (100 %) and labelled with it.
+            var bars = SvgBar.All(File.ReadAllText(Path.Combine(dir, "ensembles.html"))).Take(3).ToList();
+            var singles = expected.Singles.OrderByDescending(s => s.Top1).ToList();
+            Assert.Equal(singles.Select(s => s.Method), bars.Select(b => b.Label));
+            Assert.Equal(singles.Select(s => s.Top1.ToString("F2", CultureInfo.InvariantCulture) + " %"), bars.Select(b => b.Value));
+            Assert.All(singles.Zip(bars), p => Assert.Equal(p.First.Top1 / 100 * 560, p.Second.Length, 0.05));
         }
 
         // Everything is in the database now: a read-only rerun trains nothing and reports the same.
@@ -91,11 +100,44 @@ public class StudyCommandTests
         string dir = TestFiles.TempDir();
         var cells = StudyJson("dsprites-loc", dir, "capacity", "linear,lora")["cells"]!.AsArray();
         Assert.Equal(new[] { "linear", "lora", "lora", "lora" }, cells.Select(c => c!["method"]!.GetValue<string>()));
-        Assert.All(cells, c => Assert.InRange(c!["top1"]!.GetValue<double>(), 0, 100));
         Assert.Equal(0, cells[0]!["trainable_params"]!.GetValue<long>());
         // LoRA on qkv of the fixture (2 blocks, width 64): 2 · r · (64 + 3 · 64) parameters for ranks 1, 8 and 32.
         Assert.Equal(new long[] { 512, 4096, 16384 }, cells.Skip(1).Select(c => c!["trainable_params"]!.GetValue<long>()));
-        Assert.Contains("<polyline", File.ReadAllText(Path.Combine(dir, "capacity.html")));
+        Assert.Equal(new[] { null, "1", "8", "32" }, cells.Select(c => c!["value"]?.GetValue<string>()));
+
+        // Each cell's top-1 is the share of its final run's stored test predictions whose largest logit is the label.
+        using (var db = ResultsDb.Open(Path.Combine(dir, "results.db")))
+        {
+            var finals = db.Runs(new RunFilter(Dataset: "dsprites-loc", Stage: RunStage.Final, Status: RunStatus.Finished));
+            foreach (var cell in cells)
+            {
+                string method = cell!["method"]!.GetValue<string>(), knob = cell["knob"]?.GetValue<string>() ?? "";
+                var runs = finals.Where(r => r.Spec.Method == method && (knob == "" ||
+                                              JsonNode.Parse(r.Spec.HyperJson)![method]![knob]!.ToString() == cell["value"]!.GetValue<string>())).ToList();
+                Assert.NotEmpty(runs);
+                Assert.Equal(runs.Average(r => StoredTop1(db, r)), cell["top1"]!.GetValue<double>(), 2);
+            }
+        }
+
+        // The chart draws the same cells: one line a method, its points in order of trainable parameters, each titled
+        // with the cell's top-1 and parameter count.
+        var chart = SvgChart.WithLines(File.ReadAllText(Path.Combine(dir, "capacity.html"))).Single();
+        Assert.Equal([1, 3], chart.Lines.Select(l => l.Count));
+        Assert.Equal(cells.Select(c => $"{c!["method"]}: {c["top1"]!.GetValue<double>().ToString("F2", CultureInfo.InvariantCulture)} at {c["trainable_params"]!.GetValue<long>().ToString("G4", CultureInfo.InvariantCulture)}"),
+                     chart.Points.Select(p => p.Title));
+        Assert.Equal(chart.PointsOf("lora").Select(p => (p.X, p.Y)), chart.Lines[1]);
+        Assert.True(chart.Lines[1][0].X < chart.Lines[1][1].X && chart.Lines[1][1].X < chart.Lines[1][2].X, "ranks 1, 8, 32 left to right");
+        Assert.Contains("trainable parameters (log scale; the head excluded)", chart.Texts);
+    }
+
+    /// <summary>Top-1 (%) recomputed from a run's stored test predictions: argmax of the stored logits against the
+    /// stored label, independently of the top-1 the run recorded.</summary>
+    internal static double StoredTop1(ResultsDb db, RunRecord run)
+    {
+        var rows = db.Predictions(run.Id);
+        Assert.NotEmpty(rows);
+        int correct = rows.Count(p => Array.IndexOf(p.Logits, p.Logits.Max()) == p.Label);
+        return 100.0 * correct / rows.Count;
     }
 
     [Fact]
@@ -115,7 +157,18 @@ public class StudyCommandTests
         Assert.Equal(methods["linear"]!["in_dist"]!.GetValue<double>(), wise[0]!["in_dist"]!.GetValue<double>());
         Assert.Equal(methods["linear"]!["shifted_mean"]!.GetValue<double>(), wise[0]!["shifted_mean"]!.GetValue<double>());
         Assert.True(Directory.Exists(Path.Combine(dir, "suite", "digits@invert")));
-        Assert.Contains("<polyline", File.ReadAllText(Path.Combine(dir, "robustness.html")));
+        // Two charts for the task, one line each (lora's sweep), a point per α: shifted mean against α, then against the
+        // in-distribution top-1, both titled with the sweep's numbers in α order.
+        var charts = SvgChart.WithLines(File.ReadAllText(Path.Combine(dir, "robustness.html")));
+        Assert.Equal(2, charts.Count);
+        static string F2(JsonNode? v) => v!.GetValue<double>().ToString("F2", CultureInfo.InvariantCulture);
+        static string G4(JsonNode? v) => v!.GetValue<double>().ToString("G4", CultureInfo.InvariantCulture);
+        Assert.Equal(wise.Select(p => $"lora: {F2(p!["shifted_mean"])} at {G4(p["alpha"])}"), charts[0].Points.Select(p => p.Title));
+        Assert.Equal(wise.Select(p => $"lora: {F2(p!["shifted_mean"])} at {G4(p["in_dist"])}"), charts[1].Points.Select(p => p.Title));
+        Assert.All(charts, c => Assert.Equal(c.Points.Select(p => (p.X, p.Y)), c.Lines.Single()));
+        Assert.True(charts[0].Lines[0].Zip(charts[0].Lines[0].Skip(1)).All(p => p.First.X < p.Second.X), "α increases left to right");
+        Assert.Contains("α (0: linear probe, 1: fine-tuned)", charts[0].Texts);
+        Assert.Contains("in-distribution top-1 %", charts[1].Texts);
 
         // Every evaluation is stored as it finishes: a resumed study, read-only, retrains and evaluates nothing and
         // reports the same numbers from the database.

@@ -6,8 +6,7 @@ namespace PeftSharp.Tests.Suite;
 [Collection(SuiteCollection.Name)]
 public class ShippedDataTests(SuiteFixture suite)
 {
-    const string FashionPackageDir = "/usr/share/datasets/fashion-mnist";
-    const string DigitsPackageFile = "/usr/share/doc/opencv-doc/examples/data/digits.png";
+    const string FashionPackageDir = PackageFactAttribute.FashionMnistDir;
 
     /// <summary>The cells of a shipped sheet (gray, one byte per pixel) with their table rows.</summary>
     static List<(byte[] Pixels, string Split, int Label, string Source)> ReadSheet(string name, int cell, int columns, string? dir = null)
@@ -55,10 +54,9 @@ public class ShippedDataTests(SuiteFixture suite)
         Assert.Equal(shipped.Select(s => Key(s.Pixels)).Order(), seen.Order());
     }
 
-    [Fact]
+    [PackageFact("dataset-fashion-mnist")]   // skipped, saying so, without the package; the embedded copy is checked above
     public void Shipped_fashion_images_are_the_package_images_their_table_names()
     {
-        if (!Directory.Exists(FashionPackageDir)) return; // needs dataset-fashion-mnist; the embedded copy is checked above
         var train = IdxDataset.Open(Path.Combine(FashionPackageDir, "train-images-idx3-ubyte.gz"), Path.Combine(FashionPackageDir, "train-labels-idx1-ubyte.gz"));
         var test = IdxDataset.Open(Path.Combine(FashionPackageDir, "t10k-images-idx3-ubyte.gz"), Path.Combine(FashionPackageDir, "t10k-labels-idx1-ubyte.gz"));
         foreach (var (pixels, _, label, source) in ReadSheet("fashion-mnist", 28, 50).Where((_, i) => i % 97 == 0))
@@ -71,10 +69,9 @@ public class ShippedDataTests(SuiteFixture suite)
         }
     }
 
-    [Fact]
+    [PackageFact("opencv-doc", "dataset-fashion-mnist")]
     public void Rebuilding_from_the_packages_reproduces_the_shipped_files()
     {
-        if (!File.Exists(DigitsPackageFile) || !Directory.Exists(FashionPackageDir)) return; // needs opencv-doc and dataset-fashion-mnist
         string rebuilt = TestFiles.TempDir("peftsharp-suite-build");
         try
         {
@@ -118,5 +115,25 @@ public class ShippedDataTests(SuiteFixture suite)
             Assert.Contains("fashion-mnist.png", missing.Message);
         }
         finally { Directory.Delete(root, recursive: true); }
+    }
+}
+
+/// <summary>A fact that reads Debian packages' files: skipped, naming the missing package and file, when one is not
+/// installed (a plain early return would report a pass that checked nothing); with the packages installed it runs.</summary>
+public sealed class PackageFactAttribute : FactAttribute
+{
+    public const string FashionMnistDir = "/usr/share/datasets/fashion-mnist";
+
+    /// <summary>The file whose presence says each package is installed.</summary>
+    static readonly Dictionary<string, string> Marker = new()
+    {
+        ["dataset-fashion-mnist"] = Path.Combine(FashionMnistDir, "train-images-idx3-ubyte.gz"),
+        ["opencv-doc"] = "/usr/share/doc/opencv-doc/examples/data/digits.png",
+    };
+
+    public PackageFactAttribute(params string[] packages)
+    {
+        var missing = packages.Where(p => !File.Exists(Marker[p])).Select(p => $"{p} ({Marker[p]} not found)").ToList();
+        if (missing.Count > 0) Skip = $"needs the Debian package(s) {string.Join(", ", missing)}; scripts/install-fashion-mnist.sh installs dataset-fashion-mnist, apt-get install opencv-doc the other";
     }
 }

@@ -27,12 +27,30 @@ public class TrainerTests
     [Fact]
     public void Cosine_schedule_follows_timm_per_epoch_semantics()
     {
-        var s = new CosineSchedule(1e-3, 100, 10, 1e-6, 1e-5);
-        Assert.Equal(1e-6, s.LearningRate(0), 15);
-        Assert.Equal(1e-6 + 5 * (1e-3 - 1e-6) / 10, s.LearningRate(5), 15);
-        Assert.Equal(1e-5 + 0.5 * (1e-3 - 1e-5) * (1 + Math.Cos(Math.PI * 10 / 100)), s.LearningRate(10), 15);
-        Assert.Equal(1e-5 + 0.5 * (1e-3 - 1e-5) * (1 + Math.Cos(Math.PI * 99 / 100)), s.LearningRate(99), 15);
-        Assert.Equal(1e-5, s.LearningRate(100), 15);
+        // timm's CosineLRScheduler(t_initial = 6, warmup_t = 2, warmup_lr_init = 0.01, lr_min = 0.002, warmup_prefix = False)
+        // at base lr 0.1, by hand. Warm-up is linear from the warm-up lr, reaching the base lr only at epoch 2:
+        //   epoch 0: 0.01;  epoch 1: 0.01 + 1 · (0.1 − 0.01) / 2 = 0.055.
+        // Then lr_min + ½ (0.1 − lr_min)(1 + cos(π t / 6)), the cosine counted from epoch 0 (no warm-up prefix), so it
+        // starts part-way down: ½ · 0.098 = 0.049 and
+        //   epoch 2: cos(π/3) = ½        → 0.002 + 0.049 · 1.5 = 0.0755
+        //   epoch 3: cos(π/2) = 0        → 0.002 + 0.049       = 0.051
+        //   epoch 4: cos(2π/3) = −½      → 0.002 + 0.049 · 0.5 = 0.0265
+        //   epoch 5: cos(5π/6) = −√3/2   → 0.002 + 0.049 · (1 − 0.8660254038) = 0.0085647552
+        //   epoch 6 and after: lr_min = 0.002.
+        var s = new CosineSchedule(BaseLr: 0.1, Epochs: 6, WarmupEpochs: 2, WarmupLr: 0.01, MinLr: 0.002);
+        var expected = new[] { 0.01, 0.055, 0.0755, 0.051, 0.0265, 0.0085647552, 0.002, 0.002 };
+        for (int epoch = 0; epoch < expected.Length; epoch++)
+            Assert.True(Math.Abs(expected[epoch] - s.LearningRate(epoch)) < 1e-10, $"epoch {epoch}: {s.LearningRate(epoch)}, expected {expected[epoch]}");
+
+        // The default schedule's numbers (1e-3 over 100 epochs, 10 warm-up from 1e-6, floor 1e-5):
+        // epoch 5 = 1e-6 + 5 · 0.000999 / 10 = 0.0005005; epoch 10 = 1e-5 + 0.000495 · (1 + cos(π/10) = 1.9510565163)
+        // = 0.00097577298; epoch 99 = 1e-5 + 0.000495 · (1 − 0.9995065604) = 1.02442526e-5.
+        var d = new CosineSchedule(1e-3, 100, 10, 1e-6, 1e-5);
+        Assert.Equal(1e-6, d.LearningRate(0), 15);
+        Assert.Equal(0.0005005, d.LearningRate(5), 12);
+        Assert.Equal(0.00097577298, d.LearningRate(10), 11);
+        Assert.Equal(1.02442526e-5, d.LearningRate(99), 13);
+        Assert.Equal(1e-5, d.LearningRate(100), 15);
     }
 
     [Fact]

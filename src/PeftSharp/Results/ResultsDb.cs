@@ -129,7 +129,9 @@ public sealed class ResultsDb : SqlResultsStore
     {
         Execute(ResultsSql.ConnectionPragmas, null);   // outside a transaction: foreign_keys is a no-op inside one
         int version = ReadVersion(null);   // the first read of the file: a non-database fails here
-        CheckVersion(version, null);
+        // Version 0 is checked inside Migrate's write transaction: outside one, another process creating the schema
+        // can commit between reading the version and counting the tables, and its fresh database looks foreign.
+        if (version != 0) CheckVersion(version, null);
         // WAL lets readers work while one process writes; the mode is stored in the file.
         Execute(ResultsSql.WalMode, null);
         if (version != SchemaVersion) Migrate();

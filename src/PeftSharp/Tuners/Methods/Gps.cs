@@ -31,7 +31,7 @@ public sealed class Gps : TunerMethod
     public override string Id => "gps";
     public override string Summary => "sparse fine-tuning of the top-K |gradient| entries per weight row (training-split pre-pass) and the biases";
     public override bool Mergeable => true;
-    public override string Reference => "Zhang et al., CVPR 2024 (GPS); FightingFighting/GPS gradient_perCell with the contrastive pre-pass";
+    public override string Reference => "Zhang et al., CVPR 2024 (GPS); FightingFighting/GPS gradient_perCell with the contrastive pre-pass; V-PETL Bench VTAB-1K 75.18 (19-task mean, best test epoch kept)";
 
     /// <summary>The weight matrices GPS selects in: every block's Linear layers (the patch embedding is added apart).</summary>
     static readonly string[] LinearTargets = { "blocks.*.attn.qkv", "blocks.*.attn.proj", "blocks.*.mlp.fc1", "blocks.*.mlp.fc2" };

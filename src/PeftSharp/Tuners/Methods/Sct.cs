@@ -23,7 +23,7 @@ public sealed class Sct : TunerMethod
     public override string Id => "sct";
     public override string Summary => "tunes the N most salient channels (training-split pre-pass) of each block's residual stream";
     public override bool Mergeable => false;
-    public override string Reference => "Zhao et al., IJCV 2023 (SCT); showlab/SCT sct_attn mode and channel saliency";
+    public override string Reference => "Zhao et al., IJCV 2023 (SCT); showlab/SCT sct_attn mode and channel saliency; V-PETL Bench VTAB-1K 73.59 (19-task mean, best test epoch kept)";
 
     public override IReadOnlyList<HyperSpec> Hypers => new[]
     {

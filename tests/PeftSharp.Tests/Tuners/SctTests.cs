@@ -133,6 +133,28 @@ public class SctTests
         TensorAssert.Identical(TunerTestKit.EvalLogits(model, x), TunerTestKit.EvalLogits(fresh, x), "sct reloaded");
     }
 
+    [Fact]
+    public void A_resumed_run_restores_the_selection_from_its_epoch_checkpoint_instead_of_redoing_the_pre_pass()
+    {
+        using var train = PrePassKit.Loader();
+        var checkpoint = new TrainCheckpoint(TestFiles.TempDir());
+        using var first = PrePassKit.Backbone();
+        var peft = PeftModel.Create(first, "sct", TunerRegistry.ParseSettings(new[] { "channels=8" }));
+        var one = new Trainer(peft, PrePassKit.Options(epochs: 1), CPU).Fit(train, checkpoint: checkpoint);
+        var chosen = ((SctChannelAdapter)first.blocks[0].Tuners.Items.Single()).Channels.clone();
+
+        // A fresh process would rebuild the model with the default selection; the checkpoint brings the chosen one back
+        // and the pass is not run again (its recorded time is carried over, nothing added).
+        using var second = PrePassKit.Backbone();
+        var resumed = PeftModel.Create(second, "sct", TunerRegistry.ParseSettings(new[] { "channels=8" }));
+        Assert.True(resumed.NeedsPrePass);
+        var two = new Trainer(resumed, PrePassKit.Options(epochs: 2), CPU).Fit(train, checkpoint: checkpoint);
+        Assert.False(resumed.NeedsPrePass);
+        Assert.Equal(one.PrePassSeconds, two.PrePassSeconds);
+        TensorAssert.Identical(chosen, ((SctChannelAdapter)second.blocks[0].Tuners.Items.Single()).Channels, "restored selection");
+        Assert.Equal(2, two.EpochLosses.Count);
+    }
+
     [Theory]
     [InlineData("channels=65", "'channels' = 65 exceeds the width 64")]
     [InlineData("channels=0", "'channels' must be >= 1, got 0")]

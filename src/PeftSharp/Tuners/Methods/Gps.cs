@@ -161,7 +161,8 @@ public sealed class Gps : TunerMethod
             }
             finally
             {
-                foreach (var w in weights) w.grad?.zero_();
+                // Drop the weight-sized gradients the pass accumulated (a full model's worth on the frozen weights).
+                foreach (var w in weights) w.grad = null;
                 for (int i = 0; i < parameters.Count; i++) parameters[i].requires_grad = wasTrainable[i];
                 vit.train(wasTraining);
             }

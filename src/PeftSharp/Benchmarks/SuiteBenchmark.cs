@@ -103,6 +103,7 @@ public sealed record BenchProfile
             ["repadapter"] = Knob("rank", "8", "16"), ["lora"] = Knob("rank", "1", "8"),
             ["fact-tt"] = Knob("rank", "8", "16"), ["fact-tk"] = Knob("rank", "16", "32"),
             ["prefix"] = Knob("prompts", "5", "10"), ["dora"] = Knob("rank", "1", "8"), ["partial-k"] = Knob("k", "1", "2"),
+            ["sct"] = Knob("channels", "32", "96"), ["gps"] = Knob("k", "1", "2"), ["vqt"] = Knob("prompts", "5", "10"),
         };
 
     static IReadOnlyDictionary<string, string[]> Knob(string name, params string[] values) => new Dictionary<string, string[]> { [name] = values };

@@ -176,6 +176,10 @@ public sealed class DataLoader : IDisposable
     public IEnumerable<Batch> Epoch(int epoch) =>
         Enumerate(EpochOrder(epoch), new Random(DeriveSeed(Options.Seed, epoch, stream: 1)));
 
+    /// <summary>Every image once, in dataset order, without augmentation (normalised as usual): for passes over the
+    /// training split that must see the images as they are (a method's pre-pass, <see cref="Tuners.IPrePass"/>).</summary>
+    public IEnumerable<Batch> Unaugmented() => Enumerate((int[])_usable.Clone(), null);
+
     /// <summary>The dataset indices epoch <paramref name="epoch"/> serves, in its batch order (batches are consecutive
     /// runs of <see cref="DataLoaderOptions.BatchSize"/>), for callers that batch cached features the same way.</summary>
     public int[] EpochOrder(int epoch)
@@ -189,7 +193,7 @@ public sealed class DataLoader : IDisposable
     /// <summary>The label of a dataset index.</summary>
     public long Label(int index) => _labels[index];
 
-    IEnumerable<Batch> Enumerate(int[] order, Random augmentationRng)
+    IEnumerable<Batch> Enumerate(int[] order, Random? augmentationRng)
     {
         if (Interlocked.Increment(ref _activeEpochs) != 1)
         {
@@ -225,14 +229,14 @@ public sealed class DataLoader : IDisposable
         catch (Exception) { /* the caller stopped early; a failure of a batch it never asked for is moot */ }
     }
 
-    Batch Prepare(int[] order, int batchNumber, Random augmentationRng)
+    Batch Prepare(int[] order, int batchNumber, Random? augmentationRng)
     {
         int start = batchNumber * Options.BatchSize;
         int[] indices = order[start..Math.Min(start + Options.BatchSize, order.Length)];
         using var scope = NewDisposeScope();
         using var rows = tensor(indices.Select(i => (long)i).ToArray(), ScalarType.Int64);
         var images = _cache.index_select(0, rows).to_type(ScalarType.Float32).div_(255f);
-        if (Options.Augmentation != null) images = Options.Augmentation.Apply(images, augmentationRng);
+        if (Options.Augmentation != null && augmentationRng != null) images = Options.Augmentation.Apply(images, augmentationRng);
         Transforms.NormalizeInPlace(images, Options.Normalization);
         var labels = tensor(indices.Select(i => _labels[i]).ToArray(), ScalarType.Int64);
         return new Batch(images.DetachFromDisposeScope(), labels.DetachFromDisposeScope(), indices);

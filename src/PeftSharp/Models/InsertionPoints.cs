@@ -9,11 +9,14 @@ namespace PeftSharp.Models;
 /// Input/Output are sequential (the tuner maps the tensor), the Parallel points add the tuner's output to the
 /// sublayer's, fed either the block's pre-norm stream (ParallelResidual) or the normed input (ParallelNormed).
 /// BlockInput/BlockOutput see the whole token sequence before and after the block (prompt insertion).
+/// BetweenBranches is the residual stream after the attention branch, before norm2: a tuner there maps the stream that
+/// both the MLP branch and its residual read (SCT's channel adapter sits here).
 /// </summary>
 public enum InsertionPoint
 {
     BlockInput,
     AttnInput, AttnOutput, AttnParallelResidual, AttnParallelNormed, AttnScale,
+    BetweenBranches,
     MlpInput, MlpOutput, MlpParallelResidual, MlpParallelNormed, MlpScale,
     BlockOutput,
 }

@@ -26,7 +26,7 @@ public sealed class EnsembleStudy : IStudy
     {
         "quick" => BenchProfile.Quick with { Methods = new[] { "lora", "ssf", "adapter-houlsby", "vpt-shallow" } },
         "default" => BenchProfile.Default with { Methods = new[] { "lora", "ssf", "adapter-houlsby", "fact-tk", "vpt-deep", "bitfit" } },
-        "full" => BenchProfile.Full with { Methods = Tuners.TunerRegistry.StudyMethods.Where(m => m is not ("linear" or "full")).ToList() },
+        "full" => BenchProfile.Full with { Methods = Tuners.TunerRegistry.StudyMethods.Where(m => m is not ("linear" or "full")).Concat(new[] { "sct", "gps", "vqt" }).ToList() },
         _ => throw new PeftSharpException($"unknown study profile '{name}'; expected one of {string.Join(", ", StudyCatalog.Profiles)}"),
     };
 

@@ -68,9 +68,9 @@ public sealed class RobustnessStudy : IStudy
         "full" => new(BenchProfile.Full with
             {
                 Tasks = Shifts.NaturalTasks,
-                Methods = new[] { "linear", "full", "lora", "ssf", "adapter-pfeiffer", "adapter-houlsby", "repadapter", "fact-tk", "bitfit", "vpt-deep" },
+                Methods = new[] { "linear", "full", "lora", "ssf", "adapter-pfeiffer", "adapter-houlsby", "repadapter", "fact-tk", "bitfit", "vpt-deep", "sct", "gps", "vqt" },
             },
-            Shifts.All.Select(s => s.Name).ToList(), new[] { "full", "lora", "ssf", "adapter-pfeiffer", "repadapter", "fact-tk", "bitfit" }),
+            Shifts.All.Select(s => s.Name).ToList(), new[] { "full", "lora", "ssf", "adapter-pfeiffer", "repadapter", "fact-tk", "bitfit", "gps" }),
         _ => throw new PeftSharpException($"unknown study profile '{name}'; expected one of {string.Join(", ", StudyCatalog.Profiles)}"),
     };
 

@@ -138,6 +138,7 @@ public sealed class RunExecutor
             metrics["epoch_losses"] = new JsonArray(trained.EpochLosses.Select(l => (JsonNode)JsonValue.Create(l)!).ToArray());
             metrics["feature_cache"] = trained.UsedFeatureCache;
             metrics["first_trainable_block"] = trained.FirstTrainableBlock;
+            if (peft.PrePasses.Any()) metrics["prepass_seconds"] = trained.PrePassSeconds;   // part of TrainSeconds
             var outcome = new RunOutcome
             {
                 Top1 = evaluation.Metrics.Top1 / 100.0, MetricsJson = metrics.ToJsonString(),

@@ -16,8 +16,11 @@ namespace PeftSharp.Training;
 /// <summary>One optimisation step's progress, for progress bars and logs.</summary>
 public sealed record TrainProgress(int Epoch, int Epochs, int Step, int StepsPerEpoch, double Loss, double Lr, double ImagesPerSecond);
 
+/// <param name="Seconds">Training time, a method's pre-pass included.</param>
+/// <param name="PrePassSeconds">The part of <paramref name="Seconds"/> the methods' pre-passes took (0 for methods without one;
+/// on a resumed run, the time the pass took when it ran).</param>
 public sealed record TrainResult(int Epochs, double FinalLoss, IReadOnlyList<double> EpochLosses, double Seconds,
-                                 double ImagesPerSecond, bool UsedFeatureCache, int FirstTrainableBlock);
+                                 double ImagesPerSecond, bool UsedFeatureCache, int FirstTrainableBlock, double PrePassSeconds = 0);
 
 /// <summary>
 /// Trains a <see cref="PeftModel"/>'s trainable parameters with AdamW (only those: AdamW keeps state for every tensor
@@ -61,8 +64,13 @@ public sealed class Trainer
         var schedule = options.Schedule;
         int startEpoch = 0;
         var losses = new List<double>();
-        if (checkpoint?.TryRestore(peft, optimizer, out startEpoch, losses) == true && startEpoch >= options.Epochs)
-            return new TrainResult(options.Epochs, losses.LastOrDefault(double.NaN), losses, 0, 0, false, FirstTrainableBlock);
+        double prePassSeconds = 0;
+        if (checkpoint?.TryRestore(peft, optimizer, out startEpoch, losses, out prePassSeconds) == true && startEpoch >= options.Epochs)
+            return new TrainResult(options.Epochs, losses.LastOrDefault(double.NaN), losses, 0, 0, false, FirstTrainableBlock, prePassSeconds);
+        // A method's pre-pass (issue 28: on the training split only, before the first epoch; a restored checkpoint
+        // carries its selection, so a resumed run does not redo it).
+        double prePassNow = peft.NeedsPrePass ? peft.RunPrePasses(new PrePassData(train, device, options.Seed)) : 0;
+        prePassSeconds += prePassNow;
 
         bool cache = options.CacheFrozenFeatures && OnlyHeadTrains && train.Options.Augmentation is null;
         using var features = cache ? FrozenFeatures(train) : null;
@@ -95,12 +103,12 @@ public sealed class Trainer
                                                    images / Math.Max(watch.Elapsed.TotalSeconds, 1e-9)));
             }
             losses.Add(steps > 0 ? sum / steps : double.NaN);
-            checkpoint?.Save(peft, optimizer, epoch + 1, losses);
+            checkpoint?.Save(peft, optimizer, epoch + 1, losses, prePassSeconds);
         }
         vit.eval();
         double seconds = watch.Elapsed.TotalSeconds;
-        return new TrainResult(options.Epochs, losses.LastOrDefault(double.NaN), losses, seconds, images / Math.Max(seconds, 1e-9),
-                               features is not null, FirstTrainableBlock);
+        return new TrainResult(options.Epochs, losses.LastOrDefault(double.NaN), losses, seconds + prePassNow, images / Math.Max(seconds, 1e-9),
+                               features is not null, FirstTrainableBlock, prePassSeconds);
     }
 
     /// <summary>The training forward, float32 logits: frozen leading blocks run without autograd, the rest with it; the
@@ -195,10 +203,11 @@ public sealed class TrainCheckpoint
     string Tensors => Path.Combine(Directory, "trainable.safetensors");
     string OptimizerState => Path.Combine(Directory, "optimizer.bin");
 
-    public void Save(PeftModel peft, Optimizer optimizer, int epochsDone, IReadOnlyList<double> losses)
+    public void Save(PeftModel peft, Optimizer optimizer, int epochsDone, IReadOnlyList<double> losses, double prePassSeconds = 0)
     {
         System.IO.Directory.CreateDirectory(Directory);
         var tensors = peft.TrainableParameters().ToDictionary(p => AdapterFiles.CanonicalName(p.Name), p => (Tensor)p.Parameter.detach().cpu());
+        foreach (var (name, buffer) in peft.SelectionState()) tensors[name] = buffer.detach().cpu();
         tensors["__rng_state__"] = get_rng_state();
         string optimizerTmp = OptimizerState + ".tmp";
         optimizer.save_state_dict(optimizerTmp);
@@ -208,21 +217,30 @@ public sealed class TrainCheckpoint
         {
             ["epochs_done"] = epochsDone.ToString(System.Globalization.CultureInfo.InvariantCulture),
             ["losses"] = string.Join(",", losses.Select(l => l.ToString("R", System.Globalization.CultureInfo.InvariantCulture))),
+            ["prepass_seconds"] = prePassSeconds.ToString("R", System.Globalization.CultureInfo.InvariantCulture),
         });
         foreach (var stale in System.IO.Directory.EnumerateFiles(Directory, "optimizer.bin.*").Where(f => !f.EndsWith($".{epochsDone}", StringComparison.Ordinal)))
             File.Delete(stale);
     }
 
-    public bool TryRestore(PeftModel peft, Optimizer optimizer, out int epochsDone, List<double> losses)
+    public bool TryRestore(PeftModel peft, Optimizer optimizer, out int epochsDone, List<double> losses) =>
+        TryRestore(peft, optimizer, out epochsDone, losses, out _);
+
+    /// <summary>Restores the last epoch's state; <paramref name="prePassSeconds"/> is the time the methods' pre-pass
+    /// took when it ran (its selection is restored with the tensors).</summary>
+    public bool TryRestore(PeftModel peft, Optimizer optimizer, out int epochsDone, List<double> losses, out double prePassSeconds)
     {
         epochsDone = 0;
+        prePassSeconds = 0;
         if (!File.Exists(Tensors)) return false;
         using var file = SafeTensorsFile.Open(Tensors);
         epochsDone = int.Parse(file.Metadata["epochs_done"], System.Globalization.CultureInfo.InvariantCulture);
         string optimizerFile = OptimizerState + $".{epochsDone}";
         if (!File.Exists(optimizerFile))
             throw new PeftSharpException($"{Directory}: checkpoint of epoch {epochsDone} has no optimizer state ({Path.GetFileName(optimizerFile)} missing)");
-        var byName = peft.TrainableParameters().ToDictionary(p => AdapterFiles.CanonicalName(p.Name), p => p.Parameter);
+        var byName = peft.TrainableParameters().ToDictionary(p => AdapterFiles.CanonicalName(p.Name), p => (Tensor)p.Parameter);
+        var selection = peft.SelectionState();
+        foreach (var (name, buffer) in selection) byName[name] = buffer;
         using (no_grad())
         {
             foreach (var (name, parameter) in byName)
@@ -234,6 +252,9 @@ public sealed class TrainCheckpoint
                 parameter.copy_(value);
             }
         }
+        if (selection.Count > 0) peft.MarkSelected();
+        if (file.Metadata.TryGetValue("prepass_seconds", out var pre))
+            prePassSeconds = double.Parse(pre, System.Globalization.CultureInfo.InvariantCulture);
         optimizer.load_state_dict(optimizerFile);
         set_rng_state(file.ReadTensor("__rng_state__"));
         losses.Clear();

@@ -36,6 +36,8 @@ public static class AdapterFiles
         if (model.IsMerged) throw new PeftSharpException("cannot save adapter files of a merged model; unmerge first");
         Directory.CreateDirectory(directory);
         var tensors = model.TrainableParameters().ToDictionary(p => CanonicalName(p.Name), p => (Tensor)p.Parameter.detach().cpu());
+        // A pre-pass's selection (SCT's channels, GPS's entries) belongs to the adapter as much as its trained values.
+        foreach (var (name, buffer) in model.SelectionState()) tensors[name] = buffer.detach().cpu();
         var config = new JsonObject
         {
             ["format"] = "peftsharp-adapter",
@@ -222,7 +224,9 @@ public static class AdapterFiles
 
     static void LoadTensors(PeftModel model, string weightsPath, Func<string, string> fileToCanonical)
     {
-        var byCanonical = model.TrainableParameters().ToDictionary(p => CanonicalName(p.Name), p => p.Parameter);
+        var byCanonical = model.TrainableParameters().ToDictionary(p => CanonicalName(p.Name), p => (Tensor)p.Parameter);
+        var selection = model.SelectionState();
+        foreach (var (name, buffer) in selection) byCanonical[name] = buffer;
         using var file = SafeTensorsFile.Open(weightsPath);
         var seen = new HashSet<string>();
         using (no_grad())
@@ -242,6 +246,7 @@ public static class AdapterFiles
         var missing = byCanonical.Keys.Where(k => !seen.Contains(k)).ToList();
         if (missing.Count > 0)
             throw new PeftSharpException($"{weightsPath}: missing tensors for {string.Join(", ", missing.Take(6))}{(missing.Count > 6 ? $" (+{missing.Count - 6} more)" : "")}");
+        if (selection.Count > 0) model.MarkSelected();
     }
 
     static JsonObject HyperJson(PeftModel model)

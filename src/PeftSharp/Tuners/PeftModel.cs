@@ -116,12 +116,41 @@ public sealed class PeftModel
             $"trainable params: {trainable:N0} (method {CountTrainable():N0}, head {trainable - CountTrainable():N0}) || all params: {total:N0} || trainable%: {100.0 * trainable / total:F4}");
     }
 
+    /// <summary>The applied methods that choose part of themselves from the training data (<see cref="IPrePass"/>).</summary>
+    public IEnumerable<IPrePass> PrePasses => tuners.OfType<IPrePass>();
+
+    /// <summary>True while some method's pre-pass has neither run nor been loaded.</summary>
+    public bool NeedsPrePass => PrePasses.Any(p => !p.Selected);
+
+    /// <summary>Runs every pending pre-pass on the training split; returns the seconds it took.</summary>
+    public double RunPrePasses(PrePassData data)
+    {
+        var watch = System.Diagnostics.Stopwatch.StartNew();
+        foreach (var pass in PrePasses.Where(p => !p.Selected)) pass.RunPrePass(data);
+        return watch.Elapsed.TotalSeconds;
+    }
+
+    /// <summary>The methods' selection buffers under their canonical state-dict names (saved beside the trained tensors).</summary>
+    public List<(string Name, Tensor Tensor)> SelectionState()
+    {
+        var wanted = PrePasses.SelectMany(p => p.SelectionTensors()).ToHashSet(ReferenceEqualityComparer.Instance);
+        if (wanted.Count == 0) return new List<(string, Tensor)>();
+        return Root.named_buffers().Where(b => wanted.Contains(b.buffer))
+                   .Select(b => (AdapterFiles.CanonicalName(b.name), b.buffer)).ToList();
+    }
+
+    /// <summary>After the selection buffers were loaded: no pre-pass is due.</summary>
+    public void MarkSelected()
+    {
+        foreach (var pass in PrePasses) pass.MarkSelected();
+    }
+
     /// <summary>Folds every method into the base weights (exact unmerge keeps a copy of what merging overwrites).</summary>
     public void Merge()
     {
         var notMergeable = tuners.Where(t => !t.Method.Mergeable).Select(t => t.Method.Id).Distinct().ToList();
         if (notMergeable.Count > 0)
-            throw new PeftSharpException($"cannot merge: {string.Join(", ", notMergeable)} {(notMergeable.Count == 1 ? "is" : "are")} not linear on the frozen path (mergeable: lora, dora, ssf, repadapter, fact-tt, fact-tk, bitfit, layernorm, difffit, linear, full, partial-k)");
+            throw new PeftSharpException($"cannot merge: {string.Join(", ", notMergeable)} {(notMergeable.Count == 1 ? "is" : "are")} not linear on the frozen path (mergeable: lora, dora, ssf, repadapter, fact-tt, fact-tk, bitfit, layernorm, difffit, linear, full, partial-k, gps)");
         using var _ = no_grad();
         foreach (var target in tuners.SelectMany(t => t.MergeTargets()))
             if (!mergeSnapshots.ContainsKey(target)) mergeSnapshots[target] = target.detach().clone();

@@ -17,7 +17,7 @@ public class PooledForwardTests
     {
         manual_seed(21);
         using var model = TunerTestKit.Backbone();
-        var peft = PeftModel.Create(model, method);
+        var peft = PeftModel.Create(model, method, TunerTestKit.SettingsFor(method));
         var (x, y) = TunerTestKit.Batch();
         TunerTestKit.Train(peft, x, y, steps: 1);   // non-zero tuner weights (LoRA's B, adapters' up)
         var trainable = peft.TrainableParameters().ToList();

@@ -18,7 +18,7 @@ public class AdapterFileTests
         manual_seed(6);
         using var model = TunerTestKit.Backbone();
         model.ResetClassifier(7);
-        var peft = PeftModel.Create(model, method, method.Contains("lora") ? TunerRegistry.ParseSettings(new[] { "rank=4", "alpha=8" }) : null);
+        var peft = PeftModel.Create(model, method, method.Contains("lora") ? TunerRegistry.ParseSettings(new[] { "rank=4", "alpha=8" }) : TunerTestKit.SettingsFor(method));
         var (x, _) = TunerTestKit.Batch();
         var labels = randint(0, 7, new long[] { 8 });
         TunerTestKit.Train(peft, x, labels, steps: 2);

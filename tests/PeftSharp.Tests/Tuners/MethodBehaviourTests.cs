@@ -27,7 +27,7 @@ public class MethodBehaviourTests
         manual_seed(1);
         using var model = TunerTestKit.Backbone();
         // The head is frozen (except for the linear probe) so the loss can only fall through the method itself.
-        var peft = PeftModel.Create(model, method, null, new PeftOptions { TrainHead = method == "linear" });
+        var peft = PeftModel.Create(model, method, TunerTestKit.SettingsFor(method), new PeftOptions { TrainHead = method == "linear" });
         var trainable = peft.TrainableParameters();
         Assert.NotEmpty(trainable);
         var trainableSet = trainable.Select(p => p.Parameter).ToHashSet(ReferenceEqualityComparer.Instance);

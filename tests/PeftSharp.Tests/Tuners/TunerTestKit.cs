@@ -12,6 +12,11 @@ public static class TunerTestKit
 {
     public static VisionTransformer Backbone() => ModelCheckpoints.LoadVit(TestFiles.VitCheckpoint).Model;
 
+    /// <summary>Settings a method needs on this 64-wide backbone, where its defaults (sized for ViT-B) do not fit:
+    /// SCT's 96 salient channels exceed the width.</summary>
+    public static IReadOnlyDictionary<string, string>? SettingsFor(string method) =>
+        method.Split('+').Contains("sct") ? new Dictionary<string, string> { ["sct.channels"] = "16" } : null;
+
     public static (Tensor Images, Tensor Labels) Batch(int size = 8, int seed = 11)
     {
         var g = new Generator((ulong)seed);

@@ -147,8 +147,9 @@ public class ClipTrainingTests
                 needImages.Add(method.Id);
             }
         }
-        // Prompt tokens in front of patches, and ConvPass's patch grid, have no meaning on a causal text sequence.
-        Assert.Equal(new[] { "convpass", "vpt-deep", "vpt-shallow" }, needImages.Order());
+        // Prompt tokens in front of patches, and ConvPass's patch grid, have no meaning on a causal text sequence; SCT's
+        // and GPS's pre-passes read the image classifier's training split, VQT's summaries feed the image pooling.
+        Assert.Equal(new[] { "convpass", "gps", "sct", "vpt-deep", "vpt-shallow", "vqt" }, needImages.Order());
     }
 
     [Fact]

@@ -8,12 +8,14 @@ namespace PeftSharp.Models;
 /// (attention, MLP):  h = norm(x) → [Input] → sublayer → [Output] → + [Parallel*] → ls → drop_path → [Scale] → x + …
 /// Input/Output are sequential (the tuner maps the tensor), the Parallel points add the tuner's output to the
 /// sublayer's, fed either the block's pre-norm stream (ParallelResidual) or the normed input (ParallelNormed).
+/// AttnResidual sees the residual stream between the two branches (x after x + attention, before norm2), sequential.
 /// BlockInput/BlockOutput see the whole token sequence before and after the block (prompt insertion).
 /// </summary>
 public enum InsertionPoint
 {
     BlockInput,
     AttnInput, AttnOutput, AttnParallelResidual, AttnParallelNormed, AttnScale,
+    AttnResidual,
     MlpInput, MlpOutput, MlpParallelResidual, MlpParallelNormed, MlpScale,
     BlockOutput,
 }

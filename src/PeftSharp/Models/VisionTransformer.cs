@@ -246,6 +246,7 @@ public sealed class Block : nn.Module<Tensor, Tensor>
         x = Branch(x, layout, norm1, h => attn.forward(h, mask, outputTokens), ls1, drop_path1, InsertionPoint.AttnInput,
                    InsertionPoint.AttnOutput, InsertionPoint.AttnParallelResidual, InsertionPoint.AttnParallelNormed,
                    InsertionPoint.AttnScale);
+        x = tuners.Sequential(InsertionPoint.AttnResidual, x, layout);
         x = Branch(x, layout, norm2, mlp.forward, ls2, drop_path2, InsertionPoint.MlpInput, InsertionPoint.MlpOutput,
                    InsertionPoint.MlpParallelResidual, InsertionPoint.MlpParallelNormed, InsertionPoint.MlpScale);
         return scope.MoveToOuter(tuners.Sequential(InsertionPoint.BlockOutput, x, layout));

@@ -50,6 +50,7 @@ public class PooledForwardTests
     [InlineData("vpt-deep")]   // its prompts sit after the class token and leave at the block output
     [InlineData("dtl")]        // the side path's sum is cut to the class token with the block
     [InlineData("adapter-plus")]
+    [InlineData("hydra")]
     public void The_last_block_computes_the_class_token_alone(string method)
     {
         using var model = TunerTestKit.Backbone();

@@ -17,7 +17,7 @@ public class MethodBehaviourTests
     public static IEnumerable<object[]> IdentityInitMethods() => new[]
     {
         "linear", "full", "partial-k", "bitfit", "layernorm", "difffit", "adapter-pfeiffer", "adaptformer", "convpass",
-        "repadapter", "lora", "dora", "fact-tt", "fact-tk", "dtl",
+        "repadapter", "lora", "dora", "fact-tt", "fact-tk", "dtl", "hydra",
     }.Select(m => new object[] { m });
 
     [Theory]

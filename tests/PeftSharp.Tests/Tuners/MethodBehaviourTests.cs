@@ -131,6 +131,7 @@ public class MethodBehaviourTests
     [InlineData("prefix")]
     [InlineData("dtl")]
     [InlineData("adapter-plus")]
+    [InlineData("mona")]
     [InlineData("lora+vpt-deep")]
     public void Non_mergeable_methods_say_so_when_asked_to_merge(string method)
     {

@@ -147,8 +147,8 @@ public class ClipTrainingTests
                 needImages.Add(method.Id);
             }
         }
-        // Prompt tokens in front of patches, and ConvPass's patch grid, have no meaning on a causal text sequence.
-        Assert.Equal(new[] { "convpass", "vpt-deep", "vpt-shallow" }, needImages.Order());
+        // Prompt tokens in front of patches, and ConvPass's and Mona's patch grid, have no meaning on a causal text sequence.
+        Assert.Equal(new[] { "convpass", "mona", "vpt-deep", "vpt-shallow" }, needImages.Order());
     }
 
     [Fact]

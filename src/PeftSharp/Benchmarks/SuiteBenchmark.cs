@@ -105,6 +105,7 @@ public sealed record BenchProfile
             ["prefix"] = Knob("prompts", "5", "10"), ["dora"] = Knob("rank", "1", "8"), ["partial-k"] = Knob("k", "1", "2"),
             // Issue 28's methods (bench profile full, or --methods): their authors' knobs around their defaults.
             ["dtl"] = Knob("rank", "1", "2"), ["adapter-plus"] = Knob("rank", "4", "8"), ["mona"] = Knob("dim", "32", "64"),
+            ["adapter"] = Knob("rank", "4", "16"),
             ["hydra"] = new Dictionary<string, string[]> { ["rank"] = new[] { "1", "2" }, ["scale"] = new[] { "0.1", "1" } },
         };
 

@@ -1,5 +1,6 @@
 using System.Text.Json;
 using System.Text.Json.Nodes;
+using PeftSharp.Evaluation;
 using PeftSharp.Models;
 using PeftSharp.Tuners;
 
@@ -52,11 +53,27 @@ public sealed class MethodsCommand : ICommand
                 ["hyper"] = hyper, ["grid"] = grid, ["trainable_params"] = trainable, ["total_params"] = total,
                 ["trainable_percent"] = Math.Round(100.0 * trainable / total, 4), ["mergeable"] = peft.Mergeable,
                 ["reference"] = string.Join("; ", methods.Select(m => m.Reference).Where(r => r.Length > 0)),
+                ["published_vtab1k"] = methods.Count == 1 ? Published(methods[0]) : null,
             });
         }
         if (json) Console.WriteLine(new JsonArray(rows.ToArray()).ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
         else PrintTable(rows, config);
         return 0;
+    }
+
+    /// <summary>The method's published VTAB-1K figure (ViT-B/16): the unifying study's row where it has one, else the
+    /// method's own source; null when none is known.</summary>
+    static JsonObject? Published(TunerMethod method)
+    {
+        if (PublishedResults.UnifyingStudy.TryGetValue(method.Id, out var row))
+            return new JsonObject
+            {
+                ["mean_of_groups"] = row.MeanOfGroups, ["mean19"] = row.Mean19,
+                ["source"] = "Mai et al., CVPR 2025 (the unifying study's VTAB-1K table)",
+            };
+        return method.Published is PublishedFigure f
+            ? new JsonObject { ["mean_of_groups"] = f.MeanOfGroups, ["mean19"] = f.Mean19, ["source"] = f.Source }
+            : null;
     }
 
     static JsonNode GridValue(object g) => g switch

@@ -103,6 +103,10 @@ public sealed record BenchProfile
             ["repadapter"] = Knob("rank", "8", "16"), ["lora"] = Knob("rank", "1", "8"),
             ["fact-tt"] = Knob("rank", "8", "16"), ["fact-tk"] = Knob("rank", "16", "32"),
             ["prefix"] = Knob("prompts", "5", "10"), ["dora"] = Knob("rank", "1", "8"), ["partial-k"] = Knob("k", "1", "2"),
+            // Issue 28's methods (bench profile full, or --methods): their authors' knobs around their defaults.
+            ["dtl"] = Knob("rank", "1", "2"), ["adapter-plus"] = Knob("rank", "4", "8"), ["mona"] = Knob("dim", "32", "64"),
+            ["adapter"] = Knob("rank", "4", "16"),
+            ["hydra"] = new Dictionary<string, string[]> { ["rank"] = new[] { "1", "2" }, ["scale"] = new[] { "0.1", "1" } },
             ["sct"] = Knob("channels", "32", "96"), ["gps"] = Knob("k", "1", "2"), ["vqt"] = Knob("prompts", "5", "10"),
         };
 
@@ -119,7 +123,7 @@ public sealed record BenchProfile
 
     /// <summary>The study's sixteen methods, each tuned (two lrs × two values of its capacity knob) on six tasks, two per
     /// group, within 15 minutes on 2 cores. What was cut to fit: the tasks (6 of 10), the methods PeftSharp adds (prefix,
-    /// DoRA, partial-k: run them with --methods), the epochs (2) and the training images (the first 160 of train800, 40
+    /// DoRA, partial-k, DTL, Adapter+, Hydra, Mona: run them with --methods), the epochs (2) and the training images (the first 160 of train800, 40
     /// of val200). Full fine-tuning gets lower lrs, as it needs.</summary>
     public static BenchProfile Default => new()
     {

@@ -10,7 +10,7 @@ namespace PeftSharp.Models;
 /// sublayer's, fed either the block's pre-norm stream (ParallelResidual) or the normed input (ParallelNormed).
 /// BlockInput/BlockOutput see the whole token sequence before and after the block (prompt insertion).
 /// BetweenBranches is the residual stream after the attention branch, before norm2: a tuner there maps the stream that
-/// both the MLP branch and its residual read (SCT's channel adapter sits here).
+/// both the MLP branch and its residual read (SCT's channel adapter and Mona's first module sit here).
 /// </summary>
 public enum InsertionPoint
 {

@@ -53,6 +53,8 @@ public sealed class CapacityStudy : IStudy
                 ["lora"] = Knob("rank", "1", "2", "4", "8", "16", "32", "64"), ["adapter-houlsby"] = Knob("rank", "1", "4", "16", "64", "128"),
                 ["adapter-pfeiffer"] = Knob("rank", "1", "4", "16", "64", "128"), ["vpt-deep"] = Knob("prompts", "1", "5", "10", "20", "50"),
                 ["fact-tk"] = Knob("rank", "4", "8", "16", "32", "64"),
+                ["dtl"] = Knob("rank", "1", "2", "4", "8", "16"), ["adapter-plus"] = Knob("rank", "1", "4", "8", "16", "32"),
+                ["hydra"] = Knob("rank", "1", "2", "4", "8", "16"), ["mona"] = Knob("dim", "8", "16", "32", "64"),
                 ["sct"] = Knob("channels", "16", "32", "64", "96", "192"), ["gps"] = Knob("k", "1", "2", "4", "8"),
                 ["vqt"] = Knob("prompts", "1", "5", "10", "20"),
             }, new[] { "linear", "full" }),

@@ -21,12 +21,17 @@ public sealed class EnsembleStudy : IStudy
 
     /// <summary>The benchmark's profiles with the methods the study ensembles, so the benchmark's runs are shared:
     /// quick, bench --quick's tasks (LoRA, SSF, an adapter and VPT-shallow); default, bench's default tasks and
-    /// protocol with six PEFT methods; full, bench --full with every PEFT method of the study.</summary>
+    /// protocol with six PEFT methods; full, bench --full with every PEFT method of the study and DTL, Adapter+, Hydra
+    /// and Mona.</summary>
     public static BenchProfile Profile(string name) => name switch
     {
         "quick" => BenchProfile.Quick with { Methods = new[] { "lora", "ssf", "adapter-houlsby", "vpt-shallow" } },
         "default" => BenchProfile.Default with { Methods = new[] { "lora", "ssf", "adapter-houlsby", "fact-tk", "vpt-deep", "bitfit" } },
-        "full" => BenchProfile.Full with { Methods = Tuners.TunerRegistry.StudyMethods.Where(m => m is not ("linear" or "full")).Concat(new[] { "sct", "gps", "vqt" }).ToList() },
+        "full" => BenchProfile.Full with
+        {
+            Methods = Tuners.TunerRegistry.StudyMethods.Where(m => m is not ("linear" or "full"))
+                .Concat(new[] { "dtl", "adapter-plus", "hydra", "mona", "sct", "gps", "vqt" }).ToList(),
+        },
         _ => throw new PeftSharpException($"unknown study profile '{name}'; expected one of {string.Join(", ", StudyCatalog.Profiles)}"),
     };
 

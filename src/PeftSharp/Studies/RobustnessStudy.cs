@@ -68,9 +68,10 @@ public sealed class RobustnessStudy : IStudy
         "full" => new(BenchProfile.Full with
             {
                 Tasks = Shifts.NaturalTasks,
-                Methods = new[] { "linear", "full", "lora", "ssf", "adapter-pfeiffer", "adapter-houlsby", "repadapter", "fact-tk", "bitfit", "vpt-deep", "sct", "gps", "vqt" },
+                Methods = new[] { "linear", "full", "lora", "ssf", "adapter-pfeiffer", "adapter-houlsby", "repadapter", "fact-tk", "bitfit", "vpt-deep",
+                                  "dtl", "adapter-plus", "hydra", "mona", "sct", "gps", "vqt" },
             },
-            Shifts.All.Select(s => s.Name).ToList(), new[] { "full", "lora", "ssf", "adapter-pfeiffer", "repadapter", "fact-tk", "bitfit", "gps" }),
+            Shifts.All.Select(s => s.Name).ToList(), new[] { "full", "lora", "ssf", "adapter-pfeiffer", "repadapter", "fact-tk", "bitfit", "dtl", "hydra", "gps" }),
         _ => throw new PeftSharpException($"unknown study profile '{name}'; expected one of {string.Join(", ", StudyCatalog.Profiles)}"),
     };
 
@@ -237,6 +238,8 @@ public sealed class RobustnessStudy : IStudy
                     "delta W₀ + α·ΔW. Nor does interpolating its own parameters start at the pretrained model: its up-projection is Xavier-initialised, " +
                     "not zero. The mergeable adapter is RepAdapter (swept in the full profile); the Pfeiffer adapter starts at zero output and is swept.",
                 _ when method.StartsWith("vpt", StringComparison.Ordinal) => "Adds prompt tokens: not a delta on the frozen weights, and not the identity at init.",
+                "adapter-plus" or "mona" => "Not linear on the frozen path, so not mergeable; nor is it the identity at init (its up-projection is " +
+                    "trunc-normal, not zero), so interpolating its own parameters does not start at the pretrained model.",
                 _ when TunerRegistry.Get(method).Mergeable => "Mergeable, so it could be swept as W₀ + α·ΔW; this profile leaves it out to fit its time.",
                 _ => "Not mergeable; not swept by this profile.",
             };

@@ -19,10 +19,17 @@ public abstract class TunerMethod
     public abstract bool Mergeable { get; }
     /// <summary>The reference (paper/code) this implementation follows, shown by `peftsharp methods`.</summary>
     public virtual string Reference => "";
+    /// <summary>The method's published VTAB-1K figure where it is not one of the unifying study's rows (those come
+    /// from <see cref="PeftSharp.Evaluation.PublishedResults"/>), shown by `peftsharp methods --json`.</summary>
+    public virtual PublishedFigure? Published => null;
 
     /// <summary>Attaches the method to <paramref name="encoder"/>; the returned object knows its parameters.</summary>
     public abstract AppliedTuner Apply(TunableEncoder encoder, Hyperparameters h);
 }
+
+/// <summary>A published VTAB-1K accuracy (ViT-B/16, ImageNet-21k), percent: the mean of the three group means and/or
+/// the plain 19-task mean, and the source (whose protocol may differ from ours: say so in it).</summary>
+public sealed record PublishedFigure(double? MeanOfGroups, double? Mean19, string Source);
 
 /// <summary>A method applied to one encoder: its trainable parameters, and merging where the method allows it.</summary>
 public abstract class AppliedTuner

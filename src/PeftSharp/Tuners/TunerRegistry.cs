@@ -13,6 +13,7 @@ public static class TunerRegistry
         new PfeifferAdapter(), new HoulsbyAdapter(), new AdaptFormer(), new ConvPass(), new RepAdapter(),
         new Lora(), new Dora(), new FactTt(), new FactTk(), new PrefixTuning(),
         new Sct(), new Gps(), new Vqt(),
+        new Dtl(), new AdapterPlus(), new Hydra(), new Mona(), new DesignSpaceAdapter(),
     };
 
     /// <summary>The sixteen methods of the unifying study (Mai et al., CVPR 2025), in its table order.</summary>

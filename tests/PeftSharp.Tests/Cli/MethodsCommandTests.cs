@@ -16,12 +16,30 @@ public class MethodsCommandTests
             ["linear"] = 0, ["full"] = 85_798_656, ["vpt-shallow"] = 7_680, ["vpt-deep"] = 92_160, ["bitfit"] = 102_912,
             ["layernorm"] = 38_400, ["difffit"] = 140_544, ["ssf"] = 205_824, ["adapter-pfeiffer"] = 156_768,
             ["adaptformer"] = 304_320, ["convpass"] = 327_552, ["repadapter"] = 239_808, ["fact-tt"] = 21_504, ["fact-tk"] = 86_528,
+            // methods-vpetl.md: DTL r 2, Adapter+ r 8, Hydra r 2, Mona 64-dim × 24 modules.
+            ["dtl"] = 36_864, ["adapter-plus"] = 165_984, ["hydra"] = 239_712, ["mona"] = 2_684_928,
         };
         foreach (var (method, count) in expected)
             Assert.True(rows[method]["trainable_params"]!.GetValue<long>() == count, $"{method}: {rows[method]["trainable_params"]} != {count}");
         Assert.False(rows["vpt-deep"]["mergeable"]!.GetValue<bool>());
         Assert.True(rows["lora"]["mergeable"]!.GetValue<bool>());
         Assert.Equal(8, rows["lora"]["hyper"]!["rank"]!.GetValue<int>());
+    }
+
+    [Fact]
+    public void Methods_json_gives_each_methods_published_vtab_figure_and_its_source()
+    {
+        var r = CliRunner.Run("methods", "--model", "vit_tiny_patch16_224", "--json");
+        Assert.True(r.ExitCode == 0, r.Stderr);
+        var rows = JsonNode.Parse(r.Stdout)!.AsArray().ToDictionary(n => n!["method"]!.GetValue<string>(), n => n!.AsObject());
+        var lora = rows["lora"]["published_vtab1k"]!;
+        Assert.Contains("Mai et al.", lora["source"]!.GetValue<string>());
+        Assert.Equal(74.58, rows["dtl"]["published_vtab1k"]!["mean19"]!.GetValue<double>());
+        Assert.Equal(77.6, rows["adapter-plus"]["published_vtab1k"]!["mean_of_groups"]!.GetValue<double>());
+        Assert.Equal(74.21, rows["hydra"]["published_vtab1k"]!["mean19"]!.GetValue<double>());
+        Assert.Null(rows["mona"]["published_vtab1k"]);   // Mona publishes no VTAB-1K figure
+        Assert.True(rows["hydra"]["mergeable"]!.GetValue<bool>());
+        Assert.False(rows["dtl"]["mergeable"]!.GetValue<bool>());
     }
 
     [Theory]

@@ -48,6 +48,10 @@ public class PooledForwardTests
     [InlineData("prefix")]
     [InlineData("convpass")]   // convolves the patch grid, but the class token is a 1×1 map of its own
     [InlineData("vpt-deep")]   // its prompts sit after the class token and leave at the block output
+    [InlineData("dtl")]        // the side path's sum is cut to the class token with the block
+    [InlineData("adapter-plus")]
+    [InlineData("hydra")]
+    [InlineData("mona")]       // the class token is a 1×1 map of its own, as in ConvPass
     public void The_last_block_computes_the_class_token_alone(string method)
     {
         using var model = TunerTestKit.Backbone();

@@ -17,7 +17,7 @@ public class MethodBehaviourTests
     public static IEnumerable<object[]> IdentityInitMethods() => new[]
     {
         "linear", "full", "partial-k", "bitfit", "layernorm", "difffit", "adapter-pfeiffer", "adaptformer", "convpass",
-        "repadapter", "lora", "dora", "fact-tt", "fact-tk",
+        "repadapter", "lora", "dora", "fact-tt", "fact-tk", "dtl", "hydra",
     }.Select(m => new object[] { m });
 
     [Theory]
@@ -129,6 +129,9 @@ public class MethodBehaviourTests
     [InlineData("adaptformer")]
     [InlineData("convpass")]
     [InlineData("prefix")]
+    [InlineData("dtl")]
+    [InlineData("adapter-plus")]
+    [InlineData("mona")]
     [InlineData("lora+vpt-deep")]
     public void Non_mergeable_methods_say_so_when_asked_to_merge(string method)
     {

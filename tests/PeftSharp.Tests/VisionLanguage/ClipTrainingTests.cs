@@ -147,9 +147,10 @@ public class ClipTrainingTests
                 needImages.Add(method.Id);
             }
         }
-        // Prompt tokens in front of patches, and ConvPass's patch grid, have no meaning on a causal text sequence; SCT's
-        // and GPS's pre-passes read the image classifier's training split, VQT's summaries feed the image pooling.
-        Assert.Equal(new[] { "convpass", "gps", "sct", "vpt-deep", "vpt-shallow", "vqt" }, needImages.Order());
+        // Prompt tokens in front of patches, and ConvPass's and Mona's patch grid, have no meaning on a causal text
+        // sequence; SCT's and GPS's pre-passes read the image classifier's training split, VQT's summaries feed the
+        // image pooling.
+        Assert.Equal(new[] { "convpass", "gps", "mona", "sct", "vpt-deep", "vpt-shallow", "vqt" }, needImages.Order());
     }
 
     [Fact]

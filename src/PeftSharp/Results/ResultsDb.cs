@@ -132,9 +132,10 @@ public sealed class ResultsDb : SqlResultsStore
         // Version 0 is checked inside Migrate's write transaction: outside one, another process creating the schema
         // can commit between reading the version and counting the tables, and its fresh database looks foreign.
         if (version != 0) CheckVersion(version, null);
-        // WAL lets readers work while one process writes; the mode is stored in the file.
-        Execute(ResultsSql.WalMode, null);
         if (version != SchemaVersion) Migrate();
+        // WAL lets readers work while one process writes; the mode is stored in the file (set after the checks, so a
+        // foreign database is left as it was).
+        Execute(ResultsSql.WalMode, null);
     }
 
     void Migrate() => Write(tx =>

@@ -150,7 +150,7 @@ public sealed class PeftModel
     {
         var notMergeable = tuners.Where(t => !t.Method.Mergeable).Select(t => t.Method.Id).Distinct().ToList();
         if (notMergeable.Count > 0)
-            throw new PeftSharpException($"cannot merge: {string.Join(", ", notMergeable)} {(notMergeable.Count == 1 ? "is" : "are")} not linear on the frozen path (mergeable: lora, dora, ssf, repadapter, fact-tt, fact-tk, bitfit, layernorm, difffit, linear, full, partial-k, gps, hydra)");
+            throw new PeftSharpException($"cannot merge: {string.Join(", ", notMergeable)} {(notMergeable.Count == 1 ? "is" : "are")} not linear on the frozen path (mergeable: {string.Join(", ", TunerRegistry.All.Where(m => m.Mergeable).Select(m => m.Id))})");
         using var _ = no_grad();
         foreach (var target in tuners.SelectMany(t => t.MergeTargets()))
             if (!mergeSnapshots.ContainsKey(target)) mergeSnapshots[target] = target.detach().clone();

@@ -78,17 +78,18 @@ public static class SharedOptions
             WarmupEpochs = line.Get("warmup") != null ? line.Int("warmup", d.WarmupEpochs) : Math.Min(d.WarmupEpochs, epochs / 10),
             Normalization = Data.Normalization.FromName(line.Get("normalization") ?? CheckpointNormalization(backbone) ?? d.Normalization).Name,
             Augment = line.Flag("augment"), CacheFrozenFeatures = !line.Flag("no-feature-cache"),
-            Precision = Precision(line, backbone.Config(), batchSize), GradCheckpointing = line.Flag("grad-checkpointing"),
+            Precision = Precision(line, backbone.Config, batchSize), GradCheckpointing = line.Flag("grad-checkpointing"),
         }.Validate();
     }
 
     /// <summary>--precision fp32|bf16|auto; auto times both on this CPU for the model's shapes (cached per machine),
     /// says which it chose and why on stderr, and returns it (so the run records the precision actually used).</summary>
-    public static Precision Precision(CommandLine line, Models.VitConfig config, int batchSize)
+    /// <param name="config">Read only for auto (a checkpoint's header need not be read otherwise).</param>
+    public static Precision Precision(CommandLine line, Func<Models.VitConfig> config, int batchSize)
     {
         string? name = line.Get("precision");
         if (!string.Equals(name?.Trim(), "auto", StringComparison.OrdinalIgnoreCase)) return Autocast.ParsePrecision(name);
-        var choice = PrecisionProbe.Choose(config, batchSize, Devices.Parse(line.Get("device")));
+        var choice = PrecisionProbe.Choose(config(), batchSize, Devices.Parse(line.Get("device")));
         Console.Error.WriteLine($"peftsharp {line.Verb}: {choice}");
         return choice.Precision;
     }

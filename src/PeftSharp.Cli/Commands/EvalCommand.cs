@@ -40,7 +40,7 @@ public sealed class EvalCommand : ICommand
 
         var data = task.Split(split);
         using var classifier = Classifier.Load(source);
-        var precision = SharedOptions.Precision(line, classifier.Model.Config, batchSize);
+        var precision = SharedOptions.Precision(line, () => classifier.Model.Config, batchSize);
         line.RejectUnknown();
         string model = source.Adapter ?? classifier.Checkpoint;
         if (classifier.NumClasses != task.NumClasses)
@@ -80,7 +80,7 @@ public sealed class EvalCommand : ICommand
         {
             ["evaluation_only"] = true,
             ["adapter"] = source.Adapter == null ? null : Path.GetFullPath(source.Adapter),
-            ["adapter_sha256"] = source.Adapter == null ? null : AdapterFiles.Sha256Of(Path.Combine(source.Adapter, AdapterFiles.WeightsFile)),
+            ["adapter_sha256"] = source.Adapter == null ? null : FileHashes.Sha256(Path.Combine(source.Adapter, AdapterFiles.WeightsFile)),
             ["merged"] = merge, ["preprocessing"] = classifier.Preprocessing.ToJson(),
             ["data"] = new JsonObject { ["eval"] = Data.ImageTask.Fingerprint(data, task.Directory) },
         };

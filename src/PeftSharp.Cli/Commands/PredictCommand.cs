@@ -48,7 +48,7 @@ public sealed class PredictCommand : ICommand
 
         var files = ImageFiles.Collect(line.Positional);
         using IImageClassifier classifier = clip ? ZeroShot(source, classes!, templates, device) : Trained(source, device);
-        var precision = classifier is Classifier trained ? SharedOptions.Precision(line, trained.Model.Config, batchSize) : Autocast.ParsePrecision(line.Get("precision"));
+        var precision = classifier is Classifier trained ? SharedOptions.Precision(line, () => trained.Model.Config, batchSize) : Autocast.ParsePrecision(line.Get("precision"));
         var predictions = Predictor.Predict(classifier, files, top, batchSize, precision);
         Console.Write(format switch
         {

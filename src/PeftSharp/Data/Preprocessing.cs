@@ -49,6 +49,13 @@ public sealed record Preprocessing(int ImageSize, Normalization Normalization)
 
     static string Numbers(IReadOnlyList<float> values) => "[" + string.Join(", ", values.Select(v => v.ToString("R", CultureInfo.InvariantCulture))) + "]";
 
+    /// <summary>An evaluation loader of <paramref name="data"/> (dataset order, no augmentation) that applies this
+    /// preprocessing: what eval, predict and a training run's own evaluation feed the model.</summary>
+    public DataLoader Loader(ImageDataset data, int batchSize = 64) => new(data, new DataLoaderOptions
+    {
+        ImageSize = ImageSize, Normalization = Normalization, BatchSize = batchSize, Shuffle = false,
+    });
+
     /// <summary>"32 px, inception normalisation".</summary>
     public override string ToString() => $"{ImageSize} px, {Normalization.Name} normalisation";
 }

@@ -91,7 +91,7 @@ public sealed class Classifier : IImageClassifier, IDisposable
             ?? (info?.BaseCheckpoint is string recorded && File.Exists(recorded) ? recorded : ShippedModels.RequireDefaultVit());
         if (info?.BaseSha256 is string expected && !source.ForceBase)
         {
-            string actual = AdapterFiles.Sha256Of(path);
+            string actual = FileHashes.Sha256(path);
             if (actual != expected)
                 throw new PeftSharpException(
                     $"{Path.Combine(info.Directory, AdapterFiles.ConfigFile)}: the adapter was trained on {Path.GetFileName(info.BaseCheckpoint)} (sha256 {expected[..12]}…), " +
@@ -157,10 +157,7 @@ public sealed class Classifier : IImageClassifier, IDisposable
     }
 
     /// <summary>An evaluation loader of <paramref name="data"/> with this model's preprocessing.</summary>
-    public DataLoader Loader(ImageDataset data, int batchSize = 64) => new(data, new DataLoaderOptions
-    {
-        ImageSize = Preprocessing.ImageSize, Normalization = Preprocessing.Normalization, BatchSize = batchSize, Shuffle = false,
-    });
+    public DataLoader Loader(ImageDataset data, int batchSize = 64) => Preprocessing.Loader(data, batchSize);
 
     /// <summary>Folds the adapter into the weights and removes its modules (mergeable methods; others are refused
     /// with the reason). Afterwards the model has exactly timm's modules.</summary>
@@ -193,7 +190,7 @@ public sealed class Classifier : IImageClassifier, IDisposable
             [ModelCheckpoints.NormalizationKey] = Preprocessing.Normalization.Name,
         };
         if (ClassNames != null) metadata[ClassNamesKey] = new JsonArray(ClassNames.Select(n => (JsonNode)n).ToArray()).ToJsonString();
-        if (Adapter != null) metadata["merged_from"] = $"{Method} adapter on {Path.GetFileName(Checkpoint)} sha256:{AdapterFiles.Sha256Of(Checkpoint)}";
+        if (Adapter != null) metadata["merged_from"] = $"{Method} adapter on {Path.GetFileName(Checkpoint)} sha256:{FileHashes.Sha256(Checkpoint)}";
         return metadata;
     }
 

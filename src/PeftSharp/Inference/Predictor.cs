@@ -91,10 +91,7 @@ public static class Predictor
         if (topK < 1) throw new PeftSharpException($"top-k: expected at least 1, got {topK}");
         int k = Math.Min(topK, classifier.NumClasses);
         var results = new ImagePrediction[files.Count];
-        using var loader = new DataLoader(files, new DataLoaderOptions
-        {
-            ImageSize = classifier.Preprocessing.ImageSize, Normalization = classifier.Preprocessing.Normalization, BatchSize = batchSize,
-        });
+        using var loader = classifier.Preprocessing.Loader(files, batchSize);
         using var _ = inference_mode();
         foreach (var batch in loader.Epoch(0))
         {

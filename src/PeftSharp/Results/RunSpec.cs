@@ -104,9 +104,7 @@ public sealed record RunSpec
     public static string CheckpointIdentity(string? checkpointPath)
     {
         if (checkpointPath is null) return RandomInit;
-        if (!File.Exists(checkpointPath)) throw new PeftSharpException($"{checkpointPath}: checkpoint file not found");
-        using var stream = File.OpenRead(checkpointPath);
-        return $"{Path.GetFileName(checkpointPath)} sha256:{Convert.ToHexStringLower(SHA256.HashData(stream))}";
+        return $"{Path.GetFileName(checkpointPath)} sha256:{FileHashes.Sha256(checkpointPath)}";
     }
 
     static void Require(string? value, string field)

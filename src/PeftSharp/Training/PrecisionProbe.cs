@@ -117,9 +117,10 @@ public static class PrecisionProbe
         try
         {
             if (!File.Exists(file) || JsonNode.Parse(File.ReadAllText(file)) is not JsonObject o || o[key] is not JsonObject entry) return null;
-            return (entry["fp32_ms"]!.GetValue<double>(), entry["bf16_ms"]!.GetValue<double>());
+            return entry["fp32_ms"] is JsonValue f && f.TryGetValue(out double fp32) && entry["bf16_ms"] is JsonValue b && b.TryGetValue(out double bf16)
+                ? (fp32, bf16) : null;
         }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException or System.Text.Json.JsonException or InvalidOperationException or NullReferenceException)
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException or System.Text.Json.JsonException)
         {
             return null;   // an unreadable cache is measured again, not an error
         }

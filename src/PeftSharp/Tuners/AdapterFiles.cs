@@ -52,7 +52,7 @@ public static class AdapterFiles
                 ["config"] = JsonNode.Parse(model.Root is ClipModel clip ? clip.Config.ToJson() : model.Vit.Config.ToJson()),
                 // A file that exists is recorded by full path and content; anything else (a hub name) as given.
                 ["checkpoint"] = baseCheckpoint != null && File.Exists(baseCheckpoint) ? Path.GetFullPath(baseCheckpoint) : baseCheckpoint,
-                ["checkpoint_sha256"] = baseCheckpoint != null && File.Exists(baseCheckpoint) ? Sha256Of(baseCheckpoint) : null,
+                ["checkpoint_sha256"] = baseCheckpoint != null && File.Exists(baseCheckpoint) ? FileHashes.Sha256(baseCheckpoint) : null,
             },
             ["num_classes"] = model.Vit.Config.NumClasses,
             ["class_names"] = classNames == null ? null : new JsonArray(classNames.Select(n => (JsonNode)n).ToArray()),
@@ -108,13 +108,6 @@ public static class AdapterFiles
         return info;
     }
 
-    /// <summary>Lowercase hex SHA-256 of a file (how adapters and run records identify a base checkpoint).</summary>
-    public static string Sha256Of(string path)
-    {
-        if (!File.Exists(path)) throw new PeftSharpException($"{path}: checkpoint file not found");
-        using var stream = File.OpenRead(path);
-        return Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(stream));
-    }
 
     /// <summary>Applies the saved methods to the saved towers of <paramref name="baseModel"/> (a freshly loaded CLIP)
     /// and loads the saved tensors.</summary>

@@ -83,19 +83,33 @@ public sealed class TrainedRun(VisionTransformer model, PeftModel peft, TrainRes
     /// </summary>
     public static TrainedRun Train(RunRequest request, Device device, IProgress<TrainProgress>? progress = null, TrainCheckpoint? checkpoint = null)
     {
-        var spec = request.Spec;
-        manual_seed(spec.Seed);
-        var model = request.Backbone.Load(request.NumClasses, request.Train.DropPath, out _);
+        var (model, peft) = Prepare(request, device);
         try
         {
-            model.to(device);
-            var peft = PeftModel.Create(model, spec.Method, request.Settings);
             var trained = new Trainer(peft, request.Train, device).Fit(request.TrainData, progress, checkpoint);
             var evaluation = Evaluator.Evaluate(model, request.EvalData, device, precision: request.Train.Precision);
             // Weights can blow up without the training loss overflowing (a huge lr): then the logits are not finite.
             if (!double.IsFinite(evaluation.Metrics.Loss))
                 throw new PeftSharpException($"{Trainer.DivergedMessage}: the trained model's evaluation loss is {evaluation.Metrics.Loss} (its logits are not finite) at learning rate {request.Train.Lr:G3}; lower the learning rate (lr) or clip gradients (grad_clip)");
             return new TrainedRun(model, peft, trained, evaluation, request);
+        }
+        catch
+        {
+            model.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>The run's model before training, with the same random draws as <see cref="Train"/> (seed, backbone with a
+    /// fresh head, method applied): a study that needs a run's initial weights rebuilds them here.</summary>
+    public static (VisionTransformer Model, PeftModel Peft) Prepare(RunRequest request, Device device)
+    {
+        manual_seed(request.Spec.Seed);
+        var model = request.Backbone.Load(request.NumClasses, request.Train.DropPath, out _);
+        try
+        {
+            model.to(device);
+            return (model, PeftModel.Create(model, request.Spec.Method, request.Settings));
         }
         catch
         {

@@ -69,6 +69,15 @@ public sealed class TunePlan
         };
     }
 
+    /// <summary>The grid point a stored run of this plan stands for (null: the run is not one of this plan's).</summary>
+    public int? PointOf(RunSpec stored)
+    {
+        string key = stored.Key;
+        for (int i = 0; i < Points.Count; i++)
+            if (RunSpec(stored.Stage, i, stored.Seed).Key == key) return i;
+        return null;
+    }
+
     public RunRequest Request(RunStage stage, int point, int seed, DataLoader train, DataLoader eval)
     {
         var (lr, wd, settings) = Points[point];

@@ -26,18 +26,12 @@ public sealed class SingleRun : IDisposable
                                    BackboneSpec backbone, string? trainSplit = null, string? evalSplit = null)
     {
         settings ??= new Dictionary<string, string>();
-        var hypers = TunerRegistry.ResolveHypers(method, settings);   // a bad method or setting fails before any image is decoded
+        TunerRegistry.ResolveHypers(method, settings);   // a bad method or setting fails before any image is decoded
         trainSplit ??= task.TrainValName;
         evalSplit ??= task.TestName;
         ImageDataset trainSet = task.Split(trainSplit), evalSet = task.Split(evalSplit);
-        var spec = new RunSpec
-        {
-            Stage = RunStage.Single, Dataset = task.Name, TrainSplit = trainSplit, EvalSplit = evalSplit, Method = method,
-            HyperJson = hypers.ToJsonString(), Lr = train.Lr, WeightDecay = train.WeightDecay,
-            Seed = train.Seed, Epochs = train.Epochs, BatchSize = train.BatchSize,
-            TrainingJson = StudyProtocol.TrainingJson(train, StudyProtocol.DataIdentity(trainSet, evalSet, task.Directory)),
-            ModelJson = backbone.ModelJson, Checkpoint = backbone.CheckpointIdentity(),
-        };
+        var spec = RunSpecs.Trained(RunStage.Single, task.Name, trainSplit, evalSplit, method, settings, train,
+                                    RunSpecs.DataIdentity(trainSet, evalSet, task.Directory), backbone.ModelJson, backbone.CheckpointIdentity());
         int size = backbone.ImageSize();
         var trainData = StudyProtocol.Loader(trainSet, size, train, shuffle: true);
         try

@@ -22,6 +22,8 @@ public abstract class TunerMethod
     /// <summary>The method's published VTAB-1K figure where it is not one of the unifying study's rows (those come
     /// from <see cref="PeftSharp.Evaluation.PublishedResults"/>), shown by `peftsharp methods --json`.</summary>
     public virtual PublishedFigure? Published => null;
+    /// <summary>True for methods that model time and apply to the video ViT only (ST-Adapter).</summary>
+    public virtual bool VideoOnly => false;
 
     /// <summary>Attaches the method to <paramref name="encoder"/>; the returned object knows its parameters.</summary>
     public abstract AppliedTuner Apply(TunableEncoder encoder, Hyperparameters h);

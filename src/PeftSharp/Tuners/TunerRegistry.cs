@@ -17,6 +17,9 @@ public static class TunerRegistry
         new StAdapter(), new Bapat(),
     };
 
+    /// <summary>The methods that apply to image encoders (all but the video-only ones).</summary>
+    public static IReadOnlyList<TunerMethod> ImageMethods => All.Where(m => !m.VideoOnly).ToList();
+
     /// <summary>The sixteen methods of the unifying study (Mai et al., CVPR 2025), in its table order.</summary>
     public static readonly IReadOnlyList<string> StudyMethods = new[]
     {

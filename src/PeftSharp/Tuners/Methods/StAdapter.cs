@@ -22,6 +22,7 @@ public sealed class StAdapter : TunerMethod
     public override string Summary => "video: bottleneck with a depthwise 3-D conv over time before attention (video ViT only)";
     public override string Reference => "Pan et al., NeurIPS 2022 (ST-Adapter); linziyi96/st-adapter: zero-initialised depthwise Conv3d, before attention";
     public override bool Mergeable => false;
+    public override bool VideoOnly => true;
 
     public override IReadOnlyList<HyperSpec> Hypers => new[]
     {

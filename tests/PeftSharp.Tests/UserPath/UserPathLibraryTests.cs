@@ -33,9 +33,9 @@ public class UserPathLibraryTests
             var request = new RunRequest(spec, backbone, new Dictionary<string, string>(), train, trainData, testData, task.NumClasses, task.Directory);
             string adapter = Path.Combine(root, "adapter"), merged = Path.Combine(root, "merged.safetensors");
             using var db = ResultsStores.Open(Path.Combine(root, "r.db"));
-            var record = new RunExecutor(db, CPU).Execute(request, "lib", (peft, _, r) =>
+            var record = new RunExecutor(db, CPU).Execute(request, "lib", (product, r) =>
             {
-                request.SaveAdapter(peft, adapter);
+                product.SaveAdapter(adapter);
                 return r;
             });
             var expected = db.Predictions(record.Id).OrderBy(p => p.Index).ToList();

@@ -9,10 +9,13 @@ public sealed record VideoTask(string Name, string Directory, IReadOnlyList<stri
     public int NumClasses => Classes.Count;
     public string TrainList => Path.Combine(Directory, "train.txt");
     public string TestList => Path.Combine(Directory, "test.txt");
+    public string ValList => Path.Combine(Directory, "val.txt");
     public string FramesRoot => Path.Combine(Directory, "frames");
 
     public ClipDataset Split(string split, ClipSampler sampler, ClipTransform transform) =>
-        ClipDataset.FromList(split == "train" ? TrainList : TestList, FramesRoot, NumClasses, sampler, transform);
+        ClipDataset.FromList(split switch { "train" => TrainList, "val" => ValList, "test" => TestList,
+                                            _ => throw new PeftSharpException($"{Directory}: no split '{split}' (train, val, test)") },
+                             FramesRoot, NumClasses, sampler, transform);
 }
 
 /// <summary>
@@ -41,7 +44,7 @@ public static class VideoTasks
     public static readonly IReadOnlyList<string> Names = new[] { "video-motion", "video-appearance" };
 
     /// <summary>Writes the task under <paramref name="root"/> unless an identical one is there; returns it.</summary>
-    public static VideoTask Ensure(string name, string root, int trainPerClass = 40, int testPerClass = 20, int seed = 0)
+    public static VideoTask Ensure(string name, string root, int trainPerClass = 40, int valPerClass = 10, int testPerClass = 20, int seed = 0)
     {
         if (!Names.Contains(name)) throw new PeftSharpException("task", $"unknown video task '{name}' (known: {string.Join(", ", Names)})");
         string dir = Path.Combine(root, name);
@@ -53,7 +56,7 @@ public static class VideoTasks
         var info = new JsonObject
         {
             ["name"] = name, ["version"] = Version, ["seed"] = seed, ["frames"] = Frames, ["size"] = Size,
-            ["train_per_class"] = trainPerClass, ["test_per_class"] = testPerClass, ["description"] = description,
+            ["train_per_class"] = trainPerClass, ["val_per_class"] = valPerClass, ["test_per_class"] = testPerClass, ["description"] = description,
             ["classes"] = new JsonArray(classes.Select(c => (JsonNode)c!).ToArray()),
         }.ToJsonString();
         var task = new VideoTask(name, dir, classes, Frames, description);
@@ -64,10 +67,10 @@ public static class VideoTasks
         var garments = ShippedData.Load(ShippedTasks.FashionLayout, null);
         var photos = ShippedData.Load(ShippedTasks.PhotosLayout, null);
         if (System.IO.Directory.Exists(dir)) System.IO.Directory.Delete(dir, recursive: true);
-        foreach (var (split, perClass) in new[] { ("train", trainPerClass), ("test", testPerClass) })
+        foreach (var (split, perClass) in new[] { ("train", trainPerClass), ("val", valPerClass), ("test", testPerClass) })
         {
             // Garments of the appearance task come from the shipped split that matches (test garments unseen).
-            string subsetSplit = split == "train" ? ShippedSubset.TrainVal : ShippedSubset.Test;
+            string subsetSplit = split == "test" ? ShippedSubset.Test : ShippedSubset.TrainVal;
             var lines = new string[perClass * classes.Length];
             Parallel.For(0, lines.Length, i =>
             {
@@ -83,7 +86,7 @@ public static class VideoTasks
                     File.WriteAllBytes(Path.Combine(folder, $"img_{f + 1:D5}.png"), Png.Encode(new SuiteImage(Size, Size, false, frames[f])));
                 lines[i] = $"{clip} {Frames} {label}";
             });
-            File.WriteAllText(split == "train" ? task.TrainList : task.TestList, string.Join("\n", lines) + "\n");
+            File.WriteAllText(Path.Combine(dir, split + ".txt"), string.Join("\n", lines) + "\n");
         }
         File.WriteAllText(Path.Combine(dir, "classes.txt"), string.Join("\n", classes) + "\n");
         File.WriteAllText(infoFile, info);

@@ -220,15 +220,15 @@ internal static class ResultsSql
     public const string SelectRuns = $"SELECT {RunColumns} FROM runs WHERE {Filter} ORDER BY id";
 
     /// <summary>
-    /// The best finished search run per (dataset, method, sweep) by validation top-1. Ties go to the lower lr, then the
-    /// lower weight decay, then the hyperparameter and training JSON text, then the earlier run, so the choice never
-    /// depends on row order. Runs without a sweep id come first in both engines (PostgreSQL sorts NULL last).
+    /// The best finished search run per (dataset, method, sweep) by <see cref="BestConfiguration"/>; runs of different
+    /// sweeps that tie on it go to the training JSON, then the earlier run. Runs without a sweep id come first in both
+    /// engines (PostgreSQL sorts NULL last).
     /// </summary>
-    public const string SelectBestSearchRuns = $"""
+    public static readonly string SelectBestSearchRuns = $"""
         SELECT {RunColumns} FROM (
             SELECT *, row_number() OVER (
                 PARTITION BY dataset, method, sweep_id
-                ORDER BY top1 DESC, lr ASC, weight_decay ASC, hyper_json ASC, training_json ASC, id ASC) AS best_rank
+                ORDER BY {BestConfiguration.OrderBySql()}, training_json ASC, id ASC) AS best_rank
             FROM runs WHERE stage = 'search' AND status = 'finished' AND {Filter}) AS ranked
         WHERE best_rank = 1
         ORDER BY dataset, method, sweep_id IS NOT NULL, sweep_id

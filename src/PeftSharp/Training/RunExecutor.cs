@@ -153,7 +153,7 @@ public sealed class RunExecutor
             if (!FinishOrLose(id, product.Outcome, product.Predictions)) return null;
             stored = true;
             checkpoint.Delete();
-            if (KeepWeights.Keeps(spec.Method)) StoreAdapter(id, product);
+            if (product.HasAdapter && KeepWeights.Keeps(spec.Method)) StoreAdapter(id, product);
             var record = db.TryGetRun(id)!;
             observer?.RunFinished(record, label);
             return after?.Invoke(product, record) ?? record;

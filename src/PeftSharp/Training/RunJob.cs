@@ -25,18 +25,23 @@ public interface IRunJob
 
 /// <summary>What a job's run produced: the outcome and predictions to store, the trained method (for its adapter
 /// artefact) and, for classification, the evaluation. Owns the trained model.</summary>
-public sealed class RunProduct(RunOutcome outcome, IReadOnlyList<Prediction> predictions, PeftModel peft,
-                               Action<string> saveAdapter, IDisposable owner) : IDisposable
+public sealed class RunProduct(RunOutcome outcome, IReadOnlyList<Prediction> predictions, PeftModel? peft,
+                               Action<string>? saveAdapter, IDisposable owner) : IDisposable
 {
     public RunOutcome Outcome { get; } = outcome;
     public IReadOnlyList<Prediction> Predictions { get; } = predictions;
-    public PeftModel Peft { get; } = peft;
+    /// <summary>The trained method (null when nothing trained, e.g. a zero-shot evaluation).</summary>
+    public PeftModel? Peft { get; } = peft;
 
     /// <summary>The classification evaluation (every example's logits), when the family is classification.</summary>
     public EvaluationResult? Evaluation { get; init; }
 
+    /// <summary>True when there are adapter files to save.</summary>
+    public bool HasAdapter => saveAdapter != null;
+
     /// <summary>Writes the trained method as adapter files (what <c>--save-adapter</c> and the stored artefact hold).</summary>
-    public void SaveAdapter(string directory) => saveAdapter(directory);
+    public void SaveAdapter(string directory) =>
+        (saveAdapter ?? throw new PeftSharpException($"{directory}: this run trained nothing, so it has no adapter to save"))(directory);
 
     public void Dispose() => owner.Dispose();
 

@@ -106,11 +106,8 @@ public sealed class StudyProtocol
         }
     }
 
-    /// <summary>Highest val top-1; ties go to the lower lr, then the lower wd, then the hyperparameter text.</summary>
-    public static RunRecord? Best(IEnumerable<RunRecord> search) =>
-        search.Where(r => r.Status == RunStatus.Finished && r.Top1 != null)
-              .OrderByDescending(r => r.Top1).ThenBy(r => r.Spec.Lr).ThenBy(r => r.Spec.WeightDecay)
-              .ThenBy(r => r.Spec.HyperJson, StringComparer.Ordinal).FirstOrDefault();
+    /// <summary>The chosen configuration (<see cref="BestConfiguration"/>).</summary>
+    public static RunRecord? Best(IEnumerable<RunRecord> search) => BestConfiguration.Best(search);
 
     public static DataLoader Loader(ImageDataset data, int size, TrainOptions train, bool shuffle) =>
         new(data, new DataLoaderOptions

@@ -13,7 +13,7 @@ namespace PeftSharp.Benchmarks;
 public sealed record PerfOptions
 {
     public required VitConfig Model { get; init; }
-    public IReadOnlyList<string> Methods { get; init; } = TunerRegistry.All.Select(m => m.Id).ToList();
+    public IReadOnlyList<string> Methods { get; init; } = TunerRegistry.ImageMethods.Select(m => m.Id).ToList();
     public int Batch { get; init; } = 64;
     public int WarmupSteps { get; init; } = 2;
     public int Steps { get; init; } = 6;

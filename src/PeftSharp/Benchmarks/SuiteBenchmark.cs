@@ -90,7 +90,7 @@ public sealed record BenchProfile
         Seeds = SeedList, TrainImages = TrainImages, ValImages = ValImages,
     };
 
-    public static IReadOnlyList<string> AllMethods => TunerRegistry.All.Select(m => m.Id).ToList();
+    public static IReadOnlyList<string> AllMethods => TunerRegistry.ImageMethods.Select(m => m.Id).ToList();
 
     /// <summary>Two values of each method's capacity knob, from the study's grid (ConvPass: its output scale, the knob
     /// that decides whether it trains at all at these learning rates; measured in the README).</summary>

@@ -22,6 +22,8 @@ public abstract class TunerMethod
     /// <summary>The method's published VTAB-1K figure where it is not one of the unifying study's rows (those come
     /// from <see cref="PeftSharp.Evaluation.PublishedResults"/>), shown by `peftsharp methods --json`.</summary>
     public virtual PublishedFigure? Published => null;
+    /// <summary>True for methods that model time and apply to the video ViT only (ST-Adapter).</summary>
+    public virtual bool VideoOnly => false;
 
     /// <summary>Attaches the method to <paramref name="encoder"/>; the returned object knows its parameters.</summary>
     public abstract AppliedTuner Apply(TunableEncoder encoder, Hyperparameters h);
@@ -102,13 +104,15 @@ public sealed class SelectionTuner : AppliedTuner
 /// </summary>
 public sealed class TunableEncoder
 {
-    public TunableEncoder(string name, nn.Module root, IReadOnlyList<Block> blocks, int embedDim, VisionTransformer? vit)
+    public TunableEncoder(string name, nn.Module root, IReadOnlyList<Block> blocks, int embedDim, VisionTransformer? vit,
+                          IPatchEncoder? patches = null)
     {
         Name = name;
         Root = root;
         Blocks = blocks;
         EmbedDim = embedDim;
         Vit = vit;
+        Patches = patches ?? vit;
         // Snapshot before any method attaches: selection methods (BitFit, LayerNorm, ...) choose among these only,
         // under their timm names, never among another method's parameters.
         BaseParameters = root.named_parameters().Select(p => (p.name, p.parameter)).ToList();
@@ -125,10 +129,23 @@ public sealed class TunableEncoder
     /// <summary>The image encoder, when this is one (patch embedding, final norms, encoder-level prompts).</summary>
     public VisionTransformer? Vit { get; }
 
+    /// <summary>The encoder of patch tokens (an image or a video ViT), for methods that need patches but not images.</summary>
+    public IPatchEncoder? Patches { get; }
+
     public VisionTransformer RequireVit(string method) =>
-        Vit ?? throw new PeftSharpException($"method '{method}' needs an image encoder (patch tokens); the {Name} tower has none");
+        Vit ?? throw new PeftSharpException(Patches is VideoVisionTransformer
+            ? $"method '{method}' applies to the image ViT only (it reads images or the image model's pooling), not to the video ViT"
+            : $"method '{method}' needs an image encoder (patch tokens); the {Name} tower has none");
+
+    public IPatchEncoder RequirePatches(string method) =>
+        Patches ?? throw new PeftSharpException($"method '{method}' needs an encoder of patch tokens; the {Name} tower has none");
+
+    /// <summary>True when the patch tokens are frames of a clip (a video encoder).</summary>
+    public bool IsVideo => Patches is VideoVisionTransformer;
 
     public static TunableEncoder Of(VisionTransformer vit, string name = "") => new(name, vit, vit.blocks.ToList(), vit.EmbedDim, vit);
+    public static TunableEncoder Of(VideoVisionTransformer video, string name = "") =>
+        new(name, video, video.blocks.ToList(), video.EmbedDim, null, video);
     public static TunableEncoder Of(TextTransformer text, string name = "text") =>
         new(name, text, text.blocks.ToList(), (int)text.positional_embedding.shape[1], null);
 

@@ -14,7 +14,11 @@ public static class TunerRegistry
         new Lora(), new Dora(), new FactTt(), new FactTk(), new PrefixTuning(),
         new Sct(), new Gps(), new Vqt(),
         new Dtl(), new AdapterPlus(), new Hydra(), new Mona(), new DesignSpaceAdapter(),
+        new StAdapter(), new Bapat(),
     };
+
+    /// <summary>The methods that apply to image encoders (all but the video-only ones).</summary>
+    public static IReadOnlyList<TunerMethod> ImageMethods => All.Where(m => !m.VideoOnly).ToList();
 
     /// <summary>The sixteen methods of the unifying study (Mai et al., CVPR 2025), in its table order.</summary>
     public static readonly IReadOnlyList<string> StudyMethods = new[]

@@ -128,7 +128,7 @@ public class ClipTrainingTests
         manual_seed(4);
         using var tokens = randint(1, 999, new long[] { 2, 16 });
         var needImages = new List<string>();
-        foreach (var method in TunerRegistry.All.Where(m => m.Id != "linear"))
+        foreach (var method in TunerRegistry.ImageMethods.Where(m => m.Id != "linear"))
         {
             using var clip = ModelCheckpoints.LoadClip(TestFiles.ClipCheckpoint).Model;
             try

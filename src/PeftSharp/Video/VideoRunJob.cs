@@ -60,18 +60,14 @@ public sealed class VideoRunJob : IRunJob
         Backbone = backbone;
         Data = data;
         Workers = workers;
-        var hypers = TunerRegistry.ResolveHypers(method, Settings);
-        var training = JsonNode.Parse(StudyProtocol.TrainingJson(Train))!.AsObject();
-        training["clips"] = data.ToJson();
-        training["data"] = Fingerprint(task);
-        Spec = new RunSpec
-        {
-            Family = "video", Stage = RunStage.Single, Dataset = task.Name, TrainSplit = "train", EvalSplit = "test",
-            Method = method, HyperJson = hypers.ToJsonString(), Lr = Train.Lr, WeightDecay = Train.WeightDecay, Seed = Train.Seed,
-            Epochs = Train.Epochs, BatchSize = Train.BatchSize, TrainingJson = training.ToJsonString(),
-            ModelJson = backbone.ModelJson, Checkpoint = RunSpec.CheckpointIdentity(backbone.Checkpoint),
-        };
+        var spec = RunSpecs.Trained(RunStage.Single, task.Name, "train", "test", method, Settings, Train, Fingerprint(task),
+                                    backbone.ModelJson, RunSpec.CheckpointIdentity(backbone.Checkpoint), family: Family);
+        var training = JsonNode.Parse(spec.TrainingJson)!.AsObject();
+        training["clips"] = data.ToJson();   // frames, sampling, size: what the model sees of a clip
+        Spec = spec with { TrainingJson = training.ToJsonString() };
     }
+
+    public const string Family = "video";
 
     public VideoTask Task { get; }
     public string Method { get; }

@@ -132,13 +132,17 @@ public sealed class RunExecutor
         try
         {
             using var heartbeat = new LeaseHeartbeat(db, id, Owner, Lease);
-            using var run = TrainedRun.Train(request, device, observer == null ? null : new Progress(observer), checkpoint);
+            using var run = TrainedRun.Train(request, device, observer == null ? null : new Progress(observer), checkpoint, new PrePassRuns(db, request));
             var (peft, trained, evaluation) = (run.Peft, run.Training, run.Evaluation);
             var metrics = evaluation.Metrics.ToJson();
             metrics["epoch_losses"] = new JsonArray(trained.EpochLosses.Select(l => (JsonNode)JsonValue.Create(l)!).ToArray());
             metrics["feature_cache"] = trained.UsedFeatureCache;
             metrics["first_trainable_block"] = trained.FirstTrainableBlock;
-            if (peft.PrePasses.Any()) metrics["prepass_seconds"] = trained.PrePassSeconds;   // part of TrainSeconds
+            if (peft.PrePasses.Any())
+            {
+                metrics["prepass_seconds"] = trained.PrePassSeconds;   // part of TrainSeconds, unless reused
+                metrics["prepass_reused"] = trained.PrePassReused;     // from the stored pre-pass run (PrePassRuns)
+            }
             var outcome = new RunOutcome
             {
                 Top1 = evaluation.Metrics.Top1 / 100.0, MetricsJson = metrics.ToJsonString(),

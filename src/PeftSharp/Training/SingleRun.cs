@@ -81,7 +81,9 @@ public sealed class TrainedRun(VisionTransformer model, PeftModel peft, TrainRes
     /// backbone with a head for the task, apply the method, fit, evaluate in the run's precision. A model whose
     /// evaluation loss is not finite diverged, which is an error naming the learning rate.
     /// </summary>
-    public static TrainedRun Train(RunRequest request, Device device, IProgress<TrainProgress>? progress = null, TrainCheckpoint? checkpoint = null)
+    /// <param name="prePasses">Where a method's pre-pass result is looked up and kept (null: the pass always runs).</param>
+    public static TrainedRun Train(RunRequest request, Device device, IProgress<TrainProgress>? progress = null, TrainCheckpoint? checkpoint = null,
+                                   IPrePassStore? prePasses = null)
     {
         var spec = request.Spec;
         manual_seed(spec.Seed);
@@ -90,7 +92,7 @@ public sealed class TrainedRun(VisionTransformer model, PeftModel peft, TrainRes
         {
             model.to(device);
             var peft = PeftModel.Create(model, spec.Method, request.Settings);
-            var trained = new Trainer(peft, request.Train, device).Fit(request.TrainData, progress, checkpoint);
+            var trained = new Trainer(peft, request.Train, device) { PrePassStore = prePasses }.Fit(request.TrainData, progress, checkpoint);
             var evaluation = Evaluator.Evaluate(model, request.EvalData, device, precision: request.Train.Precision);
             // Weights can blow up without the training loss overflowing (a huge lr): then the logits are not finite.
             if (!double.IsFinite(evaluation.Metrics.Loss))

@@ -122,12 +122,47 @@ public sealed class PeftModel
     /// <summary>True while some method's pre-pass has neither run nor been loaded.</summary>
     public bool NeedsPrePass => PrePasses.Any(p => !p.Selected);
 
-    /// <summary>Runs every pending pre-pass on the training split; returns the seconds it took.</summary>
+    /// <summary>Runs every pending pre-pass on the training split; returns the seconds it took. A pass may rebuild its
+    /// method's trained modules (SPT, NOAH), so trainability is set again afterwards.</summary>
     public double RunPrePasses(PrePassData data)
     {
         var watch = System.Diagnostics.Stopwatch.StartNew();
         foreach (var pass in PrePasses.Where(p => !p.Selected)) pass.RunPrePass(data);
+        ResetTrainable();
         return watch.Elapsed.TotalSeconds;
+    }
+
+    /// <summary>
+    /// Gives every pre-pass method its saved selection, read by canonical state-dict name from <paramref name="read"/>
+    /// (null when the source lacks the name; <paramref name="where"/> names the source in errors), before any trained
+    /// tensor is read: some methods' trained tensors take their shapes from the selection. False, changing nothing,
+    /// when the source holds none of the selection; a source holding part of it is an error.
+    /// </summary>
+    public bool RestoreSelection(Func<string, Tensor?> read, string where)
+    {
+        var passes = PrePasses.ToList();
+        if (passes.Count == 0) return false;
+        var names = Root.named_buffers().GroupBy(b => b.buffer, ReferenceEqualityComparer.Instance)
+                        .ToDictionary(g => g.Key, g => AdapterFiles.CanonicalName(g.First().name), ReferenceEqualityComparer.Instance);
+        var saved = passes.Select(p => p.SelectionTensors().Select(b => (Buffer: b, Name: names[b], Saved: read(names[b]))).ToList()).ToList();
+        var all = saved.SelectMany(s => s).ToList();
+        if (all.All(s => s.Saved is null)) return false;
+        if (all.FirstOrDefault(s => s.Saved is null) is { Name: not null } missing)
+            throw new PeftSharpException($"{where}: no selection tensor '{missing.Name}' (the file holds part of {MethodSpec}'s selection)");
+        try
+        {
+            for (int i = 0; i < passes.Count; i++)
+            {
+                passes[i].LoadSelection(saved[i].Select(s => (s.Buffer, s.Saved!, s.Name)).ToList(), where);
+                passes[i].MarkSelected();
+            }
+        }
+        finally
+        {
+            foreach (var s in all) s.Saved?.Dispose();
+        }
+        ResetTrainable();
+        return true;
     }
 
     /// <summary>The methods' selection buffers under their canonical state-dict names (saved beside the trained tensors).</summary>

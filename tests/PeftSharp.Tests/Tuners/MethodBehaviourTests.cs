@@ -133,6 +133,7 @@ public class MethodBehaviourTests
     [InlineData("adapter-plus")]
     [InlineData("mona")]
     [InlineData("spt-adapter")]
+    [InlineData("noah")]
     [InlineData("lora+vpt-deep")]
     public void Non_mergeable_methods_say_so_when_asked_to_merge(string method)
     {

@@ -14,7 +14,7 @@ public static class TunerRegistry
         new Lora(), new Dora(), new FactTt(), new FactTk(), new PrefixTuning(),
         new Sct(), new Gps(), new Vqt(),
         new Dtl(), new AdapterPlus(), new Hydra(), new Mona(), new DesignSpaceAdapter(),
-        new SptLora(), new SptAdapter(), new Noah(),
+        new SptLora(), new SptAdapter(), new Noah(), new Last(),
     };
 
     /// <summary>The sixteen methods of the unifying study (Mai et al., CVPR 2025), in its table order.</summary>

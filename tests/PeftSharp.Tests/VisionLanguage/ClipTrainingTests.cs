@@ -149,8 +149,9 @@ public class ClipTrainingTests
         }
         // Prompt tokens in front of patches, and ConvPass's and Mona's patch grid, have no meaning on a causal text
         // sequence; SCT's, GPS's, SPT's and NOAH's pre-passes read the image classifier's training split (SPT also tunes the
-        // class token), VQT's summaries feed the image pooling.
-        Assert.Equal(new[] { "convpass", "gps", "mona", "noah", "sct", "spt-adapter", "spt-lora", "vpt-deep", "vpt-shallow", "vqt" }, needImages.Order());
+        // class token), VQT's summaries feed the image pooling; LAST reads the
+        // image encoder's embedding and replaces its last output.
+        Assert.Equal(new[] { "convpass", "gps", "last", "mona", "noah", "sct", "spt-adapter", "spt-lora", "vpt-deep", "vpt-shallow", "vqt" }, needImages.Order());
     }
 
     [Fact]

@@ -153,16 +153,19 @@ public sealed class BenchReport
         var p = outcome.Profile;
         sb.AppendLine($"Profile `{p.Name}`: {TaskNames.Count} tasks × {p.Methods.Count} methods; {p.Description()}. Backbone `{outcome.Checkpoint}`, {outcome.Device}, {outcome.Seconds / 60:F1} min end to end (runs found finished in the database are reused, not retrained; the training time of all its runs is {outcome.Cells.Sum(c => c.TrainSeconds) / 60:F1} min). Machine: {outcome.Machine}.");
         sb.AppendLine();
-        sb.AppendLine("| tier | method | natural | specialized | structured | mean of groups (95 % CI) | vs best | mean of tasks | trainable params | PPT | train s | study mean of groups |");
-        sb.AppendLine("|---|---|---|---|---|---|---|---|---|---|---|---|");
+        sb.AppendLine("| tier | method | natural | specialized | structured | mean of groups (95 % CI) | vs best | mean of tasks | trainable params | PPT | train s | study mean of groups | V-PETL mean of 19 tasks (params) |");
+        sb.AppendLine("|---|---|---|---|---|---|---|---|---|---|---|---|---|");
         foreach (var s in Ranked)
         {
             string study = PublishedResults.UnifyingStudy.TryGetValue(s.Method, out var row) ? row.MeanOfGroups.ToString("F2", Inv) : "–";
+            string vpetl = PublishedResults.VPetl.TryGetValue(s.Method, out var v) ? string.Create(Inv, $"{v.Mean19:F2} ({v.Params})") : "–";
             var c = s.Comparison;
             string interval = c == null ? "" : string.Create(Inv, $" ({c.Low:F1}–{c.High:F1})");
             string vsBest = c == null ? "–" : c.PValueVsBest >= 1 ? "best" : string.Create(Inv, $"p = {c.PValueVsBest:F3}{(c.DiffersFromBest ? " *" : "")}");
-            sb.AppendLine($"| {(c == null ? "–" : c.Tier.ToString(Inv))} | {s.Method}{(s.Failed > 0 ? $" ({s.Failed} failed)" : "")} | {F(s.Natural)} | {F(s.Specialized)} | {F(s.Structured)} | **{F(s.MeanOfGroups)}**{interval} | {vsBest} | {F(s.MeanOfTasks)} | {s.TrainableParams.ToString("N0", Inv)} | {F(s.Ppt, "F3")} | {s.TrainSeconds.ToString("F0", Inv)} | {study} |");
+            sb.AppendLine($"| {(c == null ? "–" : c.Tier.ToString(Inv))} | {s.Method}{(s.Failed > 0 ? $" ({s.Failed} failed)" : "")} | {F(s.Natural)} | {F(s.Specialized)} | {F(s.Structured)} | **{F(s.MeanOfGroups)}**{interval} | {vsBest} | {F(s.MeanOfTasks)} | {s.TrainableParams.ToString("N0", Inv)} | {F(s.Ppt, "F3")} | {s.TrainSeconds.ToString("F0", Inv)} | {study} | {vpetl} |");
         }
+        sb.AppendLine();
+        sb.AppendLine($"Published columns: the unifying study's mean of group means and V-PETL Bench's row, both VTAB-1K with ViT-B/16 (ImageNet-21k), not this backbone or these tasks. {PublishedResults.VPetlCaveat}.");
         sb.AppendLine();
         sb.AppendLine($"Tiers group methods that are not significantly different: a tier is its leader and every method whose difference from it is not significant (paired bootstrap over test images and seeds, 2000 replicates, two-sided p < {PairedBootstrap.Alpha:F2}); `*` marks a significant difference from the best method.");
         sb.AppendLine();
@@ -206,6 +209,7 @@ public sealed class BenchReport
         sb.Append("<h2>Per-group accuracy</h2>").Append(GroupBarsSvg());
         sb.Append("<h2>Performance–parameter trade-off (PPT)</h2>").Append(BarsSvg(Summaries.Where(s => s.Ppt != null).OrderByDescending(s => s.Ppt).Select(s => (s.Method, s.Ppt!.Value)).ToList(), "PPT", 1.0));
         sb.Append("<h2>Summary per method</h2>").Append(MarkdownTableToHtml(markdown.Skip(2).TakeWhile(l => l.StartsWith('|')).ToList()));
+        sb.Append($"<p class=note>{Esc(MarkdownLine(markdown.First(l => l.StartsWith("Published columns", StringComparison.Ordinal))))}</p>");
         sb.Append($"<p class=note>{Esc(MarkdownLine(markdown.First(l => l.StartsWith("Tiers", StringComparison.Ordinal))))}</p>");
         sb.Append("<h2>Per-task accuracy</h2><p class=note>Test top-1 %; the colour runs from the worst (white) to the best (green) method on each task.</p>").Append(Heatmap());
         sb.Append("<h2>Agreement with the unifying study</h2><p class=note>Mean of group means and rank among the methods both have; the study's are VTAB-1K with ViT-B/16.</p>").Append(AgreementTable());

@@ -108,6 +108,10 @@ public sealed record BenchProfile
             ["adapter"] = Knob("rank", "4", "16"),
             ["hydra"] = new Dictionary<string, string[]> { ["rank"] = new[] { "1", "2" }, ["scale"] = new[] { "0.1", "1" } },
             ["sct"] = Knob("channels", "32", "96"), ["gps"] = Knob("k", "1", "2"), ["vqt"] = Knob("prompts", "5", "10"),
+            // SPT's budget and NOAH's limit from the authors' ranges scaled to the shipped backbone (SPT can tune at most
+            // 181,440 parameters of it, NOAH's supernet holds 808,152); LAST's rank around its default.
+            ["spt-lora"] = Knob("budget", "50000", "100000"), ["spt-adapter"] = Knob("budget", "50000", "100000"),
+            ["noah"] = Knob("limit", "100000", "400000"), ["last"] = Knob("rank", "8", "16"),
         };
 
     static IReadOnlyDictionary<string, string[]> Knob(string name, params string[] values) => new Dictionary<string, string[]> { [name] = values };

@@ -57,6 +57,8 @@ public sealed class CapacityStudy : IStudy
                 ["hydra"] = Knob("rank", "1", "2", "4", "8", "16"), ["mona"] = Knob("dim", "8", "16", "32", "64"),
                 ["sct"] = Knob("channels", "16", "32", "64", "96", "192"), ["gps"] = Knob("k", "1", "2", "4", "8"),
                 ["vqt"] = Knob("prompts", "1", "5", "10", "20"),
+                ["spt-lora"] = Knob("budget", "25000", "50000", "100000", "200000"), ["spt-adapter"] = Knob("budget", "25000", "50000", "100000", "200000"),
+                ["noah"] = Knob("limit", "50000", "100000", "200000", "400000"), ["last"] = Knob("rank", "4", "8", "16", "32"),
             }, new[] { "linear", "full" }),
         _ => throw new PeftSharpException($"unknown study profile '{name}'; expected one of {string.Join(", ", StudyCatalog.Profiles)}"),
     };

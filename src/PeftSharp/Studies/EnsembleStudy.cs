@@ -21,8 +21,8 @@ public sealed class EnsembleStudy : IStudy
 
     /// <summary>The benchmark's profiles with the methods the study ensembles, so the benchmark's runs are shared:
     /// quick, bench --quick's tasks (LoRA, SSF, an adapter and VPT-shallow); default, bench's default tasks and
-    /// protocol with six PEFT methods; full, bench --full with every PEFT method of the study and DTL, Adapter+, Hydra
-    /// and Mona.</summary>
+    /// protocol with six PEFT methods; full, bench --full with every PEFT method of the study and issue 28's (DTL, Adapter+,
+    /// Hydra, Mona, SCT, GPS, VQT, SPT-LoRA, SPT-Adapter, NOAH, LAST).</summary>
     public static BenchProfile Profile(string name) => name switch
     {
         "quick" => BenchProfile.Quick with { Methods = new[] { "lora", "ssf", "adapter-houlsby", "vpt-shallow" } },
@@ -30,7 +30,7 @@ public sealed class EnsembleStudy : IStudy
         "full" => BenchProfile.Full with
         {
             Methods = Tuners.TunerRegistry.StudyMethods.Where(m => m is not ("linear" or "full"))
-                .Concat(new[] { "dtl", "adapter-plus", "hydra", "mona", "sct", "gps", "vqt" }).ToList(),
+                .Concat(new[] { "dtl", "adapter-plus", "hydra", "mona", "sct", "gps", "vqt", "spt-lora", "spt-adapter", "noah", "last" }).ToList(),
         },
         _ => throw new PeftSharpException($"unknown study profile '{name}'; expected one of {string.Join(", ", StudyCatalog.Profiles)}"),
     };

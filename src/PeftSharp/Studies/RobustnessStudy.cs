@@ -69,9 +69,9 @@ public sealed class RobustnessStudy : IStudy
             {
                 Tasks = Shifts.NaturalTasks,
                 Methods = new[] { "linear", "full", "lora", "ssf", "adapter-pfeiffer", "adapter-houlsby", "repadapter", "fact-tk", "bitfit", "vpt-deep",
-                                  "dtl", "adapter-plus", "hydra", "mona", "sct", "gps", "vqt" },
+                                  "dtl", "adapter-plus", "hydra", "mona", "sct", "gps", "vqt", "spt-lora", "spt-adapter", "noah", "last" },
             },
-            Shifts.All.Select(s => s.Name).ToList(), new[] { "full", "lora", "ssf", "adapter-pfeiffer", "repadapter", "fact-tk", "bitfit", "dtl", "hydra", "gps" }),
+            Shifts.All.Select(s => s.Name).ToList(), new[] { "full", "lora", "ssf", "adapter-pfeiffer", "repadapter", "fact-tk", "bitfit", "dtl", "hydra", "gps", "spt-lora" }),
         _ => throw new PeftSharpException($"unknown study profile '{name}'; expected one of {string.Join(", ", StudyCatalog.Profiles)}"),
     };
 

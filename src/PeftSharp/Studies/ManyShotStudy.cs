@@ -215,7 +215,7 @@ public sealed class ManyShotStudy : IStudy
         ? new(method, size, run.Top1 * 100, run.Outcome?.TrainableParams, run.Outcome?.TrainSeconds)
         : new(method, size, null, Error: run.Error ?? "did not finish");
 
-    static bool IsPeft(string method) => method is not ("full" or "linear");
+    static bool IsPeft(string method) => TunerRegistry.IsPeft(method);
 
     /// <summary>
     /// Whether full fine-tuning catches up with PEFT as the training set grows: at each size with a finished full

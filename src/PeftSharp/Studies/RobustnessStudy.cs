@@ -285,7 +285,7 @@ public sealed class RobustnessStudy : IStudy
         var claims = new List<string>();
         var tasks = accuracies.Select(a => a.Task).Distinct().ToList();
         var fullDrops = accuracies.Where(a => a.Method == "full").ToList();
-        var peft = accuracies.Where(a => a.Method is not ("full" or "linear")).ToList();
+        var peft = accuracies.Where(a => TunerRegistry.IsPeft(a.Method)).ToList();
         if (fullDrops.Count > 0 && peft.Count > 0)
         {
             int worse = fullDrops.Count(f => peft.Where(p => p.Task == f.Task).All(p => f.InDist - f.ShiftedMean > p.InDist - p.ShiftedMean));

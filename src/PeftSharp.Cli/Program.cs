@@ -9,13 +9,20 @@ var verbs = new ICommand[]
 {
     new ForwardCommand(), new InspectCommand(), new MethodsCommand(),
     new TrainCommand(), new EvalCommand(), new PredictCommand(), new MergeCommand(), new ExportCommand(), new TuneCommand(), new ResultsCommand(), new PerfCommand(), new PretrainCommand(), new PretrainClipCommand(), new ClipCommand(), new BenchCommand(), new SuiteCommand(),
-    new SweepCommand(), new WorkerCommand(), new StudyCommand(),
+    new SweepCommand(), new WorkerCommand(), new StudyCommand(), new ClipsCommand(),
 };
 
 if (args.Length == 0 || args[0] is "help" or "--help" or "-h")
 {
     var topic = args.Length > 1 ? verbs.FirstOrDefault(v => v.Name == args[1]) : null;
     Console.WriteLine(topic != null ? topic.Usage : Usage());
+    return 0;
+}
+
+if (args is ["--version"] or ["version"])
+{
+    // The library's version (the tool and the packages share it), and the TorchSharp it runs on.
+    Console.WriteLine($"peftsharp {PeftSharpVersion.Text} (TorchSharp {typeof(TorchSharp.torch).Assembly.GetName().Version?.ToString(3)})");
     return 0;
 }
 
@@ -55,4 +62,4 @@ catch (Exception e) when (Environment.GetEnvironmentVariable("PEFTSHARP_DEBUG") 
 string Usage() =>
     "peftsharp — parameter-efficient fine-tuning of vision transformers\n\nverbs:\n" +
     string.Join("\n", verbs.Select(v => $"  {v.Name,-10} {v.Summary}")) +
-    "\n\n'peftsharp help VERB' shows a verb's options.";
+    "\n\n'peftsharp help VERB' shows a verb's options; 'peftsharp --version' the version.";

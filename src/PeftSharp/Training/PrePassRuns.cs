@@ -22,22 +22,25 @@ public sealed class PrePassRuns : IPrePassStore
     public const string Sweep = "prepass";
 
     readonly IResultsStore db;
-    readonly RunRequest request;
+    readonly RunSpec run;
+    readonly string datasetPath;
 
-    public PrePassRuns(IResultsStore db, RunRequest request)
+    /// <param name="run">The training run whose pre-pass this is.</param>
+    public PrePassRuns(IResultsStore db, RunSpec run, string datasetPath)
     {
         this.db = db;
-        this.request = request;
+        this.run = run;
+        this.datasetPath = datasetPath;
     }
 
     /// <summary>The identity of the run's pre-pass.</summary>
-    public RunSpec Spec => SpecOf(request.Spec);
+    public RunSpec Spec => SpecOf(run);
 
     public static RunSpec SpecOf(RunSpec run) => new()
     {
         Stage = RunStage.Single, Dataset = run.Dataset, TrainSplit = run.TrainSplit, EvalSplit = EvalSplit, Method = run.Method,
         HyperJson = run.HyperJson, Lr = 0, WeightDecay = 0, Seed = run.Seed, Epochs = 0, BatchSize = run.BatchSize,
-        TrainingJson = PassSettings(run.TrainingJson), ModelJson = run.ModelJson, Checkpoint = run.Checkpoint, SweepId = Sweep,
+        TrainingJson = PassSettings(run.TrainingJson), ModelJson = run.ModelJson, Checkpoint = run.Checkpoint, Family = run.Family, SweepId = Sweep,
     };
 
     /// <summary>The training settings a pass can depend on: the stochastic depth and precision of the model it runs,
@@ -71,7 +74,7 @@ public sealed class PrePassRuns : IPrePassStore
 
     public void Save(PeftModel peft, double seconds)
     {
-        var context = new RunContext { DatasetPath = request.DatasetPath, CodeVersion = RunExecutor.CodeVersion };
+        var context = new RunContext { DatasetPath = datasetPath, CodeVersion = RunExecutor.CodeVersion };
         string owner = $"{Environment.MachineName}:{Environment.ProcessId}:prepass";
         var start = db.TryBeginRun(Spec, context, owner, TimeSpan.FromMinutes(1));
         if (!start.Begun) return;   // stored meanwhile by another process that ran the same pass (or storing it now)

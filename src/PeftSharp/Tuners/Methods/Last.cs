@@ -29,6 +29,7 @@ public sealed class Last : TunerMethod
     public override bool Mergeable => false;
     public override string Reference => "Tang et al. 2024 (LAST, arXiv 2402.04009); no official code: the paper's form, u_m − Σ z_i into the final norm, rank 16";
     public override PublishedFigure? Published => new(76.44, 74.15, "V-PETL Bench (19-task mean, best test epoch; group means derived)");
+    public override CapacityKnob? Capacity => new("rank", ["8", "16"], ["4", "8", "16", "32"]);
 
     public override IReadOnlyList<HyperSpec> Hypers => new[]
     {

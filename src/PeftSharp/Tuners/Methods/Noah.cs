@@ -39,6 +39,8 @@ public sealed class Noah : TunerMethod
     public override bool Mergeable => false;
     public override string Reference => "Zhang, Zhou, Liu 2022 (NOAH); ZhangYuanhan-AI/NOAH (VTAB space {5,10,50,100} × depths {3,6,9,12}, supernet on train800, search on val200); supernet epochs reduced";
     public override PublishedFigure? Published => new(75.5, 73.25, "NOAH paper (group means); V-PETL Bench (19-task mean, best test epoch)");
+    /// <summary>The parameter limit, at values that bind on the shipped backbone (its supernet holds 808,152).</summary>
+    public override CapacityKnob? Capacity => new("limit", ["100000", "400000"], ["50000", "100000", "200000", "400000"]);
 
     public override IReadOnlyList<HyperSpec> Hypers => new[]
     {

@@ -41,6 +41,8 @@ public abstract class SptBase : TunerMethod
 
     public override string Reference => "He et al., ICCV 2023 (SPT); ziplab/SPT sensitivity (16 × 32 train800 images), α 10, β 5, rank 8";
     public override PublishedFigure? Published => new(76.4, null, "He et al. 2023 (group means, best test epoch of their runs, per-task budget 0.2–1.0M)");
+    /// <summary>The budget, at values the shipped backbone can hold (SPT-LoRA tunes at most 181,440 of it).</summary>
+    public override CapacityKnob? Capacity => new("budget", ["50000", "100000"], ["25000", "50000", "100000", "200000"]);
 
     public override IReadOnlyList<HyperSpec> Hypers => new[]
     {

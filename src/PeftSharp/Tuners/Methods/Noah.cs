@@ -30,7 +30,8 @@ namespace PeftSharp.Tuners.Methods;
 /// (defaults; smaller values make it cheaper still). Left out: the authors' encoder-level prompt tokens and their position
 /// embedding, which block 0's prompts replace before any block reads them (their count includes them), and prefix
 /// tuning (off in their VTAB search space). Parameters per block D·p + 4D·r + (2D + 1)·a + D·[a &gt; 0]
-/// (768p + 3072r + 1537a + 768 on ViT-B). Until searched, every block carries each module at the smallest width.</para>
+/// (768p + 3072r + 1537a + 768 on ViT-B). Until searched, every block carries each module at the smallest width. The
+/// prompt count runs across blocks, so gradient checkpointing is refused.</para>
 /// </summary>
 public sealed class Noah : TunerMethod
 {
@@ -59,7 +60,7 @@ public sealed class Noah : TunerMethod
         long limit = h.Int("limit");
         if (limit < space.SmallestParams)
             throw new PeftSharpException($"method 'noah': 'limit' = {limit} is smaller than the smallest subnet ({space.SmallestParams} parameters: each module at width {widths[0]} in the first {space.Depths[0]} blocks)");
-        var state = new NoahState();
+        var state = new NoahState(vit);
         var blocks = new List<NoahBlock>();
         var qkvs = new List<NoahQkv>();
         for (int i = 0; i < encoder.Blocks.Count; i++)
@@ -209,7 +210,18 @@ public static class NoahSearch
 /// <summary>What one forward pass carries from block to block: how many NOAH prompt tokens the sequence holds.</summary>
 public sealed class NoahState
 {
+    readonly VisionTransformer vit;
+
+    public NoahState(VisionTransformer vit) => this.vit = vit;
+
     public int Prompts { get; set; }
+
+    /// <summary>A checkpointed block runs again alone in the backward, without the prompt count of the blocks before it.</summary>
+    public void RefuseCheckpointing()
+    {
+        if (vit is { GradCheckpointing: true } && vit.training)
+            throw new PeftSharpException("method 'noah': its prompts replace the previous block's, which gradient checkpointing (one block at a time) cannot replay; train without it");
+    }
 }
 
 /// <summary>A block's prompt tokens (key <c>tokens</c>, [capacity, D]) and their dropout.</summary>
@@ -322,6 +334,7 @@ public sealed class NoahBlock : BlockTuner
     public override Tensor Apply(InsertionPoint point, Tensor x, TokenLayout layout)
     {
         if (point == InsertionPoint.MlpScale) return Sample.A > 0 ? adapter!.Forward(x, Sample.A) : x;
+        state.RefuseCheckpointing();
         if (index == 0) state.Prompts = 0;
         if (Sample.P == 0) return x;
         int prefix = layout.PrefixTokens;

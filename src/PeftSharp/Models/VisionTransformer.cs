@@ -390,15 +390,25 @@ public sealed class VisionTransformer : nn.Module<Tensor, Tensor>
 
     /// <summary><see cref="ForwardIntermediates(Tensor, IReadOnlyList{int}, bool)"/> from block
     /// <paramref name="firstBlock"/>: then <paramref name="x"/> is the tokens entering it, laid out as
-    /// <paramref name="inputLayout"/> (to run a frozen prefix of the network separately, without autograd).</summary>
+    /// <paramref name="inputLayout"/>.</summary>
     public List<Tensor> ForwardIntermediates(Tensor x, IReadOnlyList<int> indices, bool norm, int firstBlock, TokenLayout? inputLayout)
     {
         if (indices.Count == 0) throw new PeftSharpException("indices", "forward_intermediates needs at least one block index");
         foreach (int i in indices)
-            if (i < firstBlock || i >= Config.Depth)
-                throw new PeftSharpException("indices", $"block index {i} is outside blocks {firstBlock}..{Config.Depth - 1}");
-        int endBlock = indices.Max() + 1;
-        TokenLayout layout;
+            if (i < firstBlock) throw new PeftSharpException("indices", $"block index {i} is before block {firstBlock}, where this pass starts");
+        var maps = ForwardIntermediates(x, indices, norm, firstBlock, indices.Max() + 1, inputLayout, out _, out _);
+        return indices.Select(i => maps[i]).ToList();
+    }
+
+    /// <summary>Runs blocks [firstBlock, endBlock) and returns the feature maps of those in <paramref name="indices"/>
+    /// by block index, and the tokens leaving the last block with their layout (to run a frozen prefix of the network
+    /// without autograd, then the rest with it).</summary>
+    public Dictionary<int, Tensor> ForwardIntermediates(Tensor x, IReadOnlyList<int> indices, bool norm, int firstBlock, int endBlock,
+                                                        TokenLayout? inputLayout, out Tensor tokens, out TokenLayout layout)
+    {
+        foreach (int i in indices)
+            if (i < 0 || i >= Config.Depth)
+                throw new PeftSharpException("indices", $"block index {i} is outside blocks 0..{Config.Depth - 1}");
         if (firstBlock == 0)
         {
             if (x.dim() != 4 || x.shape[1] != Config.InChans)
@@ -409,14 +419,16 @@ public sealed class VisionTransformer : nn.Module<Tensor, Tensor>
         else layout = inputLayout ?? throw new PeftSharpException("inputLayout", "tokens entering a later block need their layout");
         var trainable = GradCheckpointing && training && is_grad_enabled()
             ? parameters().Where(p => p.requires_grad).Cast<Tensor>().ToList() : null;
-        var byBlock = new Dictionary<int, Tensor>();
+        var maps = new Dictionary<int, Tensor>();
+        var l = layout;
         for (int i = firstBlock; i < endBlock; i++)
         {
             var block = blocks[i];
-            x = trainable is null ? block.forward(x, layout, null) : GradCheckpoint.Run((input, l) => block.forward(input, l, null), x, layout, trainable);
-            if (indices.Contains(i)) byBlock[i] = FeatureMap(norm ? this.norm.forward(x) : x, layout);
+            x = trainable is null ? block.forward(x, l, null) : GradCheckpoint.Run((input, bl) => block.forward(input, bl, null), x, l, trainable);
+            if (indices.Contains(i)) maps[i] = FeatureMap(norm ? this.norm.forward(x) : x, l);
         }
-        return indices.Select(i => byBlock[i]).ToList();
+        tokens = x;
+        return maps;
     }
 
     /// <summary>Patch tokens [B, prefix + prompts + h·w, D] as a [B, D, h, w] map.</summary>

@@ -1,5 +1,6 @@
 using PeftSharp.Benchmarks;
 using PeftSharp.Checkpoints;
+using PeftSharp.Dense;
 
 namespace PeftSharp.Cli.Commands;
 
@@ -23,12 +24,19 @@ public sealed class BenchCommand : ICommand
             default  6 tasks (2 per group), the study's 16 methods, 2 lrs x 2 values of each capacity knob,
                      2 epochs on the first 160 of train800 / 40 of val200; within 15 minutes on 2 cores
             full     all 10 tasks and 19 methods, 100 epochs, lr x wd x the study's grids, whole splits
+          --family dense: the dense-prediction benchmark instead (docs/dense.md): V-PETL's dense methods on the
+          built-in segmentation (garments-seg, mIoU) and detection (digits-det, COCO box AP) tasks, lr searched on
+          val, the best retrained on train+val and scored on test; profiles quick and default (within 15 minutes
+          here); writes DIR/dense-report.html (with pictures), DIR/dense-summary.md and DIR/results.db.
           --seeds N retrains each chosen configuration with N seeds (42, 43, ...); the report gives 95 % intervals
           and which methods differ significantly from the best (paired bootstrap over test images and seeds).
         """;
 
     public int Run(CommandLine line)
     {
+        string family = line.Get("family") ?? "classification";
+        if (family == "dense") return RunDense(line);
+        if (family != "classification") throw new PeftSharpException($"bench: --family is classification or dense, got '{family}'");
         var profile = Profile(line);
         if (line.Get("methods") is string methods) profile = profile with { Methods = List(methods) };
         if (line.Get("tasks") is string tasks) profile = profile with { Tasks = List(tasks) };
@@ -53,6 +61,27 @@ public sealed class BenchCommand : ICommand
             Console.WriteLine($"updated the results section of {readme}");
         }
         return outcome.Cells.All(c => c.TestTop1 != null) ? 0 : 1;
+    }
+
+    static int RunDense(CommandLine line)
+    {
+        var profile = DenseBenchProfile.Get(line.Flag("quick") ? "quick" : line.Get("profile") ?? "default");
+        if (line.Get("methods") is string methods) profile = profile with { Methods = List(methods) };
+        if (line.Get("tasks") is string tasks) profile = profile with { Tasks = List(tasks) };
+        profile = (profile with { Epochs = line.Int("epochs", profile.Epochs) }).Validate();
+        string outDir = line.Get("out") ?? "peftsharp-report";
+        string checkpoint = line.Get("checkpoint") ?? ShippedModels.RequireDefaultVit();
+        var device = Devices.Parse(line.Get("device"));
+        bool quiet = line.Flag("quiet");
+        line.RejectUnknown();
+        var outcome = ConsoleObserver.Run(quiet, observer =>
+            new DenseBenchmark(profile, outDir, checkpoint).Run(device, observer, new Progress<string>(s => Console.WriteLine(s))));
+        var report = new DenseReport(outcome);
+        report.Write(outDir);
+        Console.WriteLine();
+        Console.WriteLine(report.Markdown());
+        Console.WriteLine($"report: {Path.Combine(outDir, "dense-report.html")}; summary: {Path.Combine(outDir, "dense-summary.md")}; database: {Path.Combine(outDir, "results.db")}");
+        return outcome.Cells.All(c => c.Test != null) ? 0 : 1;
     }
 
     /// <summary>--profile NAME, or the --quick / --full shorthands (which exclude each other and a --profile).</summary>

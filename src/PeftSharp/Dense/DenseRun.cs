@@ -1,0 +1,178 @@
+using System.Text.Json.Nodes;
+using PeftSharp.Checkpoints;
+using PeftSharp.Models;
+using PeftSharp.Results;
+using PeftSharp.Training;
+using PeftSharp.Tuners;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace PeftSharp.Dense;
+
+/// <summary>Everything one dense run needs: its identity, the backbone, the method, the task and its two splits.
+/// The training split may be several joined by '+' ("train+val").</summary>
+public sealed record DenseRunRequest(RunSpec Spec, BackboneSpec Backbone, IReadOnlyDictionary<string, string> Settings, TrainOptions Train,
+                                     DenseTask Task, int ImageSize, string SegHead = "uper")
+{
+    /// <summary>Train on the first N images of each training split only (null: all).</summary>
+    public int? TrainImages { get; init; }
+    /// <summary>Score the first N images of the evaluation split only (null: all).</summary>
+    public int? EvalImages { get; init; }
+
+    /// <summary>The run's identity: the training settings, the task family, the head and the data's fingerprint are
+    /// part of the key, so a dense run never shares a key with a classification run or with other images.</summary>
+    public static DenseRunRequest Create(DenseTask task, string method, IReadOnlyDictionary<string, string>? settings, TrainOptions train,
+                                         BackboneSpec backbone, string trainSplit, string evalSplit, int imageSize, string segHead = "uper", string? sweepId = null,
+                                         int? trainImages = null, int? evalImages = null)
+    {
+        settings ??= new Dictionary<string, string>();
+        var hypers = TunerRegistry.ResolveHypers(method, settings);
+        var data = new JsonObject { ["images"] = task.Fingerprint(trainSplit.Split('+').Append(evalSplit).Distinct().ToArray()) };
+        var training = JsonNode.Parse(StudyProtocol.TrainingJson(train, data))!.AsObject();
+        training["family"] = task.Family;
+        training["image_size"] = imageSize;
+        training["head"] = task.Kind == DenseKind.Segmentation ? segHead : "fcos";
+        if (trainImages is int n) training["train_images"] = n;
+        if (evalImages is int m) training["eval_images"] = m;
+        var spec = new RunSpec
+        {
+            Stage = RunStage.Single, Dataset = task.Name, TrainSplit = trainSplit, EvalSplit = evalSplit, Method = method,
+            HyperJson = hypers.ToJsonString(), Lr = train.Lr, WeightDecay = train.WeightDecay, Seed = train.Seed, Epochs = train.Epochs,
+            BatchSize = train.BatchSize, TrainingJson = training.ToJsonString(), ModelJson = backbone.ModelJson,
+            Checkpoint = backbone.CheckpointIdentity(), SweepId = sweepId,
+        };
+        return new DenseRunRequest(spec, backbone, settings, train, task, imageSize, segHead) { TrainImages = trainImages, EvalImages = evalImages };
+    }
+
+    /// <summary>The backbone at the task's input size (the position table resampled as timm does), without a
+    /// classifier, with the run's stochastic depth.</summary>
+    public VisionTransformer LoadBackbone()
+    {
+        var config = VitConfig.Resolve(Backbone.Preset, Backbone.ConfigJson)
+                     ?? (Backbone.Checkpoint != null ? ModelCheckpoints.ReadVitConfig(Backbone.Checkpoint) : throw new PeftSharpException("checkpoint", "no backbone: give a model preset, a config and/or a checkpoint"));
+        if (ImageSize % config.PatchSize != 0)
+            throw new PeftSharpException("image_size", $"dense input size {ImageSize} is not a multiple of the backbone's patch size {config.PatchSize}");
+        config = config with { ImgSize = ImageSize, NumClasses = 0, DropPathRate = Train.DropPath };
+        if (Backbone.Checkpoint == null) return new VisionTransformer(config);
+        var loaded = ModelCheckpoints.LoadVit(Backbone.Checkpoint, config, strict: false);
+        if (loaded.Report.Missing.Count > 0 || loaded.Report.ShapeMismatches.Count > 0)
+            throw new PeftSharpException($"{Backbone.Checkpoint}: not a backbone for this config ({loaded.Report.Describe()})");
+        return loaded.Model;
+    }
+}
+
+/// <summary>A trained dense run: the model, its method, the training record and the evaluation.</summary>
+public sealed class DenseRunProduct(DenseModel model, PeftModel peft, DenseTrainResult training, DenseEvaluation evaluation, DenseSplit evalSplit) : IDisposable
+{
+    public DenseModel Model { get; } = model;
+    public PeftModel Peft { get; } = peft;
+    public DenseTrainResult Training { get; } = training;
+    public DenseEvaluation Evaluation { get; } = evaluation;
+    public DenseSplit EvalSplit { get; } = evalSplit;
+    public void Dispose() => Model.Dispose();
+}
+
+/// <summary>
+/// Dense runs against the results database, as <see cref="RunExecutor"/> does for classification: a finished run
+/// with the same key is reused, never retrained; the outcome lands in one transaction with the family's primary
+/// metric in Top1 (mIoU or AP as a fraction) and its name in the metrics ("metric": "miou" / "ap"), with the
+/// trainable parameters (head included), peak training memory and the first test images' predictions (an artefact
+/// the report draws).
+/// </summary>
+public static class DenseRuns
+{
+    public const string PicturesArtifact = "dense-pictures";
+    public const int PictureImages = 4;
+
+    /// <summary>Trains and scores one run (no database).</summary>
+    public static DenseRunProduct Train(DenseRunRequest request, Device device, IProgress<TrainProgress>? progress = null)
+    {
+        var spec = request.Spec;
+        var train = request.Spec.TrainSplit.Split('+').Select(s => request.Task.Split(s, request.ImageSize).Take(request.TrainImages)).Aggregate((a, b) => a.Concat(b));
+        var eval = request.Task.Split(spec.EvalSplit, request.ImageSize).Take(request.EvalImages);
+        manual_seed(spec.Seed);
+        var backbone = request.LoadBackbone();
+        var model = new DenseModel(backbone, request.Task.Kind, train.ClassNames.Count, request.SegHead);
+        try
+        {
+            backbone.to(device);
+            model.decode_head.to(device);
+            var peft = PeftModel.Create(backbone, spec.Method, request.Settings);
+            var trainer = new DenseTrainer(model, peft, request.Train, device);
+            var trained = trainer.Fit(train, progress);
+            var evaluation = DenseTrainer.Evaluate(model, eval, Data.Normalization.FromName(request.Train.Normalization), device, request.Train.EvalBatchSize ?? 64);
+            return new DenseRunProduct(model, peft, trained, evaluation, eval);
+        }
+        catch
+        {
+            model.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>Reuses the finished run with this key, or trains and stores it. A bad input or a diverged run is
+    /// stored as failed and returned.</summary>
+    public static RunRecord Execute(IResultsStore db, DenseRunRequest request, Device device, IRunObserver? observer, string label)
+    {
+        var spec = request.Spec;
+        if (db.TryGetFinished(spec.Key) is RunRecord done)
+        {
+            observer?.RunSkipped(done, label);
+            return done;
+        }
+        string owner = $"{Environment.MachineName}:{Environment.ProcessId}:dense";
+        var context = new RunContext { DatasetPath = request.Task.Directory, CodeVersion = RunExecutor.CodeVersion };
+        RunStart start;
+        while (!(start = db.TryBeginRun(spec, context, owner, TimeSpan.FromHours(2))).Begun)
+        {
+            if (db.TryGetFinished(spec.Key) is RunRecord finished) return finished;
+            Thread.Sleep(2000);   // another process trains it: wait for its result
+        }
+        observer?.RunStarting(spec, label);
+        try
+        {
+            using var product = Train(request, device, observer == null ? null : new Progress<TrainProgress>(observer.Training));
+            var metrics = product.Evaluation.Metrics;
+            metrics["family"] = request.Task.Family;
+            metrics["epoch_losses"] = new JsonArray(product.Training.EpochLosses.Select(l => (JsonNode)JsonValue.Create(l)!).ToArray());
+            metrics["peak_training_bytes"] = product.Training.PeakTrainingBytes;
+            metrics["method_params"] = product.Peft.CountTrainable();
+            metrics["head_params"] = product.Model.decode_head.parameters().Sum(p => p.numel());
+            metrics["backbone_params"] = product.Peft.CountTotal();
+            var outcome = new RunOutcome
+            {
+                Top1 = Math.Clamp(product.Evaluation.Primary, 0, 1), MetricsJson = metrics.ToJsonString(),
+                TrainableParams = product.Peft.CountTrainable(), TrainSeconds = product.Training.Seconds,
+                EvalSeconds = product.Evaluation.Seconds, ImagesPerSecond = product.Training.ImagesPerSecond,
+            };
+            db.FinishRun(start.Id, outcome, Array.Empty<Prediction>());
+            db.PutArtifact(start.Id, PicturesArtifact, System.Text.Encoding.UTF8.GetBytes(Pictures(product.Evaluation).ToJsonString()));
+            var record = db.TryGetRun(start.Id)!;
+            observer?.RunFinished(record, label);
+            return record;
+        }
+        catch (PeftSharpException e)
+        {
+            db.FailRun(start.Id, e.Message);
+            observer?.RunFailed(spec, label, e.Message);
+            return db.TryGetRun(start.Id)!;
+        }
+        catch (Exception e) when (e is not OperationCanceledException)
+        {
+            db.FailRun(start.Id, $"{e.GetType().Name}: {e.Message}");
+            throw;
+        }
+    }
+
+    /// <summary>The first test images' predictions: class maps (base64) or detections [x, y, w, h, class, score].</summary>
+    static JsonObject Pictures(DenseEvaluation e)
+    {
+        if (e.ClassMaps != null)
+            return new JsonObject { ["maps"] = new JsonArray(e.ClassMaps.Take(PictureImages).Select(m => (JsonNode)Convert.ToBase64String(m)).ToArray()) };
+        return new JsonObject
+        {
+            ["detections"] = new JsonArray(e.Detections!.Take(PictureImages).Select(list => (JsonNode)new JsonArray(
+                list.Where(d => d.Score >= 0.3).Select(d => (JsonNode)new JsonArray(d.X, d.Y, d.W, d.H, d.Label, Math.Round(d.Score, 3))).ToArray())).ToArray()),
+        };
+    }
+}

@@ -28,6 +28,36 @@ public sealed class LayerNorm2d : Module<Tensor, Tensor>
     }
 }
 
+/// <summary>torch.nn.GroupNorm written out (statistics over each image's channel groups, then a per-channel affine;
+/// keys weight, bias). libtorch's CPU kernel, called through TorchSharp 0.107, returned NaN intermittently for finite
+/// 8×8 inputs here (a 1×1 convolution's output), so the head does not use it.</summary>
+public sealed class GroupNorm2d : Module<Tensor, Tensor>
+{
+    public Parameter weight, bias;
+    readonly long groups;
+    readonly double eps;
+
+    public GroupNorm2d(long groups, long channels, double eps = 1e-5) : base("GroupNorm2d")
+    {
+        weight = new Parameter(ones(channels));
+        bias = new Parameter(zeros(channels));
+        this.groups = groups;
+        this.eps = eps;
+        RegisterComponents();
+    }
+
+    public override Tensor forward(Tensor x)
+    {
+        long b = x.shape[0];
+        var g = x.reshape(b, groups, -1);
+        var mean = g.mean(new long[] { 2 }, keepdim: true);
+        var centred = g - mean;
+        var variance = centred.pow(2).mean(new long[] { 2 }, keepdim: true);
+        var normed = (centred / (variance + eps).sqrt()).reshape(x.shape);
+        return normed * weight.view(1, -1, 1, 1) + bias.view(1, -1, 1, 1);
+    }
+}
+
 /// <summary>conv → GroupNorm → ReLU, the decoders' building block (GroupNorm: statistics per image, so the small
 /// batches of a 2-core CPU train the same as large ones).</summary>
 public sealed class ConvNormAct : Module<Tensor, Tensor>
@@ -37,7 +67,7 @@ public sealed class ConvNormAct : Module<Tensor, Tensor>
     public ConvNormAct(long inChannels, long outChannels, int kernel) : base("ConvNormAct")
     {
         conv = Conv2d(inChannels, outChannels, kernel, padding: kernel / 2, bias: false);
-        norm = GroupNorm(Math.Min(8, outChannels), outChannels);
+        norm = new GroupNorm2d(Math.Min(8, outChannels), outChannels);
         RegisterComponents();
     }
 

@@ -18,11 +18,11 @@ public sealed class SimpleFeaturePyramid : nn.Module
 
     public SimpleFeaturePyramid(int embedDim, int channels) : base("SimpleFeaturePyramid")
     {
-        up = ConvTranspose2d(embedDim, embedDim / 2, 2, stride: 2);
+        up = new MatUpsample2x(embedDim, embedDim / 2);
         down = MaxPool2d(2, 2);
         levels = new ModuleList<Sequential>(new[] { embedDim / 2, embedDim, embedDim }.Select(inC => Sequential(
-            Conv2d(inC, channels, 1, bias: false), new LayerNorm2d(channels),
-            Conv2d(channels, channels, 3, padding: 1, bias: false), new LayerNorm2d(channels))).ToArray());
+            new MatConv2d(inC, channels, 1, bias: false), new LayerNorm2d(channels),
+            new MatConv2d(channels, channels, 3, bias: false), new LayerNorm2d(channels))).ToArray());
         RegisterComponents();
     }
 
@@ -60,19 +60,19 @@ public sealed class FcosHead : nn.Module
         neck = new SimpleFeaturePyramid(embedDim, Channels);
         cls_tower = Sequential(Enumerable.Range(0, TowerDepth).Select(_ => (Module<Tensor, Tensor>)new ConvNormAct(Channels, Channels, 3)).ToArray());
         bbox_tower = Sequential(Enumerable.Range(0, TowerDepth).Select(_ => (Module<Tensor, Tensor>)new ConvNormAct(Channels, Channels, 3)).ToArray());
-        cls_logits = Conv2d(Channels, numClasses, 3, padding: 1);
-        bbox_pred = Conv2d(Channels, 4, 3, padding: 1);
-        centerness = Conv2d(Channels, 1, 3, padding: 1);
+        cls_logits = new MatConv2d(Channels, numClasses, 3);
+        bbox_pred = new MatConv2d(Channels, 4, 3);
+        centerness = new MatConv2d(Channels, 1, 3);
         scales = new Parameter(ones(SimpleFeaturePyramid.Scales.Length));
         RegisterComponents();
         using var _ = no_grad();
         // FCOS's initialisation: small normal weights, and a class prior of 0.01 so the focal loss starts calm.
-        foreach (var conv in new[] { cls_logits, bbox_pred, centerness }.Cast<TorchSharp.Modules.Conv2d>())
+        foreach (var conv in new[] { cls_logits, bbox_pred, centerness }.Cast<MatConv2d>())
         {
-            init.normal_(conv.weight!, 0, 0.01);
+            init.normal_(conv.weight, 0, 0.01);
             init.zeros_(conv.bias!);
         }
-        ((TorchSharp.Modules.Conv2d)cls_logits).bias!.fill_(-Math.Log((1 - 0.01) / 0.01));
+        ((MatConv2d)cls_logits).bias!.fill_(-Math.Log((1 - 0.01) / 0.01));
     }
 
     public int NumClasses { get; }
@@ -98,7 +98,7 @@ public sealed class FcosHead : nn.Module
             var r = bbox_tower.forward(x);
             cls.Add(cls_logits.forward(c).permute(0, 2, 3, 1).reshape(b, -1, NumClasses));
             // exp(s·x) · stride; the clamp keeps an early wild step from overflowing to inf.
-            dist.Add((bbox_pred.forward(r) * scales[l]).clamp(max: 10).exp().mul(Strides[l]).permute(0, 2, 3, 1).reshape(b, -1, 4));
+            dist.Add((bbox_pred.forward(r) * scales[l]).clamp_max(10).exp().mul(Strides[l]).permute(0, 2, 3, 1).reshape(b, -1, 4));
             ctr.Add(centerness.forward(r).permute(0, 2, 3, 1).reshape(b, -1));
         }
         return new FcosOutputs(cat(cls, 1), cat(dist, 1), cat(ctr, 1), new FcosLocations(Strides, sizes));

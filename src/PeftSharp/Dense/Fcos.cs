@@ -72,7 +72,7 @@ public static class Fcos
         double normaliser = Math.Max(1, numPositive);
 
         var logits = outputs.ClassLogits.to(float32);
-        var onehot = F.one_hot(labelT.clamp(min: 0), k).to(float32) * positive.unsqueeze(-1).to(float32);
+        var onehot = F.one_hot(labelT.clamp_min(0), k).to(float32) * positive.unsqueeze(-1).to(float32);
         var p = logits.sigmoid();
         var ce = F.binary_cross_entropy_with_logits(logits, onehot, reduction: nn.Reduction.None);
         var pt = p * onehot + (1 - p) * (1 - onehot);
@@ -84,7 +84,7 @@ public static class Fcos
         var predicted = outputs.Distances.to(float32).reshape(-1, 4).index_select(0, index);
         var target = tensor(dist, new[] { b * n, 4 }).to(device).index_select(0, index);
         var centerTarget = CenternessTarget(target);
-        var giou = (GIoULoss(predicted, target) * centerTarget).sum() / centerTarget.sum().clamp(min: 1e-6);
+        var giou = (GIoULoss(predicted, target) * centerTarget).sum() / centerTarget.sum().clamp_min(1e-6);
         var ctrLogits = outputs.Centerness.to(float32).reshape(-1).index_select(0, index);
         var ctrLoss = F.binary_cross_entropy_with_logits(ctrLogits, centerTarget, reduction: nn.Reduction.Mean);
         return focal + giou + ctrLoss;

@@ -28,9 +28,66 @@ public sealed class LayerNorm2d : Module<Tensor, Tensor>
     }
 }
 
+/// <summary>
+/// torch.nn.Conv2d (stride 1, "same" padding) as im2col and one matrix product, same keys and initialisation
+/// (weight [out, in, k, k], bias [out], PyTorch's kaiming-uniform a = √5 bounds). libtorch's CPU convolution, called
+/// through TorchSharp 0.107 on this machine with two threads, returned NaN input gradients intermittently for finite
+/// inputs and gradients (autograd anomaly mode names ConvolutionBackward0; with one thread it never did), so the
+/// heads do not use it: their convolutions are small, and the matrix product is the kernel the backbone trusts.
+/// </summary>
+public sealed class MatConv2d : Module<Tensor, Tensor>
+{
+    public Parameter weight;
+    public Parameter? bias;
+    readonly int kernel;
+
+    public MatConv2d(long inChannels, long outChannels, int kernel, bool bias = true) : base("MatConv2d")
+    {
+        this.kernel = kernel;
+        double bound = 1 / Math.Sqrt(inChannels * kernel * kernel);
+        weight = new Parameter(empty(outChannels, inChannels, kernel, kernel).uniform_(-bound, bound));
+        this.bias = bias ? new Parameter(empty(outChannels).uniform_(-bound, bound)) : null;
+        RegisterComponents();
+    }
+
+    public override Tensor forward(Tensor x)
+    {
+        long b = x.shape[0], h = x.shape[2], w = x.shape[3], o = weight.shape[0];
+        var columns = kernel == 1 ? x.reshape(b, x.shape[1], h * w)
+            : functional.unfold(x, kernel, padding: kernel / 2);                      // [B, in·k·k, H·W]
+        var y = weight.reshape(o, -1).matmul(columns);                                // [B, out, H·W]
+        if (bias is not null) y = y + bias.view(1, -1, 1);
+        return y.reshape(b, o, h, w);
+    }
+}
+
+/// <summary>torch.nn.ConvTranspose2d with kernel = stride = 2 (weight [in, out, 2, 2], bias [out]) as one matrix
+/// product and a pixel rearrangement: each input pixel writes its own 2×2 output block (see <see cref="MatConv2d"/>
+/// for why not libtorch's kernel).</summary>
+public sealed class MatUpsample2x : Module<Tensor, Tensor>
+{
+    public Parameter weight, bias;
+
+    public MatUpsample2x(long inChannels, long outChannels) : base("MatUpsample2x")
+    {
+        double bound = 1 / Math.Sqrt(outChannels * 4);   // PyTorch's ConvTranspose fan-in: weight.size(1) · k · k
+        weight = new Parameter(empty(inChannels, outChannels, 2, 2).uniform_(-bound, bound));
+        bias = new Parameter(empty(outChannels).uniform_(-bound, bound));
+        RegisterComponents();
+    }
+
+    public override Tensor forward(Tensor x)
+    {
+        long b = x.shape[0], c = x.shape[1], h = x.shape[2], w = x.shape[3], o = weight.shape[1];
+        var y = x.permute(0, 2, 3, 1).reshape(b * h * w, c).matmul(weight.reshape(c, o * 4));   // [B·H·W, out·2·2]
+        y = y.reshape(b, h, w, o, 2, 2).permute(0, 3, 1, 4, 2, 5).reshape(b, o, 2 * h, 2 * w);
+        return y + bias.view(1, -1, 1, 1);
+    }
+}
+
 /// <summary>torch.nn.GroupNorm written out (statistics over each image's channel groups, then a per-channel affine;
 /// keys weight, bias). libtorch's CPU kernel, called through TorchSharp 0.107, returned NaN intermittently for finite
-/// 8×8 inputs here (a 1×1 convolution's output), so the head does not use it.</summary>
+/// 8×8 inputs here with two threads (as its convolution did, see <see cref="MatConv2d"/>), so the heads do not use it.</summary>
 public sealed class GroupNorm2d : Module<Tensor, Tensor>
 {
     public Parameter weight, bias;
@@ -66,7 +123,7 @@ public sealed class ConvNormAct : Module<Tensor, Tensor>
 
     public ConvNormAct(long inChannels, long outChannels, int kernel) : base("ConvNormAct")
     {
-        conv = Conv2d(inChannels, outChannels, kernel, padding: kernel / 2, bias: false);
+        conv = new MatConv2d(inChannels, outChannels, kernel);
         norm = new GroupNorm2d(Math.Min(8, outChannels), outChannels);
         RegisterComponents();
     }

@@ -37,7 +37,7 @@ public sealed class LinearSegHead : SegmentationHead
     {
         indices = new[] { depth - 1 };
         norm = new LayerNorm2d(embedDim);
-        cls_seg = Conv2d(embedDim, numClasses, 1);
+        cls_seg = new MatConv2d(embedDim, numClasses, 1);
         RegisterComponents();
     }
 
@@ -69,12 +69,12 @@ public sealed class UperSegHead : SegmentationHead
         indices = BlockIndices.Evenly(depth, 3);
         int levels = indices.Length;
         norms = new ModuleList<LayerNorm2d>(Enumerable.Range(0, levels).Select(_ => new LayerNorm2d(embedDim)).ToArray());
-        up = ConvTranspose2d(embedDim, embedDim, 2, stride: 2);
+        up = new MatUpsample2x(embedDim, embedDim);
         down = MaxPool2d(2, 2);
         lateral_convs = new ModuleList<ConvNormAct>(Enumerable.Range(0, levels).Select(_ => new ConvNormAct(embedDim, Channels, 1)).ToArray());
         fpn_convs = new ModuleList<ConvNormAct>(Enumerable.Range(0, levels).Select(_ => new ConvNormAct(Channels, Channels, 3)).ToArray());
         fpn_bottleneck = new ConvNormAct(levels * Channels, Channels, 3);
-        cls_seg = Conv2d(Channels, numClasses, 1);
+        cls_seg = new MatConv2d(Channels, numClasses, 1);
         RegisterComponents();
     }
 

@@ -26,8 +26,8 @@ public sealed class BenchCommand : ICommand
             full     all 10 tasks and 19 methods, 100 epochs, lr x wd x the study's grids, whole splits
           --family dense: the dense-prediction benchmark instead (docs/dense.md): V-PETL's dense methods on the
           built-in segmentation (garments-seg, mIoU) and detection (digits-det, COCO box AP) tasks, lr searched on
-          val, the best retrained on train+val and scored on test; profiles quick and default (within 15 minutes
-          here); writes DIR/dense-report.html (with pictures), DIR/dense-summary.md and DIR/results.db.
+          val, the best retrained on train+val and scored on test; profiles quick, default and full (the whole
+          splits, 10 epochs); writes DIR/dense-report.html (with pictures), DIR/dense-summary.md and DIR/results.db.
           --seeds N retrains each chosen configuration with N seeds (42, 43, ...); the report gives 95 % intervals
           and which methods differ significantly from the best (paired bootstrap over test images and seeds).
         """;

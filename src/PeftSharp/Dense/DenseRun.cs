@@ -18,12 +18,14 @@ public sealed record DenseRunRequest(RunSpec Spec, BackboneSpec Backbone, IReadO
     public int? TrainImages { get; init; }
     /// <summary>Score the first N images of the evaluation split only (null: all).</summary>
     public int? EvalImages { get; init; }
+    /// <summary>In a joined training split, take the first N of its "val" part (null: as many as of the others).</summary>
+    public int? ValImages { get; init; }
 
     /// <summary>The run's identity: the training settings, the task family, the head and the data's fingerprint are
     /// part of the key, so a dense run never shares a key with a classification run or with other images.</summary>
     public static DenseRunRequest Create(DenseTask task, string method, IReadOnlyDictionary<string, string>? settings, TrainOptions train,
                                          BackboneSpec backbone, string trainSplit, string evalSplit, int imageSize, string segHead = "uper", string? sweepId = null,
-                                         int? trainImages = null, int? evalImages = null)
+                                         int? trainImages = null, int? evalImages = null, int? valImages = null)
     {
         settings ??= new Dictionary<string, string>();
         var hypers = TunerRegistry.ResolveHypers(method, settings);
@@ -34,6 +36,7 @@ public sealed record DenseRunRequest(RunSpec Spec, BackboneSpec Backbone, IReadO
         training["head"] = task.Kind == DenseKind.Segmentation ? segHead : "fcos";
         if (trainImages is int n) training["train_images"] = n;
         if (evalImages is int m) training["eval_images"] = m;
+        if (valImages is int v && trainSplit.Contains('+')) training["val_images"] = v;
         var spec = new RunSpec
         {
             Stage = RunStage.Single, Dataset = task.Name, TrainSplit = trainSplit, EvalSplit = evalSplit, Method = method,
@@ -41,7 +44,7 @@ public sealed record DenseRunRequest(RunSpec Spec, BackboneSpec Backbone, IReadO
             BatchSize = train.BatchSize, TrainingJson = training.ToJsonString(), ModelJson = backbone.ModelJson,
             Checkpoint = backbone.CheckpointIdentity(), SweepId = sweepId,
         };
-        return new DenseRunRequest(spec, backbone, settings, train, task, imageSize, segHead) { TrainImages = trainImages, EvalImages = evalImages };
+        return new DenseRunRequest(spec, backbone, settings, train, task, imageSize, segHead) { TrainImages = trainImages, EvalImages = evalImages, ValImages = valImages };
     }
 
     /// <summary>The backbone at the task's input size (the position table resampled as timm does), without a
@@ -88,7 +91,9 @@ public static class DenseRuns
     public static DenseRunProduct Train(DenseRunRequest request, Device device, IProgress<TrainProgress>? progress = null)
     {
         var spec = request.Spec;
-        var train = request.Spec.TrainSplit.Split('+').Select(s => request.Task.Split(s, request.ImageSize).Take(request.TrainImages)).Aggregate((a, b) => a.Concat(b));
+        var train = request.Spec.TrainSplit.Split('+')
+            .Select(s => request.Task.Split(s, request.ImageSize).Take(s == "val" ? request.ValImages ?? request.TrainImages : request.TrainImages))
+            .Aggregate((a, b) => a.Concat(b));
         var eval = request.Task.Split(spec.EvalSplit, request.ImageSize).Take(request.EvalImages);
         manual_seed(spec.Seed);
         var backbone = request.LoadBackbone();

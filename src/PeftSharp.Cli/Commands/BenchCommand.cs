@@ -14,6 +14,18 @@ public sealed class BenchCommand : ICommand
         peftsharp bench [--profile quick|default|full | --quick | --full] [--seeds N] [--out DIR] [--checkpoint FILE]
                         [--methods a,b,...] [--tasks a,b,...] [--epochs N] [--update-readme README.md]
                         [--device cpu|cuda] [--quiet]
+        peftsharp bench --family video [--profile quick|default] [--methods a,b] [--tasks video-motion,video-appearance]
+                        [--epochs N] [--out DIR] [--checkpoint FILE]
+          The video family: the shipped backbone inflated to 8-frame clips, linear, full, LoRA, AdaptFormer, BitFit,
+          prefix, ST-Adapter and BAPAT on the built-in motion and appearance tasks (lr chosen on val), the
+          V-PETL-style table (DIR/video.md), the frame-shuffle control and test clips with predictions
+          (DIR/video-clips.png). Default DIR ./peftsharp-video-report.
+        peftsharp bench --family dense [--profile quick|default|full | --quick] [--methods a,b] [--tasks garments-seg,digits-det]
+                        [--epochs N] [--out DIR] [--checkpoint FILE]
+          The dense family (docs/dense.md): V-PETL's dense methods on the built-in segmentation (garments-seg,
+          mIoU) and detection (digits-det, COCO box AP) tasks, lr searched on val, the best retrained on train+val
+          and scored on test; writes DIR/dense-report.html (with pictures), DIR/dense-summary.md and DIR/results.db.
+          Default DIR ./peftsharp-dense-report.
           Materialises the suite (shipped data + rendered scenes) in DIR/suite, tunes each method on each task
           (search on train800, select on val200, retrain the choice on train800val200, test), adds a linear probe on
           a random-init backbone, and writes DIR/results.db, DIR/report.html and DIR/summary.md. Default DIR
@@ -24,10 +36,6 @@ public sealed class BenchCommand : ICommand
             default  6 tasks (2 per group), the study's 16 methods, 2 lrs x 2 values of each capacity knob,
                      2 epochs on the first 160 of train800 / 40 of val200; within 15 minutes on 2 cores
             full     all 10 tasks and 19 methods, 100 epochs, lr x wd x the study's grids, whole splits
-          --family dense: the dense-prediction benchmark instead (docs/dense.md): V-PETL's dense methods on the
-          built-in segmentation (garments-seg, mIoU) and detection (digits-det, COCO box AP) tasks, lr searched on
-          val, the best retrained on train+val and scored on test; profiles quick, default and full (the whole
-          splits, 10 epochs); writes DIR/dense-report.html (with pictures), DIR/dense-summary.md and DIR/results.db.
           --seeds N retrains each chosen configuration with N seeds (42, 43, ...); the report gives 95 % intervals
           and which methods differ significantly from the best (paired bootstrap over test images and seeds).
         """;
@@ -35,8 +43,9 @@ public sealed class BenchCommand : ICommand
     public int Run(CommandLine line)
     {
         string family = line.Get("family") ?? "classification";
+        if (family == "video") return RunVideo(line);
         if (family == "dense") return RunDense(line);
-        if (family != "classification") throw new PeftSharpException($"bench: --family is classification or dense, got '{family}'");
+        if (family != "classification") throw new PeftSharpException("family", $"bench: unknown family '{family}' (classification, video, dense)");
         var profile = Profile(line);
         if (line.Get("methods") is string methods) profile = profile with { Methods = List(methods) };
         if (line.Get("tasks") is string tasks) profile = profile with { Tasks = List(tasks) };
@@ -69,7 +78,7 @@ public sealed class BenchCommand : ICommand
         if (line.Get("methods") is string methods) profile = profile with { Methods = List(methods) };
         if (line.Get("tasks") is string tasks) profile = profile with { Tasks = List(tasks) };
         profile = (profile with { Epochs = line.Int("epochs", profile.Epochs) }).Validate();
-        string outDir = line.Get("out") ?? "peftsharp-report";
+        string outDir = line.Get("out") ?? "peftsharp-dense-report";
         string checkpoint = line.Get("checkpoint") ?? ShippedModels.RequireDefaultVit();
         var device = Devices.Parse(line.Get("device"));
         bool quiet = line.Flag("quiet");
@@ -82,6 +91,30 @@ public sealed class BenchCommand : ICommand
         Console.WriteLine(report.Markdown());
         Console.WriteLine($"report: {Path.Combine(outDir, "dense-report.html")}; summary: {Path.Combine(outDir, "dense-summary.md")}; database: {Path.Combine(outDir, "results.db")}");
         return outcome.Cells.All(c => c.Test != null) ? 0 : 1;
+    }
+
+    /// <summary>The video family: the built-in motion and appearance tasks, the video methods, the V-PETL-style table.</summary>
+    static int RunVideo(CommandLine line)
+    {
+        var profile = Video.VideoBenchProfile.Get(line.Get("profile") ?? (line.Flag("quick") ? "quick" : "default"));
+        if (line.Get("methods") is string methods) profile = profile with { Methods = List(methods) };
+        if (line.Get("tasks") is string tasks) profile = profile with { Tasks = List(tasks) };
+        profile = profile with { Epochs = line.Int("epochs", profile.Epochs) };
+        foreach (var m in profile.Methods) Tuners.TunerRegistry.Parse(m);
+        foreach (var t in profile.Tasks)
+            if (!Video.VideoTasks.Names.Contains(t)) throw new PeftSharpException("tasks", $"unknown video task '{t}' (known: {string.Join(", ", Video.VideoTasks.Names)})");
+        string outDir = line.Get("out") ?? "peftsharp-video-report";
+        string checkpoint = line.Get("checkpoint") ?? ShippedModels.RequireDefaultVit();
+        var device = Devices.Parse(line.Get("device"));
+        bool quiet = line.Flag("quiet");
+        line.RejectUnknown();
+        var watch = System.Diagnostics.Stopwatch.StartNew();
+        var cells = ConsoleObserver.Run(quiet, observer =>
+            new Video.VideoBenchmark(profile, outDir, checkpoint).Run(device, observer, new Progress<string>(s => Console.WriteLine(s))));
+        Console.WriteLine();
+        Console.WriteLine(Video.VideoBenchmark.Markdown(cells));
+        Console.WriteLine($"table: {Path.Combine(outDir, "video.md")}; clips: {Path.Combine(outDir, "video-clips.png")}; database: {Path.Combine(outDir, "results.db")}; {watch.Elapsed.TotalMinutes:F1} min");
+        return cells.Count == profile.Tasks.Count * profile.Methods.Count ? 0 : 1;
     }
 
     /// <summary>--profile NAME, or the --quick / --full shorthands (which exclude each other and a --profile).</summary>

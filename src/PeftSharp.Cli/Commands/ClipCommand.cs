@@ -110,11 +110,9 @@ public sealed class ClipCommand : ICommand
         if (truncated > 0) Console.Error.WriteLine($"{set.Name}: {truncated} of {set.Count} captions are longer than the {context}-token context and were truncated");
     }
 
+    /// <summary>The test score as the studies store it (recalls in percent for retrieval, top-1 for classification).</summary>
     static void Score(ClipModel model, VlTask task, Normalization normalization, JsonObject result)
     {
-        if (task.Objective == ClipObjective.Contrastive)
-            foreach (var (k, v) in ClipEvaluation.Retrieval(model, task.Test, normalization).ToDictionary())
-                result[k] = Math.Round(v, 2);
-        else result["top1"] = Math.Round(ClipEvaluation.Classify(model, task.Test, normalization).Top1, 2);
+        foreach (var (k, v) in ClipScore.Of(model, task, normalization).Metrics) result[k] = Math.Round(v, 2);
     }
 }

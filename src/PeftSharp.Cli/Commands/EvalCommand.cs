@@ -52,12 +52,8 @@ public sealed class EvalCommand : ICommand
         using var loader = classifier.Loader(data, batchSize);
         var result = Evaluator.Evaluate(classifier.Model, loader, device, precision: precision);
         var m = result.Metrics;
-        var spec = new RunSpec
-        {
-            Stage = RunStage.Single, Dataset = task.Name, TrainSplit = "none", EvalSplit = split, Method = classifier.Method,
-            Lr = 0, WeightDecay = 0, Seed = 0, Epochs = 0, BatchSize = batchSize, ModelJson = new JsonObject { ["config"] = classifier.Model.Config.ToJson() }.ToJsonString(),
-            Checkpoint = RunSpec.CheckpointIdentity(classifier.Checkpoint), TrainingJson = EvaluationIdentity(source, classifier, merge, precision, data, task),
-        };
+        var spec = RunSpecs.Evaluation(task.Name, split, classifier.Method, batchSize, new JsonObject { ["config"] = classifier.Model.Config.ToJson() }.ToJsonString(),
+                                       RunSpec.CheckpointIdentity(classifier.Checkpoint), classifier.EvaluationIdentity(merge, precision, data, task));
         // The same evaluation of the same files is stored once.
         var record = RunExecutor.RecordEvaluation(db, spec, result, task.Directory);
         Console.WriteLine($"{task.Name} {split}: top-1 {m.Top1.ToString("F2", CultureInfo.InvariantCulture)}% over {m.Count} images, loss {m.Loss:F4}, ECE {m.ExpectedCalibrationError:F4} ({result.ImagesPerSecond:F0} img/s; {classifier.Preprocessing} from {classifier.PreprocessingSource}; run {record.Id})");
@@ -73,20 +69,6 @@ public sealed class EvalCommand : ICommand
         Normalization = line.Get("normalization"), ForceBase = line.Flag("force-base"),
     };
 
-    /// <summary>What makes two evaluations the same: the adapter's content, merging, precision and the images.</summary>
-    static string EvaluationIdentity(ClassifierSource source, Classifier classifier, bool merge, Precision precision, Data.ImageDataset data, Data.ImageTask task)
-    {
-        var o = new JsonObject
-        {
-            ["evaluation_only"] = true,
-            ["adapter"] = source.Adapter == null ? null : Path.GetFullPath(source.Adapter),
-            ["adapter_sha256"] = source.Adapter == null ? null : FileHashes.Sha256(Path.Combine(source.Adapter, AdapterFiles.WeightsFile)),
-            ["merged"] = merge, ["preprocessing"] = classifier.Preprocessing.ToJson(),
-            ["data"] = new JsonObject { ["eval"] = Data.ImageTask.Fingerprint(data, task.Directory) },
-        };
-        if (precision != Precision.Float32) o["precision"] = Autocast.Name(precision);
-        return o.ToJsonString();
-    }
 }
 
 /// <summary>Per-class accuracy and the confusion matrix as text, with class names.</summary>

@@ -1,3 +1,4 @@
+using TorchSharp;
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using PeftSharp.Evaluation;
@@ -36,8 +37,11 @@ public sealed class MethodsCommand : ICommand
             var methods = TunerRegistry.Parse(spec);
             // Listing every method: a setting goes only to the methods that declare it.
             var relevant = only != null ? settings : settings.Where(s => methods.Any(m => Declares(m, s.Key))).ToDictionary(s => s.Key, s => s.Value);
-            using var model = new VisionTransformer(config);
-            var peft = PeftModel.Create(model, spec, relevant);
+            // A video-only method is counted on the video ViT of the same width and depth (16 frames, tubelets of 2).
+            using var model = methods.Any(m => m.VideoOnly)
+                ? (TorchSharp.torch.nn.Module)VideoInflation.Inflate(new VisionTransformer(config), 16, 2, config.NumClasses)
+                : new VisionTransformer(config);
+            var peft = model is VideoVisionTransformer video ? PeftModel.Create(video, spec, relevant) : PeftModel.Create((VisionTransformer)model, spec, relevant);
             var hyper = new JsonObject();
             var grid = new JsonObject();
             foreach (var t in peft.Tuners.GroupBy(t => t.Method.Id).Select(g => g.First()))

@@ -37,7 +37,7 @@ public sealed class PerfCommand : ICommand
         var model = VitConfig.Resolve(line.Get("model") ?? (line.Get("config") == null ? "vit_tiny_patch4_32" : null), line.Get("config"))!
             with { NumClasses = 10 };
         var methods = line.Get("methods")?.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).ToList()
-                      ?? TunerRegistry.All.Select(m => m.Id).ToList();
+                      ?? TunerRegistry.ImageMethods.Select(m => m.Id).ToList();
         foreach (var m in methods) TunerRegistry.Parse(m);
         var options = new PerfOptions
         {

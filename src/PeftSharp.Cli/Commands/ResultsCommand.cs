@@ -10,7 +10,7 @@ public sealed class ResultsCommand : ICommand
     public string Summary => "list, filter and export stored runs (table, csv, json); export a run's adapter";
     public string Usage => $"""
         peftsharp results [--db FILE|URL] [--format table|csv|json] [--columns a,b,c] [--dataset NAME] [--method ID]
-                          [--stage search|final|single] [--status running|finished|failed] [--sweep ID] [--best]
+                          [--stage search|final|single] [--status running|finished|failed] [--sweep ID] [--family F] [--best]
         peftsharp results export RUN_ID --adapter DIR [--db FILE|URL]
           --best lists, per dataset and method, the search run with the highest val200 top-1.
           The table is plain aligned text, one line per run however wide (pipe it to a file or 'less -S').
@@ -29,7 +29,7 @@ public sealed class ResultsCommand : ICommand
         string format = line.Get("format") ?? "table";
         var columns = line.Get("columns")?.Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries);
         var filter = new RunFilter(line.Get("dataset"), line.Get("method"), Parse<RunStage>(line.Get("stage"), "stage"),
-                                   Parse<RunStatus>(line.Get("status"), "status"), line.Get("sweep"));
+                                   Parse<RunStatus>(line.Get("status"), "status"), line.Get("sweep"), line.Get("family"));
         bool best = line.Flag("best");
         line.RejectUnknown();
         if (format is not ("table" or "csv" or "json")) throw new PeftSharpException($"results: --format must be table, csv or json (got '{format}')");

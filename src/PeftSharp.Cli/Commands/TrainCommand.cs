@@ -44,11 +44,11 @@ public sealed class TrainCommand : ICommand
         {
             var executor = new RunExecutor(db, device, observer) { KeepWeights = keepWeights };
             if (!resume) new TrainCheckpoint(Path.Combine(executor.CheckpointRoot, spec.Key)).Delete();
-            return executor.Execute(run.Request, $"{task.Name} {method}", (peft, _, r) =>
+            return executor.Execute(run.Request, $"{task.Name} {method}", (product, r) =>
             {
                 if (saveAdapter != null)
                 {
-                    run.Request.SaveAdapter(peft, saveAdapter);
+                    product.SaveAdapter(saveAdapter);
                     saved = true;
                 }
                 return r;

@@ -96,7 +96,7 @@ public sealed class BenchReport
     {
         var claims = new List<string>();
         var byMethod = Summaries.ToDictionary(s => s.Method);
-        var peft = Summaries.Where(s => TunerRegistry().Contains(s.Method) && s.Method is not ("linear" or "full") && s.MeanOfGroups != null).ToList();
+        var peft = Summaries.Where(s => StudyMethods().Contains(s.Method) && Tuners.TunerRegistry.IsPeft(s.Method) && s.MeanOfGroups != null).ToList();
         if (byMethod.TryGetValue("linear", out var linear) && linear.MeanOfGroups is double lin && peft.Count > 0)
         {
             int beat = peft.Count(p => p.MeanOfGroups > lin);
@@ -137,7 +137,7 @@ public sealed class BenchReport
         return claims;
     }
 
-    static HashSet<string> TunerRegistry() => Tuners.TunerRegistry.StudyMethods.ToHashSet();
+    static HashSet<string> StudyMethods() => Tuners.TunerRegistry.StudyMethods.ToHashSet();
 
     /// <summary>Linear probe on the pretrained vs a random-init backbone of the same shape, per task.</summary>
     public IReadOnlyList<(string Task, double? Pretrained, double? Random)> PretrainingEvidence() =>

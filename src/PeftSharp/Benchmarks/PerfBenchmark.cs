@@ -13,7 +13,7 @@ namespace PeftSharp.Benchmarks;
 public sealed record PerfOptions
 {
     public required VitConfig Model { get; init; }
-    public IReadOnlyList<string> Methods { get; init; } = TunerRegistry.All.Select(m => m.Id).ToList();
+    public IReadOnlyList<string> Methods { get; init; } = TunerRegistry.ImageMethods.Select(m => m.Id).ToList();
     public int Batch { get; init; } = 64;
     public int WarmupSteps { get; init; } = 2;
     public int Steps { get; init; } = 6;
@@ -183,7 +183,9 @@ public static class PerfBenchmark
         public VisionTransformer Model { get; }
         public PeftModel Peft { get; }
         public List<TorchSharp.Modules.Parameter> Parameters { get; }
-        public optim.Optimizer Optimizer { get; }
+        /// <summary>The trainers' step core, at a constant learning rate (a timed step, not a schedule).</summary>
+        public OptimizerSteps Steps { get; }
+        public optim.Optimizer Optimizer => Steps.Optimizer;
         public Trainer Trainer { get; }
         readonly Tensor images, labels;
 
@@ -193,20 +195,14 @@ public static class PerfBenchmark
             Model = NewModel(o);
             Peft = PeftModel.Create(Model, method, o.SettingsFor(method));
             Parameters = Peft.TrainableParameters().Select(p => p.Parameter).ToList();
-            Optimizer = optim.AdamW(Parameters, lr: 1e-4);
+            Steps = new OptimizerSteps(Parameters, 1e-4, 0.01, new ConstantSchedule(1e-4));
             Trainer = new Trainer(Peft, new TrainOptions { DropPath = 0, Precision = o.Precision, GradCheckpointing = o.GradCheckpointing }, o.Device);
             Model.train();
         }
 
         public Tensor Loss() => F.cross_entropy(Trainer.Logits(images), labels);
 
-        public void Step()
-        {
-            using var stepScope = NativeHeap.StepScope();
-            Optimizer.zero_grad();
-            Loss().backward();
-            Optimizer.step();
-        }
+        public void Step() => Steps.Step(Loss, "a timed step");
 
         /// <summary>A training step that returns the native bytes its forward leaves allocated for the backward.</summary>
         public long? StepMeasuringSavedActivations()
@@ -222,7 +218,11 @@ public static class PerfBenchmark
             return after - before;
         }
 
-        public void Dispose() => Model.Dispose();
+        public void Dispose()
+        {
+            Steps.Dispose();
+            Model.Dispose();
+        }
     }
 
     static MethodPerf Measure(string method, PerfOptions o, Tensor images, Tensor labels)

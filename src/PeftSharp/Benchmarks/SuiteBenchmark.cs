@@ -90,27 +90,13 @@ public sealed record BenchProfile
         Seeds = SeedList, TrainImages = TrainImages, ValImages = ValImages,
     };
 
-    public static IReadOnlyList<string> AllMethods => TunerRegistry.All.Select(m => m.Id).ToList();
+    public static IReadOnlyList<string> AllMethods => TunerRegistry.ImageMethods.Select(m => m.Id).ToList();
 
     /// <summary>Two values of each method's capacity knob, from the study's grid (ConvPass: its output scale, the knob
     /// that decides whether it trains at all at these learning rates; measured in the README).</summary>
-    public static IReadOnlyDictionary<string, IReadOnlyDictionary<string, string[]>> CapacityKnobs { get; } =
-        new Dictionary<string, IReadOnlyDictionary<string, string[]>>
-        {
-            ["vpt-shallow"] = Knob("prompts", "5", "10"), ["vpt-deep"] = Knob("prompts", "5", "10"),
-            ["adapter-pfeiffer"] = Knob("rank", "4", "16"), ["adapter-houlsby"] = Knob("rank", "4", "16"),
-            ["adaptformer"] = Knob("rank", "4", "16"), ["convpass"] = Knob("scale", "1", "10"),
-            ["repadapter"] = Knob("rank", "8", "16"), ["lora"] = Knob("rank", "1", "8"),
-            ["fact-tt"] = Knob("rank", "8", "16"), ["fact-tk"] = Knob("rank", "16", "32"),
-            ["prefix"] = Knob("prompts", "5", "10"), ["dora"] = Knob("rank", "1", "8"), ["partial-k"] = Knob("k", "1", "2"),
-            // Issue 28's methods (bench profile full, or --methods): their authors' knobs around their defaults.
-            ["dtl"] = Knob("rank", "1", "2"), ["adapter-plus"] = Knob("rank", "4", "8"), ["mona"] = Knob("dim", "32", "64"),
-            ["adapter"] = Knob("rank", "4", "16"),
-            ["hydra"] = new Dictionary<string, string[]> { ["rank"] = new[] { "1", "2" }, ["scale"] = new[] { "0.1", "1" } },
-            ["sct"] = Knob("channels", "32", "96"), ["gps"] = Knob("k", "1", "2"), ["vqt"] = Knob("prompts", "5", "10"),
-        };
-
-    static IReadOnlyDictionary<string, string[]> Knob(string name, params string[] values) => new Dictionary<string, string[]> { [name] = values };
+    /// <summary>Each method's grid in the short profiles, as the methods declare it (<see cref="TunerMethod.BenchGrid"/>).</summary>
+    public static IReadOnlyDictionary<string, IReadOnlyDictionary<string, string[]>> CapacityKnobs =>
+        TunerRegistry.All.Where(m => m.BenchGrid.Count > 0).ToDictionary(m => m.Id, m => m.BenchGrid);
 
     /// <summary>A smoke test of the whole pipeline (search, selection, report) in about two minutes.</summary>
     public static BenchProfile Quick => new()

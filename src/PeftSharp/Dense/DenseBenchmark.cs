@@ -96,6 +96,7 @@ public sealed class DenseBenchmark(DenseBenchProfile profile, string outDir, str
         string suiteDir = Path.Combine(outDir, "dense-suite");
         string dbPath = Path.Combine(outDir, "results.db");
         using var db = ResultsDb.Open(dbPath);
+        var executor = new RunExecutor(db, device, observer, Path.Combine(outDir, "checkpoints"));
         var backbone = new BackboneSpec(null, null, checkpoint);
         string normalization = Checkpoints.ModelCheckpoints.ReadNormalization(checkpoint) ?? "none";
         var cells = new List<DenseBenchCell>();
@@ -105,7 +106,7 @@ public sealed class DenseBenchmark(DenseBenchProfile profile, string outDir, str
             log?.Report($"materialising {name} in {suiteDir}");
             var task = DenseTask.Open(DenseSuite.Materialize(suiteDir, info));
             foreach (var method in profile.Methods)
-                cells.Add(Cell(db, device, observer, task, info, method, backbone, normalization));
+                cells.Add(Cell(executor, task, info, method, backbone, normalization));
         }
         return new DenseBenchOutcome(profile, cells, watch.Elapsed.TotalSeconds, Path.GetFileName(checkpoint), suiteDir, dbPath);
     }
@@ -116,7 +117,7 @@ public sealed class DenseBenchmark(DenseBenchProfile profile, string outDir, str
         Normalization = normalization, EvalBatchSize = 64, WarmupLr = 1e-6, MinLr = 1e-5,
     };
 
-    DenseBenchCell Cell(ResultsDb db, Device device, IRunObserver? observer, DenseTask task, DenseTaskInfo info, string method, BackboneSpec backbone, string normalization)
+    DenseBenchCell Cell(RunExecutor executor, DenseTask task, DenseTaskInfo info, string method, BackboneSpec backbone, string normalization)
     {
         var settings = method == "partial-k" ? new Dictionary<string, string> { ["k"] = "1" } : new Dictionary<string, string>();
         var lrs = profile.LrsFor(method);
@@ -128,7 +129,7 @@ public sealed class DenseBenchmark(DenseBenchProfile profile, string outDir, str
             {
                 var request = DenseRunRequest.Create(task, method, settings, Options(normalization, lr), backbone, trainSplit, valSplit, info.ImageSize,
                                                      trainImages: profile.TrainImages, evalImages: profile.ValImages);
-                var record = DenseRuns.Execute(db, request, device, observer, $"{task.Name} {method} lr {lr:G3} (search)");
+                var record = executor.Execute(request, $"{task.Name} {method} lr {lr:G3} (search)");
                 seconds += record.Outcome?.TrainSeconds ?? 0;
                 search.Add(record);
             }
@@ -136,9 +137,9 @@ public sealed class DenseBenchmark(DenseBenchProfile profile, string outDir, str
         double chosen = best?.Spec.Lr ?? lrs[0];
         if (lrs.Count > 1 && best == null)
             return new DenseBenchCell(task.Name, info.Kind, method, null, null, null, null, search.FirstOrDefault(r => r.Error != null)?.Error ?? "no search run finished", seconds);
-        var final = DenseRuns.Execute(db, DenseRunRequest.Create(task, method, settings, Options(normalization, chosen), backbone, "train+val", "test", info.ImageSize,
+        var final = executor.Execute(DenseRunRequest.Create(task, method, settings, Options(normalization, chosen), backbone, "train+val", "test", info.ImageSize,
                                                                  trainImages: profile.TrainImages, valImages: profile.ValImages),
-                                      device, observer, $"{task.Name} {method} lr {chosen:G3} (final)");
+                                     $"{task.Name} {method} lr {chosen:G3} (final)");
         seconds += final.Outcome?.TrainSeconds ?? 0;
         return new DenseBenchCell(task.Name, info.Kind, method, final.Top1, best?.Top1, chosen, final.Status == RunStatus.Finished ? final : null,
                                   final.Status == RunStatus.Finished ? null : final.Error ?? "failed", seconds);

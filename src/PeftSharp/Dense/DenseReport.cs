@@ -61,7 +61,6 @@ public sealed class DenseReport(DenseBenchOutcome outcome)
         var sb = new StringBuilder("<!doctype html><meta charset=\"utf-8\"><title>PeftSharp dense benchmark</title>");
         sb.Append("<style>body{font-family:sans-serif;max-width:1100px;margin:auto}table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:3px 6px}figure{display:inline-block;margin:4px;text-align:center;font-size:12px}</style>");
         sb.Append("<h1>PeftSharp dense benchmark</h1><pre>").Append(WebUtility.HtmlEncode(Markdown())).Append("</pre>");
-        using var db = ResultsDb.Open(outcome.DatabasePath);
         foreach (var group in outcome.Cells.GroupBy(c => c.Task))
         {
             var info = DenseSuite.Task(group.Key);
@@ -71,7 +70,7 @@ public sealed class DenseReport(DenseBenchOutcome outcome)
             var methods = PictureMethods.Select(m => group.FirstOrDefault(c => c.Method == m && c.Final != null)).Where(c => c != null).ToList();
             foreach (var c in methods) sb.Append($"<th>{c!.Method} ({P(c.Test)})</th>");
             sb.Append("</tr>");
-            var predictions = methods.Select(c => db.GetArtifact(c!.Final!.Id, DenseRuns.PicturesArtifact) is byte[] b ? JsonNode.Parse(b)!.AsObject() : null).ToList();
+            var predictions = methods.Select(c => JsonNode.Parse(c!.Final!.Outcome!.MetricsJson)?["pictures"] as JsonObject).ToList();
             for (int i = 0; i < Math.Min(DenseRuns.PictureImages, test.Count); i++)
             {
                 sb.Append("<tr><td>").Append(Picture.Svg(test.Pixels[i], test.Size, null, null)).Append("</td><td>");

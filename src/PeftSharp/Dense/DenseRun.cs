@@ -12,8 +12,34 @@ namespace PeftSharp.Dense;
 /// <summary>Everything one dense run needs: its identity, the backbone, the method, the task and its two splits.
 /// The training split may be several joined by '+' ("train+val").</summary>
 public sealed record DenseRunRequest(RunSpec Spec, BackboneSpec Backbone, IReadOnlyDictionary<string, string> Settings, TrainOptions Train,
-                                     DenseTask Task, int ImageSize, string SegHead = "uper")
+                                     DenseTask Task, int ImageSize, string SegHead = "uper") : IRunJob
 {
+    public string DatasetPath => Task.Directory;
+
+    /// <summary>The executor's entry (<see cref="RunExecutor.Execute(IRunJob, string, Func{RunProduct, RunRecord, RunRecord}?)"/>):
+    /// trains and scores, and returns the outcome with the family's primary metric (mIoU or box AP) in Top1, its name
+    /// and every other figure in the metrics, the trainable parameters of the method, the head's, the peak training
+    /// memory, and the first test images' predictions (the report draws them). Epoch checkpoints are not written: an
+    /// interrupted dense run starts again (a finished one is reused).</summary>
+    public RunProduct Run(Device device, IProgress<TrainProgress>? progress, TrainCheckpoint? checkpoint)
+    {
+        var product = DenseRuns.Train(this, device, progress);
+        var metrics = product.Evaluation.Metrics;
+        metrics["family"] = Task.Family;
+        metrics["epoch_losses"] = new JsonArray(product.Training.EpochLosses.Select(l => (JsonNode)JsonValue.Create(l)!).ToArray());
+        metrics["peak_training_bytes"] = product.Training.PeakTrainingBytes;
+        metrics["head_params"] = product.Model.decode_head.parameters().Sum(p => p.numel());
+        metrics["backbone_params"] = product.Peft.CountTotal();
+        metrics["pictures"] = DenseRuns.Pictures(product.Evaluation);
+        var outcome = new RunOutcome
+        {
+            Top1 = Math.Clamp(product.Evaluation.Primary, 0, 1), MetricsJson = metrics.ToJsonString(),
+            TrainableParams = product.Peft.CountTrainable(), TrainSeconds = product.Training.Seconds,
+            EvalSeconds = product.Evaluation.Seconds, ImagesPerSecond = product.Training.ImagesPerSecond,
+        };
+        return new RunProduct(outcome, Array.Empty<Prediction>(), product.Peft, dir => DenseRuns.SaveAdapter(product, Spec, dir), product);
+    }
+
     /// <summary>Train on the first N images of each training split only (null: all).</summary>
     public int? TrainImages { get; init; }
     /// <summary>Score the first N images of the evaluation split only (null: all).</summary>
@@ -28,22 +54,16 @@ public sealed record DenseRunRequest(RunSpec Spec, BackboneSpec Backbone, IReadO
                                          int? trainImages = null, int? evalImages = null, int? valImages = null)
     {
         settings ??= new Dictionary<string, string>();
-        var hypers = TunerRegistry.ResolveHypers(method, settings);
         var data = new JsonObject { ["images"] = task.Fingerprint(trainSplit.Split('+').Append(evalSplit).Distinct().ToArray()) };
-        var training = JsonNode.Parse(StudyProtocol.TrainingJson(train, data))!.AsObject();
-        training["family"] = task.Family;
+        var spec = RunSpecs.Trained(RunStage.Single, task.Name, trainSplit, evalSplit, method, settings, train, data,
+                                    backbone.ModelJson, backbone.CheckpointIdentity(), sweepId, family: task.Family);
+        var training = JsonNode.Parse(spec.TrainingJson)!.AsObject();
         training["image_size"] = imageSize;
         training["head"] = task.Kind == DenseKind.Segmentation ? segHead : "fcos";
         if (trainImages is int n) training["train_images"] = n;
         if (evalImages is int m) training["eval_images"] = m;
         if (valImages is int v && trainSplit.Contains('+')) training["val_images"] = v;
-        var spec = new RunSpec
-        {
-            Stage = RunStage.Single, Dataset = task.Name, TrainSplit = trainSplit, EvalSplit = evalSplit, Method = method,
-            HyperJson = hypers.ToJsonString(), Lr = train.Lr, WeightDecay = train.WeightDecay, Seed = train.Seed, Epochs = train.Epochs,
-            BatchSize = train.BatchSize, TrainingJson = training.ToJsonString(), ModelJson = backbone.ModelJson,
-            Checkpoint = backbone.CheckpointIdentity(), SweepId = sweepId,
-        };
+        spec = spec with { TrainingJson = training.ToJsonString() };
         return new DenseRunRequest(spec, backbone, settings, train, task, imageSize, segHead) { TrainImages = trainImages, EvalImages = evalImages, ValImages = valImages };
     }
 
@@ -75,16 +95,10 @@ public sealed class DenseRunProduct(DenseModel model, PeftModel peft, DenseTrain
     public void Dispose() => Model.Dispose();
 }
 
-/// <summary>
-/// Dense runs against the results database, as <see cref="RunExecutor"/> does for classification: a finished run
-/// with the same key is reused, never retrained; the outcome lands in one transaction with the family's primary
-/// metric in Top1 (mIoU or AP as a fraction) and its name in the metrics ("metric": "miou" / "ap"), with the
-/// trainable parameters (head included), peak training memory and the first test images' predictions (an artefact
-/// the report draws).
-/// </summary>
+/// <summary>Training and scoring one dense run (no database; <see cref="DenseRunRequest"/> is the job the results
+/// store's executor runs), its adapter files and the pictures it keeps.</summary>
 public static class DenseRuns
 {
-    public const string PicturesArtifact = "dense-pictures";
     public const int PictureImages = 4;
 
     /// <summary>Trains and scores one run (no database).</summary>
@@ -115,62 +129,22 @@ public static class DenseRuns
         }
     }
 
-    /// <summary>Reuses the finished run with this key, or trains and stores it. A bad input or a diverged run is
-    /// stored as failed and returned.</summary>
-    public static RunRecord Execute(IResultsStore db, DenseRunRequest request, Device device, IRunObserver? observer, string label)
+    /// <summary>The trained method's tensors and the whole head as an adapter folder (safetensors + run.json): the head
+    /// is part of what a dense run trains.</summary>
+    public static void SaveAdapter(DenseRunProduct product, RunSpec spec, string directory)
     {
-        var spec = request.Spec;
-        if (db.TryGetFinished(spec.Key) is RunRecord done)
+        Directory.CreateDirectory(directory);
+        var tensors = product.Peft.TrainableParameters().ToDictionary(p => AdapterFiles.CanonicalName(p.Name), p => p.Parameter.detach().cpu());
+        foreach (var (name, p) in product.Model.decode_head.named_parameters()) tensors["decode_head." + name] = p.detach().cpu();
+        Checkpoints.SafeTensors.Save(Path.Combine(directory, "adapter_model.safetensors"), tensors, new Dictionary<string, string>
         {
-            observer?.RunSkipped(done, label);
-            return done;
-        }
-        string owner = $"{Environment.MachineName}:{Environment.ProcessId}:dense";
-        var context = new RunContext { DatasetPath = request.Task.Directory, CodeVersion = RunExecutor.CodeVersion };
-        RunStart start;
-        while (!(start = db.TryBeginRun(spec, context, owner, TimeSpan.FromHours(2))).Begun)
-        {
-            if (db.TryGetFinished(spec.Key) is RunRecord finished) return finished;
-            Thread.Sleep(2000);   // another process trains it: wait for its result
-        }
-        observer?.RunStarting(spec, label);
-        try
-        {
-            using var product = Train(request, device, observer == null ? null : new Progress<TrainProgress>(observer.Training));
-            var metrics = product.Evaluation.Metrics;
-            metrics["family"] = request.Task.Family;
-            metrics["epoch_losses"] = new JsonArray(product.Training.EpochLosses.Select(l => (JsonNode)JsonValue.Create(l)!).ToArray());
-            metrics["peak_training_bytes"] = product.Training.PeakTrainingBytes;
-            metrics["method_params"] = product.Peft.CountTrainable();
-            metrics["head_params"] = product.Model.decode_head.parameters().Sum(p => p.numel());
-            metrics["backbone_params"] = product.Peft.CountTotal();
-            var outcome = new RunOutcome
-            {
-                Top1 = Math.Clamp(product.Evaluation.Primary, 0, 1), MetricsJson = metrics.ToJsonString(),
-                TrainableParams = product.Peft.CountTrainable(), TrainSeconds = product.Training.Seconds,
-                EvalSeconds = product.Evaluation.Seconds, ImagesPerSecond = product.Training.ImagesPerSecond,
-            };
-            db.FinishRun(start.Id, outcome, Array.Empty<Prediction>());
-            db.PutArtifact(start.Id, PicturesArtifact, System.Text.Encoding.UTF8.GetBytes(Pictures(product.Evaluation).ToJsonString()));
-            var record = db.TryGetRun(start.Id)!;
-            observer?.RunFinished(record, label);
-            return record;
-        }
-        catch (PeftSharpException e)
-        {
-            db.FailRun(start.Id, e.Message);
-            observer?.RunFailed(spec, label, e.Message);
-            return db.TryGetRun(start.Id)!;
-        }
-        catch (Exception e) when (e is not OperationCanceledException)
-        {
-            db.FailRun(start.Id, $"{e.GetType().Name}: {e.Message}");
-            throw;
-        }
+            ["method"] = spec.Method, ["family"] = spec.Family, ["base"] = spec.Checkpoint, ["model"] = spec.ModelJson,
+        });
+        File.WriteAllText(Path.Combine(directory, "run.json"), spec.IdentityJson());
     }
 
     /// <summary>The first test images' predictions: class maps (base64) or detections [x, y, w, h, class, score].</summary>
-    static JsonObject Pictures(DenseEvaluation e)
+    public static JsonObject Pictures(DenseEvaluation e)
     {
         if (e.ClassMaps != null)
             return new JsonObject { ["maps"] = new JsonArray(e.ClassMaps.Take(PictureImages).Select(m => (JsonNode)Convert.ToBase64String(m)).ToArray()) };

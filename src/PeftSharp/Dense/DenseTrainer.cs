@@ -20,9 +20,9 @@ public sealed record DenseTrainResult(IReadOnlyList<double> EpochLosses, double 
 public sealed record DenseEvaluation(double Primary, JsonObject Metrics, IReadOnlyList<byte[]>? ClassMaps, IReadOnlyList<List<Detection>>? Detections, double Seconds);
 
 /// <summary>
-/// Trains a <see cref="DenseModel"/>: the PEFT method's parameters in the backbone and the whole head, with AdamW over
-/// those tensors only, timm's per-epoch cosine schedule with warm-up (<see cref="TrainOptions.Schedule"/>), optional
-/// gradient clipping and the divergence guard the classification trainer has; segmentation by pixel cross-entropy
+/// Trains a <see cref="DenseModel"/>: the PEFT method's parameters in the backbone and the whole head, through the
+/// spine's <see cref="OptimizerSteps"/> (AdamW over those tensors only, the per-epoch cosine schedule with warm-up,
+/// clipping, the divergence guard, a native step scope); segmentation by pixel cross-entropy
 /// (255 ignored), detection by FCOS's losses. Frozen leading blocks run without autograd.
 /// </summary>
 public sealed class DenseTrainer
@@ -54,42 +54,36 @@ public sealed class DenseTrainer
 
     public DenseTrainResult Fit(DenseSplit train, IProgress<TrainProgress>? progress = null, CancellationToken cancel = default)
     {
-        var parameters = TrainableParameters();
-        var optimizer = optim.AdamW(parameters, lr: options.Lr, weight_decay: options.WeightDecay);
-        var schedule = options.Schedule;
+        using var steps = OptimizerSteps.For(TrainableParameters(), options);
         var losses = new List<double>();
         var watch = Stopwatch.StartNew();
         long images = 0;
         NativeHeap.CollectStepGarbage();
         long? baseline = NativeHeap.AllocatedBytes(), peak = baseline;
-        int steps = (train.Count + options.BatchSize - 1) / options.BatchSize;
+        int perEpoch = (train.Count + options.BatchSize - 1) / options.BatchSize;
         for (int epoch = 0; epoch < options.Epochs; epoch++)
         {
-            double lr = schedule.LearningRate(epoch);
-            foreach (var group in optimizer.ParamGroups) group.LearningRate = lr;
+            double lr = steps.Schedule(epoch);
             model.train();
             var order = Order(train.Count, epoch);
             double sum = 0;
-            for (int step = 0; step < steps; step++)
+            for (int step = 0; step < perEpoch; step++)
             {
                 cancel.ThrowIfCancellationRequested();
                 var batch = order[(step * options.BatchSize)..Math.Min(order.Length, (step + 1) * options.BatchSize)];
-                using var scope = NativeHeap.StepScope();
-                optimizer.zero_grad();
-                var loss = Loss(train, batch);
-                double value = loss.item<float>();
-                if (!double.IsFinite(value))
-                    throw new PeftSharpException($"{Trainer.DivergedMessage}: loss is {value} at epoch {epoch + 1}, step {step + 1} (learning rate {lr:G3}); lower the learning rate (lr) or clip gradients (grad_clip)");
+                // The heap is sampled once the forward pass holds every activation its backward needs.
+                double value = steps.Step(() =>
+                {
+                    var loss = Loss(train, batch);
+                    peak = Max(peak, NativeHeap.AllocatedBytes());
+                    return loss;
+                }, $"epoch {epoch + 1}, step {step + 1}");
                 peak = Max(peak, NativeHeap.AllocatedBytes());
-                loss.backward();
-                peak = Max(peak, NativeHeap.AllocatedBytes());
-                if (options.GradClip is double clip) nn.utils.clip_grad_norm_(parameters, clip);
-                optimizer.step();
                 sum += value;
                 images += batch.Length;
-                progress?.Report(new TrainProgress(epoch + 1, options.Epochs, step + 1, steps, value, lr, images / Math.Max(watch.Elapsed.TotalSeconds, 1e-9)));
+                progress?.Report(new TrainProgress(epoch + 1, options.Epochs, step + 1, perEpoch, value, lr, images / Math.Max(watch.Elapsed.TotalSeconds, 1e-9)));
             }
-            losses.Add(sum / Math.Max(1, steps));
+            losses.Add(sum / Math.Max(1, perEpoch));
         }
         model.eval();
         double seconds = watch.Elapsed.TotalSeconds;

@@ -194,5 +194,20 @@ public sealed class Classifier : IImageClassifier, IDisposable
         return metadata;
     }
 
+    /// <summary>What makes two evaluations of this classifier the same (<see cref="Training.RunSpecs.Evaluation"/>):
+    /// the adapter's content, merging, preprocessing, precision and the images.</summary>
+    public JsonObject EvaluationIdentity(bool merged, Precision precision, ImageDataset data, ImageTask task)
+    {
+        var o = new JsonObject
+        {
+            ["adapter"] = Adapter == null ? null : Path.GetFullPath(Adapter),
+            ["adapter_sha256"] = Adapter == null ? null : FileHashes.Sha256(Path.Combine(Adapter, AdapterFiles.WeightsFile)),
+            ["merged"] = merged, ["preprocessing"] = Preprocessing.ToJson(),
+            ["data"] = new JsonObject { ["eval"] = ImageTask.Fingerprint(data, task.Directory) },
+        };
+        if (precision != Precision.Float32) o["precision"] = Interop.Autocast.Name(precision);
+        return o;
+    }
+
     public void Dispose() => Model.Dispose();
 }

@@ -31,30 +31,46 @@ public enum EncoderPoint
 /// <summary>
 /// How the token sequence is laid out during one forward pass: [prefix (class/register) tokens][prompts][patches].
 /// Tuners that insert prompts update <see cref="Prompts"/>; tuners that need the patch grid (ConvPass) read it.
+/// A video encoder's patches are <see cref="Frames"/> grids, time-major (frame 0's rows, then frame 1's, ...).
 /// </summary>
 public sealed class TokenLayout
 {
-    public TokenLayout(int prefixTokens, int gridHeight, int gridWidth)
+    public TokenLayout(int prefixTokens, int gridHeight, int gridWidth, int frames = 1)
     {
         PrefixTokens = prefixTokens;
         GridHeight = gridHeight;
         GridWidth = gridWidth;
+        Frames = frames;
     }
 
     public int PrefixTokens { get; }
     public int Prompts { get; set; }
     public int GridHeight { get; }
     public int GridWidth { get; }
+    /// <summary>Temporal positions of the patch tokens: 1 for an image, T/tubelet for a clip.</summary>
+    public int Frames { get; }
 
     /// <summary>Index of the first patch token.</summary>
     public int PatchStart => PrefixTokens + Prompts;
     public bool HasGrid => GridHeight > 0 && GridWidth > 0;
 
     /// <summary>An independent copy (tuners change <see cref="Prompts"/> as a forward pass goes).</summary>
-    public TokenLayout Copy() => new(PrefixTokens, GridHeight, GridWidth) { Prompts = Prompts };
+    public TokenLayout Copy() => new(PrefixTokens, GridHeight, GridWidth, Frames) { Prompts = Prompts };
 
     /// <summary>A layout for sequences that are not image patches (the CLIP text tower).</summary>
     public static TokenLayout Sequence() => new(0, 0, 0);
+}
+
+/// <summary>An encoder of patch tokens, image or video: what encoder-level tuners (shallow prompts) and prompt
+/// initialisation need of it.</summary>
+public interface IPatchEncoder
+{
+    int EmbedDim { get; }
+    /// <summary>Spatial patch side in pixels.</summary>
+    int PatchSize { get; }
+    bool GradCheckpointing { get; }
+    PointAttachments<EncoderPoint, EncoderTuner> Tuners { get; }
+    void Attach(string name, EncoderTuner tuner, params EncoderPoint[] points);
 }
 
 /// <summary>A module called at insertion points of type <typeparamref name="TPoint"/>.</summary>

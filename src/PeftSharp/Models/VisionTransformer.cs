@@ -275,7 +275,7 @@ public sealed class Block : nn.Module<Tensor, Tensor>
 
 /// <summary>The Vision Transformer, timm layout: patch_embed, cls_token, reg_token, pos_embed, pos_drop, norm_pre,
 /// blocks, norm, fc_norm, head_drop, head.</summary>
-public sealed class VisionTransformer : nn.Module<Tensor, Tensor>
+public sealed class VisionTransformer : nn.Module<Tensor, Tensor>, IPatchEncoder
 {
     public PatchEmbed patch_embed;
     public Parameter? cls_token;
@@ -319,6 +319,7 @@ public sealed class VisionTransformer : nn.Module<Tensor, Tensor>
     /// set_grad_checkpointing): far less activation memory for a second forward pass in the backward.</summary>
     public bool GradCheckpointing { get; set; }
     public int EmbedDim => Config.EmbedDim;
+    public int PatchSize => Config.PatchSize;
     public PointAttachments<EncoderPoint, EncoderTuner> Tuners => tuners;
 
     public void Attach(string name, EncoderTuner tuner, params EncoderPoint[] points) => tuners.Add(this, name, tuner, points);

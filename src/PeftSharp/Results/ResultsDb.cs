@@ -20,7 +20,7 @@ namespace PeftSharp.Results;
 /// </summary>
 public sealed class ResultsDb : SqlResultsStore
 {
-    public const int SchemaVersion = 3;
+    public const int SchemaVersion = 4;
     public const string DefaultFileName = "results.db";
 
     const int SqliteBusy = 5, SqliteLocked = 6, SqliteCorrupt = 11, SqliteNotADatabase = 26;

@@ -119,6 +119,10 @@ internal static class ResultsSql
         CREATE INDEX run_artifacts_by_sha256 ON run_artifacts (sha256);
         {artifact_content}
         """,
+        // 4: the task family of a run (classification, dense prediction, video): its metric is the family's.
+        """
+        ALTER TABLE runs ADD COLUMN family {sorted_text} NOT NULL DEFAULT 'classification';
+        """,
     };
 
     // SQLite only: the schema version, pragmas and checks.
@@ -142,10 +146,10 @@ internal static class ResultsSql
 
     public const string InsertRun = """
         INSERT INTO runs (run_key, stage, dataset, dataset_path, train_split, eval_split, method, hyper_json, lr,
-                          weight_decay, seed, epochs, batch_size, training_json, model_json, checkpoint, sweep_id,
+                          weight_decay, seed, epochs, batch_size, training_json, model_json, checkpoint, sweep_id, family,
                           status, code_version, host, started_utc)
         VALUES (@key, @stage, @dataset, @dataset_path, @train_split, @eval_split, @method, @hyper_json, @lr,
-                @weight_decay, @seed, @epochs, @batch_size, @training_json, @model_json, @checkpoint, @sweep_id,
+                @weight_decay, @seed, @epochs, @batch_size, @training_json, @model_json, @checkpoint, @sweep_id, @family,
                 'running', @code_version, @host, @started_utc)
         RETURNING id
         """;
@@ -159,10 +163,10 @@ internal static class ResultsSql
     /// <summary>A run begun under a lease; no row when a concurrent writer inserted the key first (PostgreSQL).</summary>
     public const string InsertLeasedRun = """
         INSERT INTO runs (run_key, stage, dataset, dataset_path, train_split, eval_split, method, hyper_json, lr,
-                          weight_decay, seed, epochs, batch_size, training_json, model_json, checkpoint, sweep_id,
+                          weight_decay, seed, epochs, batch_size, training_json, model_json, checkpoint, sweep_id, family,
                           status, code_version, host, started_utc, owner, lease_until_ms)
         VALUES (@key, @stage, @dataset, @dataset_path, @train_split, @eval_split, @method, @hyper_json, @lr,
-                @weight_decay, @seed, @epochs, @batch_size, @training_json, @model_json, @checkpoint, @sweep_id,
+                @weight_decay, @seed, @epochs, @batch_size, @training_json, @model_json, @checkpoint, @sweep_id, @family,
                 'running', @code_version, @host, @started_utc, @owner, {now} + @lease_ms)
         ON CONFLICT (run_key) DO NOTHING
         RETURNING id
@@ -201,14 +205,14 @@ internal static class ResultsSql
     const string RunColumns = """
         id, run_key, stage, dataset, dataset_path, train_split, eval_split, method, hyper_json, lr, weight_decay, seed,
         epochs, batch_size, training_json, model_json, checkpoint, sweep_id, status, trainable_params, top1, metrics_json,
-        train_seconds, eval_seconds, images_per_second, code_version, host, started_utc, finished_utc, error
+        train_seconds, eval_seconds, images_per_second, code_version, host, started_utc, finished_utc, error, family
         """;
 
     // A null filter parameter matches every row.
     const string Filter = """
         (CAST(@dataset AS TEXT) IS NULL OR dataset = @dataset) AND (CAST(@method AS TEXT) IS NULL OR method = @method)
         AND (CAST(@stage AS TEXT) IS NULL OR stage = @stage) AND (CAST(@status AS TEXT) IS NULL OR status = @status)
-        AND (CAST(@sweep_id AS TEXT) IS NULL OR sweep_id = @sweep_id)
+        AND (CAST(@sweep_id AS TEXT) IS NULL OR sweep_id = @sweep_id) AND (CAST(@family AS TEXT) IS NULL OR family = @family)
         """;
 
     public const string SelectRunById = $"SELECT {RunColumns} FROM runs WHERE id = @id";
@@ -216,15 +220,15 @@ internal static class ResultsSql
     public const string SelectRuns = $"SELECT {RunColumns} FROM runs WHERE {Filter} ORDER BY id";
 
     /// <summary>
-    /// The best finished search run per (dataset, method, sweep) by validation top-1. Ties go to the lower lr, then the
-    /// lower weight decay, then the hyperparameter and training JSON text, then the earlier run, so the choice never
-    /// depends on row order. Runs without a sweep id come first in both engines (PostgreSQL sorts NULL last).
+    /// The best finished search run per (dataset, method, sweep) by <see cref="BestConfiguration"/>; runs of different
+    /// sweeps that tie on it go to the training JSON, then the earlier run. Runs without a sweep id come first in both
+    /// engines (PostgreSQL sorts NULL last).
     /// </summary>
-    public const string SelectBestSearchRuns = $"""
+    public static readonly string SelectBestSearchRuns = $"""
         SELECT {RunColumns} FROM (
             SELECT *, row_number() OVER (
                 PARTITION BY dataset, method, sweep_id
-                ORDER BY top1 DESC, lr ASC, weight_decay ASC, hyper_json ASC, training_json ASC, id ASC) AS best_rank
+                ORDER BY {BestConfiguration.OrderBySql()}, training_json ASC, id ASC) AS best_rank
             FROM runs WHERE stage = 'search' AND status = 'finished' AND {Filter}) AS ranked
         WHERE best_rank = 1
         ORDER BY dataset, method, sweep_id IS NOT NULL, sweep_id

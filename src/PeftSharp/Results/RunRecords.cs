@@ -13,7 +13,8 @@ public sealed record RunContext
 /// <summary>What a finished run measured.</summary>
 public sealed record RunOutcome
 {
-    /// <summary>Top-1 accuracy on the evaluation split as a fraction in [0, 1].</summary>
+    /// <summary>The family's primary metric on the evaluation split as a fraction in [0, 1]: top-1 accuracy for
+    /// classification and video, mIoU or COCO AP for dense prediction (MetricsJson's "metric" names it when it is not top-1).</summary>
     public required double Top1 { get; init; }
     /// <summary>Everything else (per-class accuracy, ECE, confusion matrix, loss curve …) as a JSON object.</summary>
     public string MetricsJson { get; init => field = CanonicalJson.NormalizeObject(value, "run outcome 'metrics'"); } = "{}";
@@ -56,7 +57,8 @@ public sealed record ArtifactInfo(long RunId, string Kind, string Sha256, long B
 
 /// <summary>Which runs to list; a null field matches every run.</summary>
 public sealed record RunFilter(
-    string? Dataset = null, string? Method = null, RunStage? Stage = null, RunStatus? Status = null, string? SweepId = null)
+    string? Dataset = null, string? Method = null, RunStage? Stage = null, RunStatus? Status = null, string? SweepId = null,
+    string? Family = null)
 {
     public static readonly RunFilter All = new();
 }

@@ -47,6 +47,11 @@ public sealed record RunSpec
     public string ModelJson { get; init => field = CanonicalJson.NormalizeObject(value, "run spec 'model'"); } = "{}";
     /// <summary>"file-name sha256:hex" of the pretrained weights (see <see cref="CheckpointIdentity"/>) or "random-init".</summary>
     public string Checkpoint { get; init; } = RandomInit;
+    /// <summary>The task family: "classification" (the default; left out of the key, so classification keys are what
+    /// they were before families existed), "dense-seg", "dense-det", "video" …</summary>
+    public string Family { get; init; } = Classification;
+    public const string Classification = "classification";
+
     /// <summary>Groups the runs of one tune invocation; part of the identity so a sweep resumes only its own runs.</summary>
     public string? SweepId { get; init; }
 
@@ -82,6 +87,7 @@ public sealed record RunSpec
             ["checkpoint"] = Checkpoint,
             ["sweep_id"] = SweepId,
         };
+        if (Family != Classification) o["family"] = Family;
         return CanonicalJson.NormalizeObject(o.ToJsonString(), "run spec");
     }
 
@@ -93,6 +99,7 @@ public sealed record RunSpec
         Require(EvalSplit, "eval split");
         Require(Method, "method");
         Require(Checkpoint, "checkpoint");
+        Require(Family, "family");
         if (SweepId is not null) Require(SweepId, "sweep id");
         if (!double.IsFinite(Lr) || Lr < 0) throw Invalid("lr", "a finite number >= 0", Lr);
         if (!double.IsFinite(WeightDecay) || WeightDecay < 0) throw Invalid("weight decay", "a finite number >= 0", WeightDecay);

@@ -102,7 +102,7 @@ public abstract class SqlResultsStore : IResultsStore
         ("@method", spec.Method), ("@hyper_json", spec.HyperJson), ("@lr", spec.Lr),
         ("@weight_decay", spec.WeightDecay), ("@seed", (long)spec.Seed), ("@epochs", (long)spec.Epochs),
         ("@batch_size", (long)spec.BatchSize), ("@training_json", spec.TrainingJson), ("@model_json", spec.ModelJson),
-        ("@checkpoint", spec.Checkpoint), ("@sweep_id", spec.SweepId), ("@code_version", context.CodeVersion),
+        ("@checkpoint", spec.Checkpoint), ("@sweep_id", spec.SweepId), ("@family", spec.Family), ("@code_version", context.CodeVersion),
         ("@host", context.Host), ("@started_utc", Now()),
     ];
 
@@ -244,7 +244,7 @@ public abstract class SqlResultsStore : IResultsStore
         ("@dataset", f?.Dataset), ("@method", f?.Method),
         ("@stage", f?.Stage is { } stage ? RunNames.Of(stage) : null),
         ("@status", f?.Status is { } status ? RunNames.Of(status) : null),
-        ("@sweep_id", f?.SweepId),
+        ("@sweep_id", f?.SweepId), ("@family", f?.Family),
     ];
 
     static RunRecord ReadRun(DbDataReader r)
@@ -260,7 +260,7 @@ public abstract class SqlResultsStore : IResultsStore
             EvalSplit = Text("eval_split"), Method = Text("method"), HyperJson = Text("hyper_json"), Lr = Real("lr"),
             WeightDecay = Real("weight_decay"), Seed = (int)Integer("seed"), Epochs = (int)Integer("epochs"),
             BatchSize = (int)Integer("batch_size"), TrainingJson = Text("training_json"), ModelJson = Text("model_json"),
-            Checkpoint = Text("checkpoint"), SweepId = TextOrNull("sweep_id"),
+            Checkpoint = Text("checkpoint"), SweepId = TextOrNull("sweep_id"), Family = Text("family"),
         };
         var context = new RunContext { DatasetPath = Text("dataset_path"), CodeVersion = Text("code_version"), Host = Text("host") };
         var status = RunNames.Status(Text("status"));

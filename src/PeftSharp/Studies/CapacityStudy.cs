@@ -7,11 +7,11 @@ using static PeftSharp.Studies.StudyReport;
 namespace PeftSharp.Studies;
 
 /// <summary>A method's capacity knob and the values the study grows it through.</summary>
-public sealed record CapacityKnob(string Hyper, IReadOnlyList<string> Values);
+public sealed record KnobRange(string Hyper, IReadOnlyList<string> Values);
 
 /// <summary>What the capacity study runs: the protocol (tasks, epochs, lrs, splits), each method's knob, and the
 /// methods without a knob drawn as single reference points (linear probe, full fine-tuning).</summary>
-public sealed record CapacityProfile(BenchProfile Protocol, IReadOnlyDictionary<string, CapacityKnob> Knobs, IReadOnlyList<string> References)
+public sealed record CapacityProfile(BenchProfile Protocol, IReadOnlyDictionary<string, KnobRange> Knobs, IReadOnlyList<string> References)
 {
     public IEnumerable<string> Methods => References.Concat(Knobs.Keys);
 }
@@ -29,35 +29,29 @@ public sealed class CapacityStudy : IStudy
     public string Name => "capacity";
     public string Summary => "accuracy vs trainable parameters as each method's capacity knob grows";
 
-    static CapacityKnob Knob(string hyper, params string[] values) => new(hyper, values);
+    static KnobRange Knob(string hyper, params string[] values) => new(hyper, values);
 
     public static CapacityProfile Profile(string name) => name switch
     {
         // One task, one lr (no search), three or so values per knob: a smoke test of the whole path.
         "quick" => new(BenchProfile.Quick with { Tasks = new[] { "digits" }, Lrs = new[] { 1e-2 } },
-            new Dictionary<string, CapacityKnob>
+            new Dictionary<string, KnobRange>
             {
                 ["lora"] = Knob("rank", "1", "8", "32"), ["adapter-houlsby"] = Knob("rank", "2", "8", "32"),
                 ["vpt-deep"] = Knob("prompts", "1", "10"), ["fact-tk"] = Knob("rank", "8", "32"),
             }, new[] { "linear" }),
         // One task per group, the benchmark's two lrs (full fine-tuning its lower ones), knobs over two orders of magnitude.
         "default" => new(BenchProfile.Default with { Tasks = new[] { "digits", "fashion-xray", "dsprites-loc" } },
-            new Dictionary<string, CapacityKnob>
+            new Dictionary<string, KnobRange>
             {
                 ["lora"] = Knob("rank", "1", "2", "4", "8", "16", "32"), ["adapter-houlsby"] = Knob("rank", "1", "4", "16", "64"),
                 ["vpt-deep"] = Knob("prompts", "1", "5", "10", "20"), ["fact-tk"] = Knob("rank", "4", "8", "16", "32"),
             }, new[] { "linear", "full" }),
         "full" => new(BenchProfile.Full with { Tasks = new[] { "digits", "photo-patches", "fashion-xray", "digits-microscopy", "clevr-dist", "dsprites-loc" } },
-            new Dictionary<string, CapacityKnob>
-            {
-                ["lora"] = Knob("rank", "1", "2", "4", "8", "16", "32", "64"), ["adapter-houlsby"] = Knob("rank", "1", "4", "16", "64", "128"),
-                ["adapter-pfeiffer"] = Knob("rank", "1", "4", "16", "64", "128"), ["vpt-deep"] = Knob("prompts", "1", "5", "10", "20", "50"),
-                ["fact-tk"] = Knob("rank", "4", "8", "16", "32", "64"),
-                ["dtl"] = Knob("rank", "1", "2", "4", "8", "16"), ["adapter-plus"] = Knob("rank", "1", "4", "8", "16", "32"),
-                ["hydra"] = Knob("rank", "1", "2", "4", "8", "16"), ["mona"] = Knob("dim", "8", "16", "32", "64"),
-                ["sct"] = Knob("channels", "16", "32", "64", "96", "192"), ["gps"] = Knob("k", "1", "2", "4", "8"),
-                ["vqt"] = Knob("prompts", "1", "5", "10", "20"),
-            }, new[] { "linear", "full" }),
+            // Every method that declares a range to grow its size knob through (TunerMethod.Capacity).
+            Tuners.TunerRegistry.ImageMethods.Where(m => m.Capacity?.Study != null)
+                .ToDictionary(m => m.Id, m => Knob(m.Capacity!.Hyper, m.Capacity.Study!.ToArray()))
+            , new[] { "linear", "full" }),
         _ => throw new PeftSharpException($"unknown study profile '{name}'; expected one of {string.Join(", ", StudyCatalog.Profiles)}"),
     };
 

@@ -29,8 +29,7 @@ public sealed class EnsembleStudy : IStudy
         "default" => BenchProfile.Default with { Methods = new[] { "lora", "ssf", "adapter-houlsby", "fact-tk", "vpt-deep", "bitfit" } },
         "full" => BenchProfile.Full with
         {
-            Methods = Tuners.TunerRegistry.StudyMethods.Where(m => m is not ("linear" or "full"))
-                .Concat(new[] { "dtl", "adapter-plus", "hydra", "mona", "sct", "gps", "vqt" }).ToList(),
+            Methods = Tuners.TunerRegistry.ImageMethods.Where(m => m.IsPeft).Select(m => m.Id).ToList(),   // every PEFT method
         },
         _ => throw new PeftSharpException($"unknown study profile '{name}'; expected one of {string.Join(", ", StudyCatalog.Profiles)}"),
     };

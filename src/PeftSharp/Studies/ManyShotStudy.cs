@@ -204,29 +204,18 @@ public sealed class ManyShotStudy : IStudy
     sealed class CellIdentity(StudyContext context, ManyShotProfile profile, TrainOptions training, string fingerprint)
     {
         readonly string checkpoint = context.Backbone.CheckpointIdentity();
-        readonly string trainingJson = WithData(StudyProtocol.TrainingJson(training), fingerprint);
 
-        public RunSpec Spec(ManyShotMethod method, int size) => new()
-        {
-            Stage = RunStage.Final, Dataset = Dataset, TrainSplit = $"train[:{size}]", EvalSplit = $"t10k[:{profile.TestImages}]",
-            Method = method.Method, HyperJson = TunerRegistry.ResolveHypers(method.Method, method.Settings).ToJsonString(),
-            Lr = method.Lr, WeightDecay = profile.WeightDecay, Seed = profile.Seed, Epochs = profile.Epochs, BatchSize = profile.BatchSize,
-            TrainingJson = trainingJson, ModelJson = context.Backbone.ModelJson, Checkpoint = checkpoint, SweepId = "many-shot",
-        };
-
-        static string WithData(string json, string fingerprint)
-        {
-            var o = JsonNode.Parse(json)!.AsObject();
-            o["data"] = fingerprint;
-            return o.ToJsonString();
-        }
+        public RunSpec Spec(ManyShotMethod method, int size) =>
+            RunSpecs.Trained(RunStage.Final, Dataset, $"train[:{size}]", $"t10k[:{profile.TestImages}]", method.Method, method.Settings,
+                             training with { Lr = method.Lr, WeightDecay = profile.WeightDecay }, JsonValue.Create(fingerprint),
+                             context.Backbone.ModelJson, checkpoint, sweepId: "many-shot");
     }
 
     static ManyShotCell Cell(RunRecord run, string method, int size) => run.Status == RunStatus.Finished
         ? new(method, size, run.Top1 * 100, run.Outcome?.TrainableParams, run.Outcome?.TrainSeconds)
         : new(method, size, null, Error: run.Error ?? "did not finish");
 
-    static bool IsPeft(string method) => method is not ("full" or "linear");
+    static bool IsPeft(string method) => TunerRegistry.IsPeft(method);
 
     /// <summary>
     /// Whether full fine-tuning catches up with PEFT as the training set grows: at each size with a finished full

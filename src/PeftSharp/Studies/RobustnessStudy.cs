@@ -37,8 +37,8 @@ public sealed record WisePoint(string Task, string Method, double Alpha, double 
 /// <summary>
 /// The study's third finding: under distribution shift PEFT keeps robustness that full fine-tuning loses, and
 /// WiSE-FT recovers it. Each method is tuned with the benchmark's protocol (finished runs reused); the chosen final
-/// run is retrained deterministically to get its weights (the database keeps logits, not weights; the report says
-/// how many test predictions the retrained model reproduces), then scored on the natural tasks' test split and on
+/// run's weights are its stored adapter, or the run trained again when it kept none (the report says how many test
+/// predictions the rebuilt model reproduces), then scored on the natural tasks' test split and on
 /// their shifted copies (<see cref="Shifts"/>), and swept along α ∈ {0, 0.1, …, 1} between the linear probe and
 /// the fine-tuned model (<see cref="WiseFtModel"/>).
 /// </summary>
@@ -285,7 +285,7 @@ public sealed class RobustnessStudy : IStudy
         var claims = new List<string>();
         var tasks = accuracies.Select(a => a.Task).Distinct().ToList();
         var fullDrops = accuracies.Where(a => a.Method == "full").ToList();
-        var peft = accuracies.Where(a => a.Method is not ("full" or "linear")).ToList();
+        var peft = accuracies.Where(a => TunerRegistry.IsPeft(a.Method)).ToList();
         if (fullDrops.Count > 0 && peft.Count > 0)
         {
             int worse = fullDrops.Count(f => peft.Where(p => p.Task == f.Task).All(p => f.InDist - f.ShiftedMean > p.InDist - p.ShiftedMean));
@@ -334,7 +334,7 @@ public sealed class RobustnessStudy : IStudy
         return Page("PeftSharp study: robustness", $"Profile {protocol.Name}: {protocol.Description()}. {seconds / 60:F1} min.", sections);
     }
 
-    /// <summary>A tuned run's model, retrained on first use only (a study whose evaluations are all stored never retrains).</summary>
+    /// <summary>A tuned run's model, built on first use only (a study whose evaluations are all stored builds none).</summary>
     sealed class LazyRetrained(StudyContext context, BenchProfile protocol, StudyRun run) : IDisposable
     {
         Retrained? model;
@@ -342,8 +342,9 @@ public sealed class RobustnessStudy : IStudy
         public Retrained Get()
         {
             if (model != null) return model;
-            context.Log($"{run.Task} {run.Method}: retraining the tuned run from its record, to evaluate it");
-            return model = Retrained.Of(context, protocol, run);
+            model = Retrained.Of(context, protocol, run);
+            context.Log($"{run.Task} {run.Method}: {(model.FromStore ? "the tuned run's adapter read from the results store" : "the tuned run retrained from its record (its weights were not kept)")}, to evaluate it");
+            return model;
         }
 
         public void Dispose() => model?.Dispose();
@@ -378,42 +379,58 @@ public sealed class RobustnessStudy : IStudy
         }
     }
 
-    /// <summary>A finished run's model, retrained deterministically from its record (same seed, data order and
-    /// settings, so the same weights on the CPU), with the snapshot of its weights before training.</summary>
+    /// <summary>A finished run's model with the snapshot of its weights before training. The run is rebuilt from its
+    /// plan (the same request, so the same initial weights: <see cref="TrainedRun.Prepare"/>); its trained tensors are
+    /// the adapter the results store kept, or, when the run kept none (full fine-tuning by default, runs stored before
+    /// artefacts), it is trained again the one way runs train (deterministic on the CPU).</summary>
     sealed class Retrained : IDisposable
     {
-        Retrained(PeftModel peft, Dictionary<string, Tensor> initial)
+        Retrained(PeftModel peft, Dictionary<string, Tensor> initial, bool fromStore)
         {
             Peft = peft;
             Initial = initial;
+            FromStore = fromStore;
         }
 
         public PeftModel Peft { get; }
         public Dictionary<string, Tensor> Initial { get; }
+        /// <summary>True when the trained tensors came from the store's adapter, false when retrained.</summary>
+        public bool FromStore { get; }
 
         public static Retrained Of(StudyContext context, BenchProfile protocol, StudyRun run)
         {
-            var spec = run.Run!.Spec;
-            var task = ImageTask.Open(context.Task(run.Task).Directory);
-            var baseTraining = protocol.Training(context.Normalization);
-            var train = baseTraining with { Lr = spec.Lr, WeightDecay = spec.WeightDecay, Seed = spec.Seed };
-            var splits = ProtocolSplits.Of(task, protocol.TrainImages, protocol.ValImages);
-            // The protocol shuffles with the base options' seed for every run seed; so does this.
-            using var loader = StudyProtocol.Loader(splits.FinalTrain, context.Backbone.ImageSize(), baseTraining, shuffle: true);
-            // The same steps in the same order as RunExecutor, so the random draws (init, dropout, drop-path) match.
-            manual_seed(spec.Seed);
-            var model = context.Backbone.Load(task.NumClasses, train.DropPath, out _);
-            model.to(context.Device);
-            var peft = PeftModel.Create(model, spec.Method, SettingsOf(spec));
-            var initial = WiseFt.Snapshot(model);
-            new Trainer(peft, train, context.Device).Fit(loader);
-            return new Retrained(peft, initial);
+            var record = run.Run!;
+            var plan = context.Plan(protocol, run.Task, run.Method);
+            int point = plan.PointOf(record.Spec)
+                ?? throw new PeftSharpException($"{context.Db.Location}: run {record.Id} ({run.Task} {run.Method}) is not one of the profile's runs");
+            var (train, eval) = plan.Loaders(RunStage.Final);
+            using (train)
+            using (eval)
+            {
+                var request = plan.Request(RunStage.Final, point, record.Spec.Seed, train, eval);
+                var (model, peft) = TrainedRun.Prepare(request, context.Device);
+                var initial = WiseFt.Snapshot(model);
+                bool fromStore = LoadStored(context, record, peft);
+                if (!fromStore) new Trainer(peft, request.Train, context.Device).Fit(train);
+                model.eval();
+                return new Retrained(peft, initial, fromStore);
+            }
         }
 
-        /// <summary>The run's resolved hyperparameters as --set values.</summary>
-        static Dictionary<string, string> SettingsOf(RunSpec spec) =>
-            JsonNode.Parse(spec.HyperJson)?[spec.Method]?.AsObject().ToDictionary(kv => kv.Key, kv => kv.Value?.ToString() ?? "")
-            ?? new Dictionary<string, string>();
+        static bool LoadStored(StudyContext context, RunRecord record, PeftModel peft)
+        {
+            string folder = Path.Combine(Path.GetTempPath(), $"peftsharp-robustness-{Environment.ProcessId}-{record.Id}-{Guid.NewGuid():N}");
+            try
+            {
+                if (!RunArtifacts.ExportAdapter(context.Db, record.Id, folder)) return false;
+                AdapterFiles.LoadInto(peft, folder);
+                return true;
+            }
+            finally
+            {
+                if (Directory.Exists(folder)) Directory.Delete(folder, recursive: true);
+            }
+        }
 
         public void Dispose()
         {

@@ -82,13 +82,21 @@ public sealed class StudyContext : IDisposable
     /// </summary>
     public StudyRun Tuned(BenchProfile profile, string task, string method, IReadOnlyDictionary<string, string>? settings = null)
     {
-        var spec = profile.CellSpec(Task(task).Directory, method, Backbone, profile.Training(Normalization));
-        if (settings != null) spec = spec with { Settings = settings, MethodGrid = new Dictionary<string, string[]>() };
-        var result = Protocol.Tune(spec);
+        var result = Protocol.Tune(CellSpec(profile, task, method, settings));
         var final = result.Final.FirstOrDefault(r => r.Status == RunStatus.Finished);
         string? error = final != null ? null
             : result.Final.FirstOrDefault(r => r.Error != null)?.Error ?? result.Search.FirstOrDefault(r => r.Error != null)?.Error ?? "no run finished";
         return new StudyRun(task, method, final, error);
+    }
+
+    /// <summary>The runs <see cref="Tuned"/> stands for (their identities and requests).</summary>
+    public TunePlan Plan(BenchProfile profile, string task, string method, IReadOnlyDictionary<string, string>? settings = null) =>
+        TunePlan.Create(CellSpec(profile, task, method, settings));
+
+    TuneSpec CellSpec(BenchProfile profile, string task, string method, IReadOnlyDictionary<string, string>? settings)
+    {
+        var spec = profile.CellSpec(Task(task).Directory, method, Backbone, profile.Training(Normalization));
+        return settings == null ? spec : spec with { Settings = settings, MethodGrid = new Dictionary<string, string[]>() };
     }
 
     /// <summary>A finished run's test logits in example order, and the labels.</summary>

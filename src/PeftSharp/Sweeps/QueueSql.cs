@@ -1,3 +1,5 @@
+using PeftSharp.Results;
+
 namespace PeftSharp.Sweeps;
 
 /// <summary>
@@ -67,12 +69,11 @@ internal static class QueueSql
         ORDER BY s.sweep_id
         """;
 
-    /// <summary>The grid point of the best finished search run: the order of <see cref="Training.StudyProtocol.Best"/>
-    /// (val top-1, then lower lr, lower wd, hyperparameter JSON), then the earlier point.</summary>
-    public const string BestSearchPoint = """
+    /// <summary>The grid point of the best finished search run by <see cref="BestConfiguration"/>, then the earlier point.</summary>
+    public static readonly string BestSearchPoint = $"""
         SELECT q.point FROM sweep_queue q JOIN runs r ON r.run_key = q.run_key AND r.status = 'finished'
         WHERE q.sweep_id = @sweep_id AND q.stage = 'search' AND q.status = 'finished'
-        ORDER BY r.top1 DESC, r.lr ASC, r.weight_decay ASC, r.hyper_json ASC, q.point ASC
+        ORDER BY {BestConfiguration.OrderBySql("r")}, q.point ASC
         LIMIT 1
         """;
 

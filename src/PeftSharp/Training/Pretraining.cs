@@ -94,8 +94,8 @@ public static class Pretraining
         using (no_grad())
             model.pos_embed.copy_(InitWeights.SinCosPositionEmbedding(model.EmbedDim, model.Config.GridSize,
                                                                      model.Config.NoEmbedClass ? 0 : model.Config.NumPrefixTokens));
-        var optimizer = optim.AdamW(model.parameters(), lr: o.Lr, weight_decay: o.WeightDecay);
-        int warmup = (int)(o.Steps * o.WarmupFraction);
+        using var steps = new OptimizerSteps(model.parameters().ToList(), o.Lr, o.WeightDecay,
+                                             new WarmupThenCosine(o.Lr, o.Steps, (int)(o.Steps * o.WarmupFraction), o.MinLr), gradClip: 1.0, "pretraining");
         var rng = new Random(o.Seed);
         var watch = Stopwatch.StartNew();
         Task<(byte[], long[])> Render(int step)
@@ -115,20 +115,13 @@ public static class Pretraining
             cancel.ThrowIfCancellationRequested();
             var (pixels, labels) = next.GetAwaiter().GetResult();
             next = Render(step + 1);   // render the next batch while this one trains
-            double lr = step < warmup ? o.Lr * (step + 1) / warmup
-                                      : o.MinLr + 0.5 * (o.Lr - o.MinLr) * (1 + Math.Cos(Math.PI * (step - warmup) / Math.Max(1, o.Steps - warmup)));
-            foreach (var g in optimizer.ParamGroups) g.LearningRate = lr;
+            double lr = steps.Schedule(step);
             model.train();
-            using var stepScope = NativeHeap.StepScope();
-            var x = Transforms.NormalizeInPlace(source.ToTensor(pixels).to(float32).div_(255f), o.Normalization);
-            var y = tensor(labels);
-            optimizer.zero_grad();
-            var loss = F.cross_entropy(model.forward(x), y, label_smoothing: o.LabelSmoothing);
-            double value = loss.item<float>();
-            if (!double.IsFinite(value)) throw new PeftSharpException($"pretraining diverged at step {step + 1} (lr {lr:G3})");
-            loss.backward();
-            nn.utils.clip_grad_norm_(model.parameters(), 1.0);
-            optimizer.step();
+            double value = steps.Step(() =>
+            {
+                var x = Transforms.NormalizeInPlace(source.ToTensor(pixels).to(float32).div_(255f), o.Normalization);
+                return F.cross_entropy(model.forward(x), tensor(labels), label_smoothing: o.LabelSmoothing);
+            }, $"step {step + 1}");
             running = double.IsNaN(running) ? value : 0.98 * running + 0.02 * value;
             if ((step + 1) % 100 == 0 || step + 1 == o.Steps)
                 log?.Report(string.Create(CultureInfo.InvariantCulture,

@@ -12,7 +12,7 @@ namespace PeftSharp.Training;
 /// <summary>Everything one run needs: its identity, the backbone, the method and the data.</summary>
 public sealed record RunRequest(
     RunSpec Spec, BackboneSpec Backbone, IReadOnlyDictionary<string, string> Settings, TrainOptions Train,
-    DataLoader TrainData, DataLoader EvalData, int NumClasses, string DatasetPath)
+    DataLoader TrainData, DataLoader EvalData, int NumClasses, string DatasetPath) : IRunJob
 {
     /// <summary>What the model sees of an image in this run (evaluation applies the same).</summary>
     public Data.Preprocessing Preprocessing => new(TrainData.Options.ImageSize, TrainData.Options.Normalization);
@@ -21,6 +21,22 @@ public sealed record RunRequest(
     /// and the class names, so that evaluating them reproduces this run's numbers.</summary>
     public void SaveAdapter(PeftModel model, string directory) =>
         AdapterFiles.Save(model, directory, Backbone.Checkpoint, Preprocessing, TrainData.Dataset.ClassNames);
+
+    /// <summary>Trains and scores the classifier (<see cref="TrainedRun.Train"/>): top-1 and every example's logits.</summary>
+    public RunProduct Run(Device device, IProgress<TrainProgress>? progress, TrainCheckpoint? checkpoint)
+    {
+        var run = TrainedRun.Train(this, device, progress, checkpoint);
+        var (peft, trained, evaluation) = (run.Peft, run.Training, run.Evaluation);
+        var metrics = evaluation.Metrics.ToJson();
+        RunProduct.AddTraining(metrics, trained, peft);
+        var outcome = new RunOutcome
+        {
+            Top1 = evaluation.Metrics.Top1 / 100.0, MetricsJson = metrics.ToJsonString(),
+            TrainableParams = peft.CountTrainable(), TrainSeconds = trained.Seconds, EvalSeconds = evaluation.Seconds,
+            ImagesPerSecond = trained.ImagesPerSecond,
+        };
+        return new RunProduct(outcome, RunExecutor.Predictions(evaluation), peft, dir => SaveAdapter(peft, dir), run) { Evaluation = evaluation };
+    }
 }
 
 /// <summary>Hears what a run executor does (the CLI draws progress bars from it).</summary>
@@ -89,10 +105,10 @@ public sealed class RunExecutor
 
     /// <summary>Runs (or reuses) one run; a training failure is recorded and returned as a failed record. A run another
     /// live process is training is waited for: its finished (or failed) record is returned.</summary>
-    public RunRecord Execute(RunRequest request, string label, Func<PeftModel, EvaluationResult, RunRecord, RunRecord>? after = null)
+    public RunRecord Execute(IRunJob job, string label, Func<RunProduct, RunRecord, RunRecord>? after = null)
     {
-        var spec = request.Spec;
-        var context = new RunContext { DatasetPath = request.DatasetPath, CodeVersion = CodeVersion };
+        var spec = job.Spec;
+        var context = new RunContext { DatasetPath = job.DatasetPath, CodeVersion = CodeVersion };
         long? waitingFor = null;
         while (true)
         {
@@ -106,7 +122,7 @@ public sealed class RunExecutor
             var start = db.TryBeginRun(spec, context, Owner, Lease);
             if (start.Begun)
             {
-                if (Train(request, label, start.Id, after) is { } record) return record;
+                if (Train(job, label, start.Id, after) is { } record) return record;
                 continue;   // our lease ran out and another process took the run over: wait for it like anyone else
             }
             if (start.Status != RunStatus.Running) continue;   // it finished just now
@@ -123,36 +139,24 @@ public sealed class RunExecutor
 
     /// <summary>Trains, evaluates and stores run <paramref name="id"/> under a heartbeat; null when its lease was lost
     /// (another process replaced the run, so this result was not stored).</summary>
-    RunRecord? Train(RunRequest request, string label, long id, Func<PeftModel, EvaluationResult, RunRecord, RunRecord>? after)
+    RunRecord? Train(IRunJob job, string label, long id, Func<RunProduct, RunRecord, RunRecord>? after)
     {
-        var spec = request.Spec;
+        var spec = job.Spec;
         observer?.RunStarting(spec, label);
         var checkpoint = new TrainCheckpoint(Path.Combine(checkpointRoot, spec.Key));
         bool stored = false;
         try
         {
             using var heartbeat = new LeaseHeartbeat(db, id, Owner, Lease);
-            using var run = TrainedRun.Train(request, device, observer == null ? null : new Progress(observer), checkpoint);
-            var (peft, trained, evaluation) = (run.Peft, run.Training, run.Evaluation);
-            var metrics = evaluation.Metrics.ToJson();
-            metrics["epoch_losses"] = new JsonArray(trained.EpochLosses.Select(l => (JsonNode)JsonValue.Create(l)!).ToArray());
-            metrics["feature_cache"] = trained.UsedFeatureCache;
-            metrics["first_trainable_block"] = trained.FirstTrainableBlock;
-            if (peft.PrePasses.Any()) metrics["prepass_seconds"] = trained.PrePassSeconds;   // part of TrainSeconds
-            var outcome = new RunOutcome
-            {
-                Top1 = evaluation.Metrics.Top1 / 100.0, MetricsJson = metrics.ToJsonString(),
-                TrainableParams = peft.CountTrainable(), TrainSeconds = trained.Seconds, EvalSeconds = evaluation.Seconds,
-                ImagesPerSecond = trained.ImagesPerSecond,
-            };
+            using var product = job.Run(device, observer == null ? null : new Progress(observer), checkpoint);
             heartbeat.Dispose();
-            if (!FinishOrLose(id, outcome, Predictions(evaluation))) return null;
+            if (!FinishOrLose(id, product.Outcome, product.Predictions)) return null;
             stored = true;
             checkpoint.Delete();
-            if (KeepWeights.Keeps(spec.Method)) StoreAdapter(id, peft, request);
+            if (product.HasAdapter && KeepWeights.Keeps(spec.Method)) StoreAdapter(id, product);
             var record = db.TryGetRun(id)!;
             observer?.RunFinished(record, label);
-            return after?.Invoke(peft, evaluation, record) ?? record;
+            return after?.Invoke(product, record) ?? record;
         }
         catch (PeftSharpException e) when (!stored)
         {
@@ -184,12 +188,12 @@ public sealed class RunExecutor
 
     /// <summary>The trained adapter as the run's artefact. One call saves the folder, so what is kept is exactly what
     /// <c>--save-adapter</c> writes.</summary>
-    void StoreAdapter(long id, PeftModel peft, RunRequest request)
+    void StoreAdapter(long id, RunProduct product)
     {
         string folder = Path.Combine(Path.GetTempPath(), $"peftsharp-adapter-{Environment.ProcessId}-{id}-{Guid.NewGuid():N}");
         try
         {
-            request.SaveAdapter(peft, folder);
+            product.SaveAdapter(folder);
             db.PutArtifact(id, RunArtifacts.Adapter, RunArtifacts.PackFolder(folder));
         }
         finally

@@ -26,18 +26,12 @@ public sealed class SingleRun : IDisposable
                                    BackboneSpec backbone, string? trainSplit = null, string? evalSplit = null)
     {
         settings ??= new Dictionary<string, string>();
-        var hypers = TunerRegistry.ResolveHypers(method, settings);   // a bad method or setting fails before any image is decoded
+        TunerRegistry.ResolveHypers(method, settings);   // a bad method or setting fails before any image is decoded
         trainSplit ??= task.TrainValName;
         evalSplit ??= task.TestName;
         ImageDataset trainSet = task.Split(trainSplit), evalSet = task.Split(evalSplit);
-        var spec = new RunSpec
-        {
-            Stage = RunStage.Single, Dataset = task.Name, TrainSplit = trainSplit, EvalSplit = evalSplit, Method = method,
-            HyperJson = hypers.ToJsonString(), Lr = train.Lr, WeightDecay = train.WeightDecay,
-            Seed = train.Seed, Epochs = train.Epochs, BatchSize = train.BatchSize,
-            TrainingJson = StudyProtocol.TrainingJson(train, StudyProtocol.DataIdentity(trainSet, evalSet, task.Directory)),
-            ModelJson = backbone.ModelJson, Checkpoint = backbone.CheckpointIdentity(),
-        };
+        var spec = RunSpecs.Trained(RunStage.Single, task.Name, trainSplit, evalSplit, method, settings, train,
+                                    RunSpecs.DataIdentity(trainSet, evalSet, task.Directory), backbone.ModelJson, backbone.CheckpointIdentity());
         int size = backbone.ImageSize();
         var trainData = StudyProtocol.Loader(trainSet, size, train, shuffle: true);
         try
@@ -83,19 +77,33 @@ public sealed class TrainedRun(VisionTransformer model, PeftModel peft, TrainRes
     /// </summary>
     public static TrainedRun Train(RunRequest request, Device device, IProgress<TrainProgress>? progress = null, TrainCheckpoint? checkpoint = null)
     {
-        var spec = request.Spec;
-        manual_seed(spec.Seed);
-        var model = request.Backbone.Load(request.NumClasses, request.Train.DropPath, out _);
+        var (model, peft) = Prepare(request, device);
         try
         {
-            model.to(device);
-            var peft = PeftModel.Create(model, spec.Method, request.Settings);
             var trained = new Trainer(peft, request.Train, device).Fit(request.TrainData, progress, checkpoint);
             var evaluation = Evaluator.Evaluate(model, request.EvalData, device, precision: request.Train.Precision);
             // Weights can blow up without the training loss overflowing (a huge lr): then the logits are not finite.
             if (!double.IsFinite(evaluation.Metrics.Loss))
                 throw new PeftSharpException($"{Trainer.DivergedMessage}: the trained model's evaluation loss is {evaluation.Metrics.Loss} (its logits are not finite) at learning rate {request.Train.Lr:G3}; lower the learning rate (lr) or clip gradients (grad_clip)");
             return new TrainedRun(model, peft, trained, evaluation, request);
+        }
+        catch
+        {
+            model.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>The run's model before training, with the same random draws as <see cref="Train"/> (seed, backbone with a
+    /// fresh head, method applied): a study that needs a run's initial weights rebuilds them here.</summary>
+    public static (VisionTransformer Model, PeftModel Peft) Prepare(RunRequest request, Device device)
+    {
+        manual_seed(request.Spec.Seed);
+        var model = request.Backbone.Load(request.NumClasses, request.Train.DropPath, out _);
+        try
+        {
+            model.to(device);
+            return (model, PeftModel.Create(model, request.Spec.Method, request.Settings));
         }
         catch
         {

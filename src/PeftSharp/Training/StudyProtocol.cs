@@ -106,11 +106,8 @@ public sealed class StudyProtocol
         }
     }
 
-    /// <summary>Highest val top-1; ties go to the lower lr, then the lower wd, then the hyperparameter text.</summary>
-    public static RunRecord? Best(IEnumerable<RunRecord> search) =>
-        search.Where(r => r.Status == RunStatus.Finished && r.Top1 != null)
-              .OrderByDescending(r => r.Top1).ThenBy(r => r.Spec.Lr).ThenBy(r => r.Spec.WeightDecay)
-              .ThenBy(r => r.Spec.HyperJson, StringComparer.Ordinal).FirstOrDefault();
+    /// <summary>The chosen configuration (<see cref="BestConfiguration"/>).</summary>
+    public static RunRecord? Best(IEnumerable<RunRecord> search) => BestConfiguration.Best(search);
 
     public static DataLoader Loader(ImageDataset data, int size, TrainOptions train, bool shuffle) =>
         new(data, new DataLoaderOptions
@@ -119,30 +116,6 @@ public sealed class StudyProtocol
             Normalization = Normalization.FromName(train.Normalization),
             Augmentation = shuffle && train.Augment ? Augmentation.ManyShot : null,
         });
-
-    /// <summary>The data of a run, for its identity: the fingerprints of its training and evaluation sets (paths,
-    /// labels and sizes), so a run is never reused after the images changed.</summary>
-    public static JsonObject DataIdentity(ImageDataset train, ImageDataset eval, string root) => new()
-    {
-        ["train"] = ImageTask.Fingerprint(train, root), ["eval"] = ImageTask.Fingerprint(eval, root),
-    };
-
-    /// <param name="data">The run's <see cref="DataIdentity"/>, recorded under "data" (null: runs keyed before data
-    /// identities, such as the studies' own, keep their keys).</param>
-    public static string TrainingJson(TrainOptions t, JsonObject? data = null)
-    {
-        var json = new JsonObject
-        {
-            ["warmup_epochs"] = t.WarmupEpochs, ["warmup_lr"] = t.WarmupLr, ["min_lr"] = t.MinLr,
-            ["label_smoothing"] = t.LabelSmoothing, ["drop_path"] = t.DropPath, ["grad_clip"] = t.GradClip,
-            ["normalization"] = t.Normalization, ["augment"] = t.Augment, ["cache_frozen_features"] = t.CacheFrozenFeatures,
-            ["schedule"] = "cosine-per-epoch",
-        };
-        // Only a non-default precision enters the run key, so the float32 runs stored before it existed still match.
-        if (t.Precision != Precision.Float32) json["precision"] = Autocast.Name(t.Precision);
-        if (data is { Count: > 0 }) json["data"] = data.DeepClone();
-        return json.ToJsonString();
-    }
 
     /// <summary>A deterministic id for the sweep, so rerunning the same tune resumes it (and only it).</summary>
     internal static string SweepId(TuneSpec spec, ImageTask task)
@@ -154,7 +127,7 @@ public sealed class StudyProtocol
             ["grid"] = new JsonObject(spec.MethodGrid.OrderBy(kv => kv.Key, StringComparer.Ordinal).Select(kv => KeyValuePair.Create(kv.Key, (JsonNode?)new JsonArray(kv.Value.Select(v => (JsonNode)v).ToArray())))),
             ["lrs"] = new JsonArray(spec.Lrs.Select(v => (JsonNode)v).ToArray()),
             ["wds"] = new JsonArray(spec.WeightDecays.Select(v => (JsonNode)v).ToArray()),
-            ["model"] = spec.Backbone.ModelJson, ["training"] = TrainingJson(spec.Train), ["epochs"] = spec.Train.Epochs,
+            ["model"] = spec.Backbone.ModelJson, ["training"] = RunSpecs.TrainingJson(spec.Train), ["epochs"] = spec.Train.Epochs,
             ["batch"] = spec.Train.BatchSize, ["seed"] = spec.Seeds[0],
         };
         if (task.Layout.StartsWith("class-folders", StringComparison.Ordinal)) o["layout"] = task.Layout;

@@ -31,7 +31,7 @@ public sealed record TrainResult(int Epochs, double FinalLoss, IReadOnlyList<dou
 public sealed class Trainer
 {
     /// <summary>How every divergence error starts (callers tell a diverged run from a broken one by it).</summary>
-    public const string DivergedMessage = "training diverged";
+    public const string DivergedMessage = OptimizerSteps.DivergedMessage;
 
     readonly PeftModel peft;
     readonly VisionTransformer vit;
@@ -58,14 +58,11 @@ public sealed class Trainer
     public TrainResult Fit(DataLoader train, IProgress<TrainProgress>? progress = null, TrainCheckpoint? checkpoint = null,
                            CancellationToken cancel = default)
     {
-        var parameters = peft.TrainableParameters().Select(p => p.Parameter).ToList();
-        if (parameters.Count == 0) throw new PeftSharpException("nothing to train: the method and head have no trainable parameters");
-        var optimizer = optim.AdamW(parameters, lr: options.Lr, weight_decay: options.WeightDecay);
-        var schedule = options.Schedule;
+        using var steps = OptimizerSteps.For(peft.TrainableParameters().Select(p => p.Parameter).ToList(), options);
         int startEpoch = 0;
         var losses = new List<double>();
         double prePassSeconds = 0;
-        if (checkpoint?.TryRestore(peft, optimizer, out startEpoch, losses, out prePassSeconds) == true && startEpoch >= options.Epochs)
+        if (checkpoint?.TryRestore(peft, steps.Optimizer, out startEpoch, losses, out prePassSeconds) == true && startEpoch >= options.Epochs)
             return new TrainResult(options.Epochs, losses.LastOrDefault(double.NaN), losses, 0, 0, false, FirstTrainableBlock, prePassSeconds);
         // A method's pre-pass (issue 28: on the training split only, before the first epoch; a restored checkpoint
         // carries its selection, so a resumed run does not redo it).
@@ -78,32 +75,26 @@ public sealed class Trainer
         long images = 0;
         for (int epoch = startEpoch; epoch < options.Epochs; epoch++)
         {
-            double lr = schedule.LearningRate(epoch);
-            foreach (var group in optimizer.ParamGroups) group.LearningRate = lr;
+            double lr = steps.Schedule(epoch);
             vit.train();
             double sum = 0;
-            int steps = 0;
-            foreach (var (inputs, labels, count) in Batches(train, epoch, features))
+            int count = 0;
+            foreach (var (inputs, labels, size) in Batches(train, epoch, features))
             {
                 cancel.ThrowIfCancellationRequested();
-                using var stepScope = NativeHeap.StepScope();
-                optimizer.zero_grad();
-                var logits = features is null ? Logits(inputs.to(device)) : vit.head.forward(vit.head_drop.forward(inputs.to(device)));
-                var loss = F.cross_entropy(logits, labels.to(device), label_smoothing: options.LabelSmoothing);
-                double value = loss.item<float>();
-                if (!double.IsFinite(value))
-                    throw new PeftSharpException($"{DivergedMessage}: loss is {value} at epoch {epoch + 1}, step {steps + 1} (learning rate {lr:G3}); lower the learning rate (lr) or clip gradients (grad_clip)");
-                loss.backward();
-                if (options.GradClip is double clip) nn.utils.clip_grad_norm_(parameters, clip);
-                optimizer.step();
+                double value = steps.Step(() =>
+                {
+                    var logits = features is null ? Logits(inputs.to(device)) : vit.head.forward(vit.head_drop.forward(inputs.to(device)));
+                    return F.cross_entropy(logits, labels.to(device), label_smoothing: options.LabelSmoothing);
+                }, $"epoch {epoch + 1}, step {count + 1}");
                 sum += value;
-                steps++;
-                images += count;
-                progress?.Report(new TrainProgress(epoch + 1, options.Epochs, steps, StepsPerEpoch(train), value, lr,
+                count++;
+                images += size;
+                progress?.Report(new TrainProgress(epoch + 1, options.Epochs, count, StepsPerEpoch(train), value, lr,
                                                    images / Math.Max(watch.Elapsed.TotalSeconds, 1e-9)));
             }
-            losses.Add(steps > 0 ? sum / steps : double.NaN);
-            checkpoint?.Save(peft, optimizer, epoch + 1, losses, prePassSeconds);
+            losses.Add(count > 0 ? sum / count : double.NaN);
+            checkpoint?.Save(peft, steps.Optimizer, epoch + 1, losses, prePassSeconds);
         }
         vit.eval();
         double seconds = watch.Elapsed.TotalSeconds;

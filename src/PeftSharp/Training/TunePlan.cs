@@ -53,20 +53,23 @@ public sealed class TunePlan
 
     /// <summary>What a stage's run trains and is scored on (see <see cref="ImageTask.Fingerprint(string)"/>).</summary>
     JsonObject Data(RunStage stage) => stage == RunStage.Search
-        ? StudyProtocol.DataIdentity(Splits.SearchTrain, Splits.SearchVal, Task.Directory)
-        : StudyProtocol.DataIdentity(Splits.FinalTrain, Task.Test, Task.Directory);
+        ? RunSpecs.DataIdentity(Splits.SearchTrain, Splits.SearchVal, Task.Directory)
+        : RunSpecs.DataIdentity(Splits.FinalTrain, Task.Test, Task.Directory);
 
     public RunSpec RunSpec(RunStage stage, int point, int seed)
     {
         var (lr, wd, settings) = Points[point];
-        return new RunSpec
-        {
-            Stage = stage, Dataset = Task.Name, TrainSplit = TrainSplit(stage), EvalSplit = EvalSplit(stage), Method = Spec.Method,
-            HyperJson = TunerRegistry.ResolveHypers(Spec.Method, settings).ToJsonString(),
-            Lr = lr, WeightDecay = wd, Seed = seed, Epochs = Spec.Train.Epochs, BatchSize = Spec.Train.BatchSize,
-            TrainingJson = StudyProtocol.TrainingJson(Spec.Train, dataIdentity[stage]), ModelJson = Spec.Backbone.ModelJson, Checkpoint = Checkpoint,
-            SweepId = SweepId,
-        };
+        return RunSpecs.Trained(stage, Task.Name, TrainSplit(stage), EvalSplit(stage), Spec.Method, settings,
+                                Spec.Train with { Lr = lr, WeightDecay = wd, Seed = seed }, dataIdentity[stage], Spec.Backbone.ModelJson, Checkpoint, SweepId);
+    }
+
+    /// <summary>The grid point a stored run of this plan stands for (null: the run is not one of this plan's).</summary>
+    public int? PointOf(RunSpec stored)
+    {
+        string key = stored.Key;
+        for (int i = 0; i < Points.Count; i++)
+            if (RunSpec(stored.Stage, i, stored.Seed).Key == key) return i;
+        return null;
     }
 
     public RunRequest Request(RunStage stage, int point, int seed, DataLoader train, DataLoader eval)

@@ -81,6 +81,17 @@ public static class AdapterFiles
         return model;
     }
 
+    /// <summary>Loads a folder's trained tensors into <paramref name="model"/>, which already has the same method
+    /// applied (a run rebuilt from its record, whose initial weights a study also needs).</summary>
+    public static void LoadInto(PeftModel model, string directory)
+    {
+        var (config, configPath, weightsPath) = ReadConfig(directory);
+        if (config["peft_type"] is not null) throw new PeftSharpException($"{configPath}: a Hugging Face peft adapter; load it with Load");
+        var (method, _) = MethodOf(config, configPath, null);
+        if (method != model.MethodSpec) throw new PeftSharpException($"{configPath}: an adapter of '{method}', the model has '{model.MethodSpec}' applied");
+        LoadTensors(model, weightsPath, name => name);
+    }
+
     /// <summary>What an adapter folder says about itself: its method, the base it was trained on, the preprocessing
     /// it expects and its classes (nulls where it does not say, as in older files and Hugging Face peft's).</summary>
     public sealed record AdapterInfo(string Directory, string Method, string? BaseCheckpoint, string? BaseSha256,

@@ -50,6 +50,11 @@ public sealed class PeftModel
                                    PeftOptions? options = null) =>
         Build(model, new[] { TunableEncoder.Of(model) }, methodSpec, settings, options ?? new PeftOptions());
 
+    /// <summary>Applies the methods to a video ViT (its blocks are the image ViT's, so block methods apply unchanged).</summary>
+    public static PeftModel Create(VideoVisionTransformer model, string methodSpec, IReadOnlyDictionary<string, string>? settings = null,
+                                   PeftOptions? options = null) =>
+        Build(model, new[] { TunableEncoder.Of(model) }, methodSpec, settings, options ?? new PeftOptions());
+
     /// <summary>Applies the methods to the chosen CLIP towers (the image tower by default).</summary>
     public static PeftModel Create(ClipModel model, string methodSpec, IReadOnlyDictionary<string, string>? settings = null,
                                    PeftOptions? options = null)

@@ -22,10 +22,37 @@ public abstract class TunerMethod
     /// <summary>The method's published VTAB-1K figure where it is not one of the unifying study's rows (those come
     /// from <see cref="PeftSharp.Evaluation.PublishedResults"/>), shown by `peftsharp methods --json`.</summary>
     public virtual PublishedFigure? Published => null;
+    /// <summary>True for methods that model time and apply to the video ViT only (ST-Adapter).</summary>
+    public virtual bool VideoOnly => false;
+
+    /// <summary>False for the baselines the PEFT methods are measured against (linear probe, full fine-tuning).</summary>
+    public virtual bool IsPeft => true;
+
+    /// <summary>The hyperparameter that sets the method's size, the two values the benchmark's short profiles search
+    /// and the values the capacity study grows it through (null: no size knob).</summary>
+    public virtual CapacityKnob? Capacity => null;
+
+    /// <summary>Other hyperparameters the benchmark's short profiles search beside the capacity knob (Hydra's scale).</summary>
+    public virtual IReadOnlyDictionary<string, string[]> OtherBenchKnobs => new Dictionary<string, string[]>();
+
+    /// <summary>The benchmark's grid for the method: its capacity knob's two values and any other knob's.</summary>
+    public IReadOnlyDictionary<string, string[]> BenchGrid
+    {
+        get
+        {
+            var grid = new Dictionary<string, string[]>(OtherBenchKnobs);
+            if (Capacity is { } c) grid[c.Hyper] = c.Bench.ToArray();
+            return grid;
+        }
+    }
 
     /// <summary>Attaches the method to <paramref name="encoder"/>; the returned object knows its parameters.</summary>
     public abstract AppliedTuner Apply(TunableEncoder encoder, Hyperparameters h);
 }
+
+/// <summary>A method's size knob: the hyperparameter, the two values the benchmark searches, and the values the capacity
+/// study grows it through (null: the study leaves the method out).</summary>
+public sealed record CapacityKnob(string Hyper, IReadOnlyList<string> Bench, IReadOnlyList<string>? Study = null);
 
 /// <summary>A published VTAB-1K accuracy (ViT-B/16, ImageNet-21k), percent: the mean of the three group means and/or
 /// the plain 19-task mean, and the source (whose protocol may differ from ours: say so in it).</summary>
@@ -102,13 +129,15 @@ public sealed class SelectionTuner : AppliedTuner
 /// </summary>
 public sealed class TunableEncoder
 {
-    public TunableEncoder(string name, nn.Module root, IReadOnlyList<Block> blocks, int embedDim, VisionTransformer? vit)
+    public TunableEncoder(string name, nn.Module root, IReadOnlyList<Block> blocks, int embedDim, VisionTransformer? vit,
+                          IPatchEncoder? patches = null)
     {
         Name = name;
         Root = root;
         Blocks = blocks;
         EmbedDim = embedDim;
         Vit = vit;
+        Patches = patches ?? vit;
         // Snapshot before any method attaches: selection methods (BitFit, LayerNorm, ...) choose among these only,
         // under their timm names, never among another method's parameters.
         BaseParameters = root.named_parameters().Select(p => (p.name, p.parameter)).ToList();
@@ -125,10 +154,23 @@ public sealed class TunableEncoder
     /// <summary>The image encoder, when this is one (patch embedding, final norms, encoder-level prompts).</summary>
     public VisionTransformer? Vit { get; }
 
+    /// <summary>The encoder of patch tokens (an image or a video ViT), for methods that need patches but not images.</summary>
+    public IPatchEncoder? Patches { get; }
+
     public VisionTransformer RequireVit(string method) =>
-        Vit ?? throw new PeftSharpException($"method '{method}' needs an image encoder (patch tokens); the {Name} tower has none");
+        Vit ?? throw new PeftSharpException(Patches is VideoVisionTransformer
+            ? $"method '{method}' applies to the image ViT only (it reads images or the image model's pooling), not to the video ViT"
+            : $"method '{method}' needs an image encoder (patch tokens); the {Name} tower has none");
+
+    public IPatchEncoder RequirePatches(string method) =>
+        Patches ?? throw new PeftSharpException($"method '{method}' needs an encoder of patch tokens; the {Name} tower has none");
+
+    /// <summary>True when the patch tokens are frames of a clip (a video encoder).</summary>
+    public bool IsVideo => Patches is VideoVisionTransformer;
 
     public static TunableEncoder Of(VisionTransformer vit, string name = "") => new(name, vit, vit.blocks.ToList(), vit.EmbedDim, vit);
+    public static TunableEncoder Of(VideoVisionTransformer video, string name = "") =>
+        new(name, video, video.blocks.ToList(), video.EmbedDim, null, video);
     public static TunableEncoder Of(TextTransformer text, string name = "text") =>
         new(name, text, text.blocks.ToList(), (int)text.positional_embedding.shape[1], null);
 

@@ -95,8 +95,8 @@ public static class ClipPretraining
         var model = new ClipModel(o.Model);
         if (o.ImageTowerInit != null) log?.Report($"image tower from {o.ImageTowerInit}: {InitImageTower(model, o.ImageTowerInit)} tensors copied");
         var parameters = model.parameters().ToList();
-        var optimizer = optim.AdamW(parameters, lr: o.Lr, weight_decay: o.WeightDecay);
-        var schedule = new CosineSchedule(o.Lr, o.Steps, (int)(o.Steps * o.WarmupFraction), 0, 0);
+        var steps = new OptimizerSteps(parameters, o.Lr, o.WeightDecay, new CosineSchedule(o.Lr, o.Steps, (int)(o.Steps * o.WarmupFraction), 0, 0),
+                                       gradClip: 1.0, "CLIP pretraining");
         var rng = new Random(o.Seed);
         CaptionSet Batch(int step)
         {
@@ -114,18 +114,14 @@ public static class ClipPretraining
             var batch = next.GetAwaiter().GetResult();
             int following = step + 1;
             next = Task.Run(() => Batch(following)); // render the next batch while this one trains
-            foreach (var g in optimizer.ParamGroups) g.LearningRate = schedule.LearningRate(step);
+            steps.Schedule(step);
             model.train();
-            using var stepScope = NativeHeap.StepScope();
             var indices = Enumerable.Range(0, batch.Count).ToArray();
-            optimizer.zero_grad();
-            var tokens = CaptionSet.Tokenize(batch.Captions, o.Model.Text.ContextLength, out _);
-            var loss = ClipLosses.Contrastive(model.EncodeImage(batch.Images(indices, o.Normalization)), model.EncodeText(tokens), model.logit_scale, batch.Groups);
-            double value = loss.item<float>();
-            if (!double.IsFinite(value)) throw new PeftSharpException($"CLIP pretraining diverged at step {step + 1}");
-            loss.backward();
-            nn.utils.clip_grad_norm_(parameters, 1.0);
-            optimizer.step();
+            double value = steps.Step(() =>
+            {
+                var tokens = CaptionSet.Tokenize(batch.Captions, o.Model.Text.ContextLength, out _);
+                return ClipLosses.Contrastive(model.EncodeImage(batch.Images(indices, o.Normalization)), model.EncodeText(tokens), model.logit_scale, batch.Groups);
+            }, $"step {step + 1}");
             // open_clip clamps the learnable temperature at 100.
             using (no_grad()) model.logit_scale.clamp_(0, Math.Log(100));
             running = double.IsNaN(running) ? value : 0.98 * running + 0.02 * value;
@@ -134,7 +130,7 @@ public static class ClipPretraining
                     $"step {step + 1}/{o.Steps} loss {running:F3} scale {model.logit_scale.exp().item<float>():F1} {(step + 1) * o.BatchSize / watch.Elapsed.TotalSeconds:F0} pairs/s elapsed {watch.Elapsed:hh\\:mm\\:ss}"));
         }
         double seconds = watch.Elapsed.TotalSeconds;
-        optimizer.Dispose();
+        steps.Dispose();
         var heldOut = Evaluate(model, o, glyphs, photos);
         log?.Report($"held-out scene retrieval ({heldOut.RetrievalPairs} pairs): {heldOut.SceneRetrieval}");
         log?.Report(string.Create(CultureInfo.InvariantCulture, $"zero-shot top-1: scenes {heldOut.SceneZeroShotTop1:F1}% of {heldOut.SceneClasses} classes, glyphs {heldOut.GlyphZeroShotTop1:F1}% of {heldOut.GlyphClasses}, photos {heldOut.PhotoZeroShotTop1:F1}% of {heldOut.PhotoClasses}"));

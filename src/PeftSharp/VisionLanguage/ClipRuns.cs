@@ -1,5 +1,6 @@
 using System.Text.Json.Nodes;
 using PeftSharp.Checkpoints;
+using PeftSharp.Data;
 using PeftSharp.Models;
 using PeftSharp.Results;
 using PeftSharp.Training;
@@ -25,12 +26,104 @@ public sealed record ClipRunResult(ClipRunRequest Request, RunRecord Record)
     public int TrainPairs { get; init; }
 }
 
+/// <summary>A CLIP model's score on a task's test pairs: the mean recall for retrieval (every recall in the metrics),
+/// top-1 for classification (with every test example's class logits).</summary>
+public sealed record ClipScore(double Score, IReadOnlyDictionary<string, double> Metrics, IReadOnlyList<Prediction> Predictions)
+{
+    public static ClipScore Of(ClipModel model, VlTask task, Normalization normalization)
+    {
+        if (task.Objective == ClipObjective.Contrastive)
+        {
+            var recall = ClipEvaluation.Retrieval(model, task.Test, normalization);
+            return new ClipScore(recall.Mean, recall.ToDictionary(), []);
+        }
+        var classified = ClipEvaluation.Classify(model, task.Test, normalization);
+        var predictions = classified.Logits.Select((row, i) => new Prediction(i, task.Test.Labels![i], classified.Predicted[i], row)).ToList();
+        return new ClipScore(classified.Top1, new Dictionary<string, double> { ["top1"] = classified.Top1 }, predictions);
+    }
+}
+
 /// <summary>
-/// Executes CLIP runs against the results database, as <see cref="RunExecutor"/> does for image classifiers: a
-/// finished run with the same key is read back, never retrained, and a run's outcome lands in one transaction, so
-/// an interrupted study loses at most the run in flight. Classification runs store every test example's class
-/// logits; retrieval runs store their recalls in the metrics.
+/// One CLIP run as the results-store executor runs it (<see cref="RunExecutor"/>: a finished run is read back, never
+/// retrained; leases, failures and adapter artefacts as for every family). Keyed on the method's resolved
+/// hyperparameters, so a changed default is a new run.
 /// </summary>
+public sealed class ClipJob : IRunJob
+{
+    public const string Family = "vision-language";
+
+    public ClipJob(ClipRunRequest request, string checkpoint, string? checkpointIdentity = null)
+    {
+        Request = request;
+        Checkpoint = checkpoint;
+        TrainSet = request.Method == ClipRunRequest.ZeroShot ? null : request.Task.TrainFraction(request.DataFraction);
+        Options = request.Train with { Objective = request.Task.Objective };
+        var hyper = TrainSet == null ? new JsonObject() : TunerRegistry.ResolveHypers(request.Method, request.Settings);
+        Spec = new RunSpec
+        {
+            Stage = RunStage.Single, Family = Family, Dataset = "vl/" + request.Task.Name,
+            TrainSplit = TrainSet == null ? "none" : $"train[:{TrainSet.Count}]", EvalSplit = "test",
+            Method = request.Method, HyperJson = hyper.ToJsonString(),
+            Lr = TrainSet == null ? 0 : Options.Lr, WeightDecay = TrainSet == null ? 0 : Options.WeightDecay, Seed = Options.Seed, Epochs = 0,
+            BatchSize = Options.BatchSize, TrainingJson = TrainSet == null ? "{}" : Options.ToJson().ToJsonString(),
+            ModelJson = new JsonObject { ["model"] = "clip", ["towers"] = string.Join("+", request.Towers), ["objective"] = request.Task.Objective.ToString().ToLowerInvariant() }.ToJsonString(),
+            Checkpoint = checkpointIdentity ?? RunSpec.CheckpointIdentity(checkpoint),
+        };
+    }
+
+    public ClipRunRequest Request { get; }
+    public string Checkpoint { get; }
+    /// <summary>The pairs it trains on (null: zero-shot).</summary>
+    public CaptionSet? TrainSet { get; }
+    public ClipTrainOptions Options { get; }
+    public RunSpec Spec { get; }
+    public string DatasetPath => Request.Task.Name;
+
+    public string Label => $"{Request.Task.Name} {Request.Method} {Describe(Request.Settings)} on {TrainSet?.Count ?? 0} pairs";
+
+    static string Describe(IReadOnlyDictionary<string, string> settings) =>
+        settings.Count == 0 ? "" : "(" + string.Join(", ", settings.Select(s => $"{s.Key}={s.Value}")) + ")";
+
+    public RunProduct Run(Device device, IProgress<TrainProgress>? progress, TrainCheckpoint? checkpoint)
+    {
+        manual_seed(Options.Seed);
+        var clip = ModelCheckpoints.LoadClip(Checkpoint).Model;
+        try
+        {
+            clip.to(device);
+            var peft = TrainSet == null ? null : ClipRuns.Apply(clip, Request.Method, Request.Settings, Request.Towers);
+            double trainSeconds = 0, pairsPerSecond = 0;
+            long trainable = 0;
+            var metrics = new JsonObject();
+            if (peft != null)
+            {
+                trainable = peft.CountTrainable(includeHead: true);
+                var trained = new ClipTrainer(peft, Options).Fit(TrainSet!);
+                (trainSeconds, pairsPerSecond) = (trained.Seconds, trained.PairsPerSecond);
+                metrics["final_loss"] = Math.Round(trained.FinalLoss, 5);
+                metrics["first_loss"] = Math.Round(trained.Losses[0], 5);
+            }
+            var watch = System.Diagnostics.Stopwatch.StartNew();
+            var score = ClipScore.Of(clip, Request.Task, Options.Normalization);
+            // Classification's top-1 is the outcome's; the recalls of retrieval go in the metrics.
+            if (Request.Task.Objective == ClipObjective.Contrastive)
+                foreach (var (k, v) in score.Metrics) metrics[k] = Math.Round(v, 3);
+            var outcome = new RunOutcome
+            {
+                Top1 = score.Score / 100, MetricsJson = metrics.ToJsonString(), TrainableParams = trainable, TrainSeconds = trainSeconds,
+                EvalSeconds = watch.Elapsed.TotalSeconds, ImagesPerSecond = pairsPerSecond,
+            };
+            return new RunProduct(outcome, score.Predictions, peft, peft == null ? null : dir => AdapterFiles.Save(peft, dir, Checkpoint), clip);
+        }
+        catch
+        {
+            clip.Dispose();
+            throw;
+        }
+    }
+}
+
+/// <summary>CLIP runs of a study against the results database, through the one executor.</summary>
 public sealed class ClipRuns(IResultsStore db, string checkpoint, Device device)
 {
     readonly string checkpointIdentity = RunSpec.CheckpointIdentity(checkpoint);
@@ -38,85 +131,15 @@ public sealed class ClipRuns(IResultsStore db, string checkpoint, Device device)
     /// <summary>False: a run missing from the database is an error naming it, not trained.</summary>
     public bool TrainMissing { get; init; } = true;
 
-    /// <summary>The run's identity; <paramref name="train"/> is the pairs it trains on (null for zero-shot) and
-    /// <paramref name="options"/> its training, the objective being the task's.</summary>
-    static RunSpec Spec(ClipRunRequest r, CaptionSet? train, ClipTrainOptions options, string checkpointIdentity) => new()
-    {
-        Stage = RunStage.Single, Dataset = "vl/" + r.Task.Name, TrainSplit = train == null ? "none" : $"train[:{train.Count}]", EvalSplit = "test",
-        Method = r.Method, HyperJson = new JsonObject(r.Settings.OrderBy(s => s.Key).Select(s => KeyValuePair.Create(s.Key, (JsonNode?)s.Value))).ToJsonString(),
-        Lr = train == null ? 0 : options.Lr, WeightDecay = train == null ? 0 : options.WeightDecay, Seed = options.Seed, Epochs = 0,
-        BatchSize = options.BatchSize, TrainingJson = train == null ? "{}" : options.ToJson().ToJsonString(),
-        ModelJson = new JsonObject { ["model"] = "clip", ["towers"] = string.Join("+", r.Towers), ["objective"] = r.Task.Objective.ToString().ToLowerInvariant() }.ToJsonString(),
-        Checkpoint = checkpointIdentity,
-    };
-
     public ClipRunResult Execute(ClipRunRequest request, Action<string>? log = null)
     {
-        var train = request.Method == ClipRunRequest.ZeroShot ? null : request.Task.TrainFraction(request.DataFraction);
-        var options = request.Train with { Objective = request.Task.Objective };
-        var spec = Spec(request, train, options, checkpointIdentity);
-        int trainPairs = train?.Count ?? 0;
-        string label = $"{request.Task.Name} {request.Method} {Describe(request.Settings)} on {trainPairs} pairs";
-        if (db.TryGetFinished(spec.Key) is RunRecord done) return new ClipRunResult(request, done) { TrainPairs = trainPairs };
-        if (!TrainMissing)
-            throw new PeftSharpException($"{db.Location}: no finished run for {label}, and training missing runs is off");
-        long id = db.BeginRun(spec, new RunContext { DatasetPath = request.Task.Name, CodeVersion = RunExecutor.CodeVersion });
-        try
-        {
-            var (outcome, predictions) = Train(request, train, options);
-            db.FinishRun(id, outcome, predictions);
-            var record = db.TryGetRun(id)!;
-            log?.Invoke($"{label}: {record.Outcome!.Top1 * 100:F2} ({record.Outcome.TrainableParams:N0} trainable, {record.Outcome.TrainSeconds:F0} s)");
-            return new ClipRunResult(request, record) { TrainPairs = trainPairs };
-        }
-        catch (Exception e) when (e is not OperationCanceledException)
-        {
-            db.FailRun(id, e is PeftSharpException ? e.Message : $"{e.GetType().Name}: {e.Message}");
-            throw;
-        }
-    }
-
-    static string Describe(IReadOnlyDictionary<string, string> settings) =>
-        settings.Count == 0 ? "" : "(" + string.Join(", ", settings.Select(s => $"{s.Key}={s.Value}")) + ")";
-
-    (RunOutcome, IReadOnlyList<Prediction>) Train(ClipRunRequest r, CaptionSet? train, ClipTrainOptions options)
-    {
-        manual_seed(options.Seed);
-        using var clip = ModelCheckpoints.LoadClip(checkpoint).Model;
-        clip.to(device);
-        double trainSeconds = 0, pairsPerSecond = 0;
-        long trainable = 0;
-        var metrics = new JsonObject();
-        if (train != null)
-        {
-            var peft = Apply(clip, r.Method, r.Settings, r.Towers);
-            trainable = peft.CountTrainable(includeHead: true);
-            var trained = new ClipTrainer(peft, options).Fit(train);
-            (trainSeconds, pairsPerSecond) = (trained.Seconds, trained.PairsPerSecond);
-            metrics["final_loss"] = Math.Round(trained.FinalLoss, 5);
-            metrics["first_loss"] = Math.Round(trained.Losses[0], 5);
-        }
-        var watch = System.Diagnostics.Stopwatch.StartNew();
-        double score;
-        IReadOnlyList<Prediction> predictions = [];
-        if (r.Task.Objective == ClipObjective.Contrastive)
-        {
-            var recall = ClipEvaluation.Retrieval(clip, r.Task.Test, options.Normalization);
-            foreach (var (k, v) in recall.ToDictionary()) metrics[k] = Math.Round(v, 3);
-            score = recall.Mean;
-        }
-        else
-        {
-            var classified = ClipEvaluation.Classify(clip, r.Task.Test, options.Normalization);
-            score = classified.Top1;
-            predictions = classified.Logits.Select((row, i) => new Prediction(i, r.Task.Test.Labels![i], classified.Predicted[i], row)).ToList();
-        }
-        var outcome = new RunOutcome
-        {
-            Top1 = score / 100, MetricsJson = metrics.ToJsonString(), TrainableParams = trainable, TrainSeconds = trainSeconds,
-            EvalSeconds = watch.Elapsed.TotalSeconds, ImagesPerSecond = pairsPerSecond,
-        };
-        return (outcome, predictions);
+        var job = new ClipJob(request, checkpoint, checkpointIdentity);
+        bool trained = false;
+        var record = new RunExecutor(db, device) { TrainMissing = TrainMissing, KeepWeights = KeepWeights.None }
+            .Execute(job, job.Label, (_, r) => { trained = true; return r; });
+        if (record.Status != RunStatus.Finished) throw new PeftSharpException($"{job.Label}: {record.Error}");
+        if (trained) log?.Invoke($"{job.Label}: {record.Outcome!.Top1 * 100:F2} ({record.Outcome.TrainableParams:N0} trainable, {record.Outcome.TrainSeconds:F0} s)");
+        return new ClipRunResult(request, record) { TrainPairs = job.TrainSet?.Count ?? 0 };
     }
 
     /// <summary>The method on the towers. Full fine-tuning trains every parameter of the model, projections and

@@ -72,8 +72,8 @@ public sealed class ClipTrainer
         var parameters = peft.TrainableParameters().Select(p => p.Parameter).ToList();
         if (parameters.Count == 0) throw new PeftSharpException($"nothing to train: '{peft.MethodSpec}' has no trainable parameters on the chosen towers");
         var device = clip.logit_scale.device;
-        var optimizer = optim.AdamW(parameters, lr: options.Lr, weight_decay: options.WeightDecay);
-        var schedule = new CosineSchedule(options.Lr, options.Steps, options.WarmupSteps, 0, 0);
+        using var steps = new OptimizerSteps(parameters, options.Lr, options.WeightDecay, new CosineSchedule(options.Lr, options.Steps, options.WarmupSteps, 0, 0),
+                                             options.GradClip, "CLIP training");
         int context = clip.Config.Text.ContextLength;
         var batches = new BatchOrder(train.Count, Math.Min(options.BatchSize, train.Count), options.Seed);
         // The set is fixed, so its captions (or class prompts) are tokenized once, not every step.
@@ -84,33 +84,23 @@ public sealed class ClipTrainer
         clip.train();
         for (int step = 0; step < options.Steps; step++)
         {
-            using var stepScope = NativeHeap.StepScope();
-            foreach (var group in optimizer.ParamGroups) group.LearningRate = schedule.LearningRate(step);
+            steps.Schedule(step);
             var indices = batches.Next();
-            optimizer.zero_grad();
-            var images = clip.EncodeImage(train.Images(indices, options.Normalization, device));
-            Tensor loss;
-            if (options.Objective == ClipObjective.Contrastive)
+            double value = steps.Step(() =>
             {
-                var tokens = captionTokens!.index(tensor(indices.Select(i => (long)i).ToArray())).to(device);
-                loss = ClipLosses.Contrastive(images, clip.EncodeText(tokens), clip.logit_scale, indices.Select(i => train.Groups[i]).ToArray());
-            }
-            else
-            {
+                var images = clip.EncodeImage(train.Images(indices, options.Normalization, device));
+                if (options.Objective == ClipObjective.Contrastive)
+                {
+                    var tokens = captionTokens!.index(tensor(indices.Select(i => (long)i).ToArray())).to(device);
+                    return ClipLosses.Contrastive(images, clip.EncodeText(tokens), clip.logit_scale, indices.Select(i => train.Groups[i]).ToArray());
+                }
                 var labels = tensor(indices.Select(i => (long)train.Labels![i]).ToArray(), device: device);
-                loss = F.cross_entropy(ClipLosses.ClassLogits(images, clip.EncodeText(classTokens!), clip.logit_scale), labels);
-            }
-            double value = loss.item<float>();
-            if (!double.IsFinite(value))
-                throw new PeftSharpException($"CLIP training diverged: loss is {value} at step {step + 1} (lr {options.Lr:G3}); lower the learning rate");
-            loss.backward();
-            nn.utils.clip_grad_norm_(parameters, options.GradClip);
-            optimizer.step();
+                return F.cross_entropy(ClipLosses.ClassLogits(images, clip.EncodeText(classTokens!), clip.logit_scale), labels);
+            }, $"step {step + 1}");
             losses.Add(value);
             progress?.Report((step + 1, options.Steps, value));
         }
         clip.eval();
-        optimizer.Dispose();
         double seconds = watch.Elapsed.TotalSeconds;
         return new ClipTrainResult(losses[^1], losses, seconds, (double)options.Steps * batches.BatchSize / Math.Max(seconds, 1e-9));
     }

@@ -9,7 +9,7 @@ namespace PeftSharp.Tests.Models;
 /// <summary>The class-token-only last block (forward's pooledOnly path) gives the full run's logits and gradients.</summary>
 public class PooledForwardTests
 {
-    public static IEnumerable<object[]> Methods() => TunerRegistry.All.Select(m => new object[] { m.Id });
+    public static IEnumerable<object[]> Methods() => TunerRegistry.ImageMethods.Select(m => new object[] { m.Id });
 
     [Theory]
     [MemberData(nameof(Methods))]

@@ -39,9 +39,9 @@ public sealed class RunArtifactTests : IDisposable
         var request = Request(method);
         var (x, _) = TunerTestKit.Batch();
         Tensor? expected = null;
-        var record = new RunExecutor(db, CPU).Execute(request, method, (peft, _, r) =>
+        var record = new RunExecutor(db, CPU).Execute(request, method, (product, r) =>
         {
-            expected = TunerTestKit.EvalLogits(peft.Vit, x);
+            expected = TunerTestKit.EvalLogits(product.Peft.Vit, x);
             return r;
         });
         Assert.Equal(RunStatus.Finished, record.Status);

@@ -144,12 +144,13 @@ public class StudyCommandTests
     public void Robustness_scores_every_shift_and_its_wise_sweep_starts_at_the_linear_probe()
     {
         string dir = TestFiles.TempDir();
-        var json = StudyJson("digits", dir, "robustness", "linear,lora");
+        var json = StudyJson("digits", dir, "robustness", "linear,lora,full");
         var methods = json["methods"]!.AsArray().ToDictionary(m => m!["method"]!.GetValue<string>());
-        Assert.Equal(new[] { "linear", "lora" }, methods.Keys.Order());
+        Assert.Equal(new[] { "full", "linear", "lora" }, methods.Keys.Order());
         var shifts = new[] { "gaussian-noise-3", "invert" };
         Assert.All(methods.Values, m => Assert.Equal(shifts.Order(), m!["shifted"]!.AsObject().Select(kv => kv.Key).Order()));
-        // Retraining a stored run from its record gives the same model: every test prediction as stored.
+        // The rebuilt model is the tuned run's: every test prediction as stored, whether its weights came from the
+        // store's adapter (linear, lora) or from training it again (full fine-tuning keeps no weights by default).
         Assert.All(methods.Values, m => Assert.Equal(100, m!["reproduced"]!.GetValue<double>()));
         var wise = json["wise"]!.AsArray().Where(p => p!["method"]!.GetValue<string>() == "lora").ToList();
         Assert.Equal(RobustnessStudy.Profile("quick").Alphas, wise.Select(p => p!["alpha"]!.GetValue<double>()));
@@ -157,25 +158,26 @@ public class StudyCommandTests
         Assert.Equal(methods["linear"]!["in_dist"]!.GetValue<double>(), wise[0]!["in_dist"]!.GetValue<double>());
         Assert.Equal(methods["linear"]!["shifted_mean"]!.GetValue<double>(), wise[0]!["shifted_mean"]!.GetValue<double>());
         Assert.True(Directory.Exists(Path.Combine(dir, "suite", "digits@invert")));
-        // Two charts for the task, one line each (lora's sweep), a point per α: shifted mean against α, then against the
-        // in-distribution top-1, both titled with the sweep's numbers in α order.
+        // Two charts for the task, a line per swept method (lora, full), a point per α: shifted mean against α, then
+        // against the in-distribution top-1, both titled with the sweep's numbers in α order.
         var charts = SvgChart.WithLines(File.ReadAllText(Path.Combine(dir, "robustness.html")));
         Assert.Equal(2, charts.Count);
         static string F2(JsonNode? v) => v!.GetValue<double>().ToString("F2", CultureInfo.InvariantCulture);
         static string G4(JsonNode? v) => v!.GetValue<double>().ToString("G4", CultureInfo.InvariantCulture);
-        Assert.Equal(wise.Select(p => $"lora: {F2(p!["shifted_mean"])} at {G4(p["alpha"])}"), charts[0].Points.Select(p => p.Title));
-        Assert.Equal(wise.Select(p => $"lora: {F2(p!["shifted_mean"])} at {G4(p["in_dist"])}"), charts[1].Points.Select(p => p.Title));
-        Assert.All(charts, c => Assert.Equal(c.Points.Select(p => (p.X, p.Y)), c.Lines.Single()));
-        Assert.True(charts[0].Lines[0].Zip(charts[0].Lines[0].Skip(1)).All(p => p.First.X < p.Second.X), "α increases left to right");
+        Assert.Equal(wise.Select(p => $"lora: {F2(p!["shifted_mean"])} at {G4(p["alpha"])}"), charts[0].PointsOf("lora").Select(p => p.Title));
+        Assert.Equal(wise.Select(p => $"lora: {F2(p!["shifted_mean"])} at {G4(p["in_dist"])}"), charts[1].PointsOf("lora").Select(p => p.Title));
+        Assert.All(charts, c => Assert.Equal(2, c.Lines.Count));
+        Assert.All(charts, c => Assert.Contains(c.Lines, line => line.SequenceEqual(c.PointsOf("lora").Select(p => (p.X, p.Y)))));
+        Assert.True(charts[0].Lines.All(l => l.Zip(l.Skip(1)).All(p => p.First.X < p.Second.X)), "α increases left to right");
         Assert.Contains("α (0: linear probe, 1: fine-tuned)", charts[0].Texts);
         Assert.Contains("in-distribution top-1 %", charts[1].Texts);
 
         // Every evaluation is stored as it finishes: a resumed study, read-only, retrains and evaluates nothing and
         // reports the same numbers from the database.
         int stored = RunCount(dir);
-        var again = StudyOn("digits", dir, "robustness", "--methods", "linear,lora", "--no-train", "--json");
+        var again = StudyOn("digits", dir, "robustness", "--methods", "linear,lora,full", "--no-train", "--json");
         Assert.True(again.ExitCode == 0, again.Stderr);
-        Assert.DoesNotContain("retraining", again.Stderr);
+        Assert.DoesNotContain("to evaluate it", again.Stderr);
         Assert.Equal(stored, RunCount(dir));
         var resumed = JsonNode.Parse(again.Stdout)!;
         Assert.Equal(json["methods"]!.ToJsonString(), resumed["methods"]!.ToJsonString());

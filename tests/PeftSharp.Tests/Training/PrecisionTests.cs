@@ -67,8 +67,8 @@ public class PrecisionTests
     [Fact]
     public void Only_a_non_default_precision_enters_the_run_key()
     {
-        var plain = StudyProtocol.TrainingJson(new TrainOptions());
+        var plain = RunSpecs.TrainingJson(new TrainOptions());
         Assert.DoesNotContain("precision", plain);
-        Assert.Contains("\"precision\":\"bf16\"", StudyProtocol.TrainingJson(new TrainOptions { Precision = Precision.BFloat16 }));
+        Assert.Contains("\"precision\":\"bf16\"", RunSpecs.TrainingJson(new TrainOptions { Precision = Precision.BFloat16 }));
     }
 }

@@ -9,7 +9,7 @@ namespace PeftSharp.Tests.Tuners;
 public class AdapterFileTests
 {
     public static IEnumerable<object[]> Methods() =>
-        TunerRegistry.All.Select(m => new object[] { m.Id }).Append(new object[] { "ssf+lora" });
+        TunerRegistry.ImageMethods.Select(m => new object[] { m.Id }).Append(new object[] { "ssf+lora" });
 
     [Theory]
     [MemberData(nameof(Methods))]

@@ -9,8 +9,8 @@ namespace PeftSharp.Tests.Tuners;
 /// where its initialisation says so, and mergeable methods merge and unmerge exactly.</summary>
 public class MethodBehaviourTests
 {
-    public static IEnumerable<object[]> AllMethods() => TunerRegistry.All.Select(m => new object[] { m.Id });
-    public static IEnumerable<object[]> MergeableMethods() => TunerRegistry.All.Where(m => m.Mergeable).Select(m => new object[] { m.Id })
+    public static IEnumerable<object[]> AllMethods() => TunerRegistry.ImageMethods.Select(m => new object[] { m.Id });
+    public static IEnumerable<object[]> MergeableMethods() => TunerRegistry.ImageMethods.Where(m => m.Mergeable).Select(m => new object[] { m.Id })
         .Concat(new[] { new object[] { "ssf+lora" }, new object[] { "lora+ssf" }, new object[] { "lora+repadapter+difffit" }, new object[] { "bitfit+fact-tk" } });
 
     /// <summary>Methods whose initialisation leaves the function unchanged (zero-init up/B/V, identity conv, γ = 1).</summary>

@@ -22,20 +22,13 @@ public class UserPathLibraryTests
             var task = ImageTask.Open(ClassFolders.Create(Path.Combine(root, "photos")));
             var backbone = BackboneSpec.OrShipped(null, null, null);
             var train = new TrainOptions { Epochs = 3, WarmupEpochs = 0, Normalization = ModelCheckpoints.ReadNormalization(backbone.Checkpoint!)! };
-            using var trainData = StudyProtocol.Loader(task.TrainVal, backbone.ImageSize(), train, shuffle: true);
-            using var testData = StudyProtocol.Loader(task.Test, backbone.ImageSize(), train, shuffle: false);
-            var spec = new RunSpec
-            {
-                Stage = RunStage.Single, Dataset = task.Name, TrainSplit = task.TrainValName, EvalSplit = task.TestName, Method = "lora",
-                Lr = train.Lr, WeightDecay = train.WeightDecay, Seed = train.Seed, Epochs = train.Epochs, BatchSize = train.BatchSize,
-                TrainingJson = StudyProtocol.TrainingJson(train), Checkpoint = backbone.CheckpointIdentity(),
-            };
-            var request = new RunRequest(spec, backbone, new Dictionary<string, string>(), train, trainData, testData, task.NumClasses, task.Directory);
+            using var run = SingleRun.Create(task, "lora", null, train, backbone);
+            var request = run.Request;
             string adapter = Path.Combine(root, "adapter"), merged = Path.Combine(root, "merged.safetensors");
             using var db = ResultsStores.Open(Path.Combine(root, "r.db"));
-            var record = new RunExecutor(db, CPU).Execute(request, "lib", (peft, _, r) =>
+            var record = new RunExecutor(db, CPU).Execute(request, "lib", (product, r) =>
             {
-                request.SaveAdapter(peft, adapter);
+                product.SaveAdapter(adapter);
                 return r;
             });
             var expected = db.Predictions(record.Id).OrderBy(p => p.Index).ToList();

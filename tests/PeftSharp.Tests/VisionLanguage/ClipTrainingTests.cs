@@ -128,7 +128,7 @@ public class ClipTrainingTests
         manual_seed(4);
         using var tokens = randint(1, 999, new long[] { 2, 16 });
         var needImages = new List<string>();
-        foreach (var method in TunerRegistry.All.Where(m => m.Id != "linear"))
+        foreach (var method in TunerRegistry.ImageMethods.Where(m => m.Id != "linear"))
         {
             using var clip = ModelCheckpoints.LoadClip(TestFiles.ClipCheckpoint).Model;
             try
@@ -164,5 +164,29 @@ public class ClipTrainingTests
         var original = clip.state_dict();
         foreach (var (name, t) in again.state_dict())
             TensorAssert.Close(original[name], t, atol: 1e-3, rtol: 1e-3, what: name);
+    }
+}
+
+public class ClipJobTests
+{
+    static ClipJob Job(string method, Dictionary<string, string> settings)
+    {
+        var pairs = VlTasks.Scenes("train", 8, 99, unique: true);
+        var task = new VlTask("tiny", "tiny", false, ClipObjective.Contrastive, pairs, pairs);
+        return new ClipJob(new ClipRunRequest(task, 1.0, method, settings, ["visual"], new ClipTrainOptions()), TestFiles.ClipCheckpoint, "clip sha256:00");
+    }
+
+    [Fact]
+    public void A_clip_run_is_keyed_on_the_resolved_hyperparameters_under_its_family()
+    {
+        // Stating a default is the same run; a changed value is another (before, raw settings were the key, so a
+        // changed default silently reused a run trained with the old one).
+        var implicitRank = Job("lora", []);
+        int rank = implicitRank.Spec.HyperJson.Contains("\"rank\":8") ? 8 : throw new Xunit.Sdk.XunitException(implicitRank.Spec.HyperJson);
+        Assert.Equal(implicitRank.Spec.Key, Job("lora", new() { ["rank"] = rank.ToString() }).Spec.Key);
+        Assert.NotEqual(implicitRank.Spec.Key, Job("lora", new() { ["rank"] = "4" }).Spec.Key);
+        Assert.Equal(ClipJob.Family, implicitRank.Spec.Family);
+        var zeroShot = Job(ClipRunRequest.ZeroShot, []);
+        Assert.Equal(("none", "{}", 0.0), (zeroShot.Spec.TrainSplit, zeroShot.Spec.HyperJson, zeroShot.Spec.Lr));
     }
 }

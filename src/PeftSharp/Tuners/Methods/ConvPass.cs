@@ -15,6 +15,7 @@ namespace PeftSharp.Tuners.Methods;
 /// </summary>
 public sealed class ConvPass : TunerMethod
 {
+    public override IReadOnlyDictionary<string, string[]> OtherBenchKnobs => new Dictionary<string, string[]> { ["scale"] = ["1", "10"] };
     public override string Id => "convpass";
     public override string Summary => "convolutional bypasses parallel to attention and MLP";
     public override string Reference => "Jie & Deng 2022 (Convpass); placement as in the unifying study";
@@ -29,7 +30,7 @@ public sealed class ConvPass : TunerMethod
 
     public override AppliedTuner Apply(TunableEncoder encoder, Hyperparameters h)
     {
-        encoder.RequireVit(Id);
+        encoder.RequirePatches(Id);
         var placements = new[] { ("convpass_attn", new[] { InsertionPoint.AttnParallelNormed }), ("convpass_mlp", new[] { InsertionPoint.MlpParallelNormed }) };
         return HookTuner.PerBlock(this, h, encoder, placements, _ =>
             new ConvBypass(encoder.EmbedDim, h.Int("rank"), h.Double("scale"), h.Double("dropout"), h.Bool("xavier")));
@@ -93,8 +94,9 @@ public sealed class ConvBypass : BlockTuner
         }
         if (x.shape[1] > start)   // else the block computes its leading prefix tokens alone
         {
-            var patches = down[.., start..].reshape(b, h, w, rank).permute(0, 3, 1, 2);
-            parts.Add(adapter_conv.forward(patches).permute(0, 2, 3, 1).reshape(b, (long)h * w, rank));
+            // A clip's frames are convolved as separate grids (the 2-D conv does not mix time).
+            var patches = down[.., start..].reshape(b * layout.Frames, h, w, rank).permute(0, 3, 1, 2);
+            parts.Add(adapter_conv.forward(patches).permute(0, 2, 3, 1).reshape(b, (long)layout.Frames * h * w, rank));
         }
         var mixed = dropout.forward(QuickGelu(cat(parts.ToArray(), 1)));
         return adapter_up.forward(mixed) * scale;

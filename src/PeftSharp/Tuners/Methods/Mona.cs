@@ -22,6 +22,7 @@ namespace PeftSharp.Tuners.Methods;
 /// </summary>
 public sealed class Mona : TunerMethod
 {
+    public override CapacityKnob? Capacity => new("dim", ["32", "64"], ["8", "16", "32", "64"]);
     public override string Id => "mona";
     public override string Summary => "multi-scale depthwise-conv adapters after the attention and MLP residuals";
     public override bool Mergeable => false;
@@ -35,7 +36,7 @@ public sealed class Mona : TunerMethod
 
     public override AppliedTuner Apply(TunableEncoder encoder, Hyperparameters h)
     {
-        encoder.RequireVit(Id);
+        encoder.RequirePatches(Id);
         var placements = new[]
         {
             ("mona_attn", new[] { InsertionPoint.BetweenBranches }), ("mona_mlp", new[] { InsertionPoint.BlockOutput }),
@@ -131,8 +132,9 @@ public sealed class MonaLayer : BlockTuner
         if (start > 0) parts.Add(adapter_conv.AloneTokens(down[.., ..Math.Min(start, (int)down.shape[1])]));
         if (down.shape[1] > start)   // else the block computes its leading prefix tokens alone
         {
-            var grid = down[.., start..].reshape(b, h, w, dim).permute(0, 3, 1, 2);
-            parts.Add(adapter_conv.forward(grid).permute(0, 2, 3, 1).reshape(b, (long)h * w, dim));
+            // A clip's frames are convolved as separate grids (the 2-D convs do not mix time).
+            var grid = down[.., start..].reshape(b * layout.Frames, h, w, dim).permute(0, 3, 1, 2);
+            parts.Add(adapter_conv.forward(grid).permute(0, 2, 3, 1).reshape(b, (long)layout.Frames * h * w, dim));
         }
         return parts.Count == 1 ? parts[0] : cat(parts.ToArray(), 1);
     }

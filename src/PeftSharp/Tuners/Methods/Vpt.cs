@@ -23,10 +23,10 @@ public abstract class VptBase : TunerMethod
         HyperSpec.Double("dropout", 0.1, Array.Empty<double>(), "dropout on the prompt tokens", min: 0, max: 0.99),
     };
 
-    internal static Parameter NewPrompts(int count, VisionTransformer vit)
+    internal static Parameter NewPrompts(int count, IPatchEncoder encoder)
     {
-        double bound = Math.Sqrt(6.0 / (3.0 * vit.Config.PatchSize * vit.Config.PatchSize + vit.EmbedDim));
-        return new Parameter(empty(count, vit.EmbedDim).uniform_(-bound, bound));
+        double bound = Math.Sqrt(6.0 / (3.0 * encoder.PatchSize * encoder.PatchSize + encoder.EmbedDim));
+        return new Parameter(empty(count, encoder.EmbedDim).uniform_(-bound, bound));
     }
 
     /// <summary>x with the prompts placed right after the prefix (class/register) tokens.</summary>
@@ -41,28 +41,30 @@ public abstract class VptBase : TunerMethod
 
 public sealed class VptShallow : VptBase
 {
+    public override CapacityKnob? Capacity => new("prompts", ["5", "10"], ["1", "5", "10", "20", "50"]);
     public override string Id => "vpt-shallow";
     public override string Summary => "p prompt tokens prepended once, before block 0";
     protected override int[] PromptGrid => new[] { 5, 10, 50, 100, 200 };
 
     public override AppliedTuner Apply(TunableEncoder encoder, Hyperparameters h)
     {
-        var vit = encoder.RequireVit(Id);
+        var vit = encoder.RequirePatches(Id);
         var prompts = new ShallowPrompts(NewPrompts(h.Int("prompts"), vit), h.Double("dropout"));
         vit.Attach("vpt", prompts, EncoderPoint.AfterEmbedding);
-        return new HookTuner(this, h, encoder, prompts.parameters(), () => vit.Tuners.Remove(vit, "vpt"));
+        return new HookTuner(this, h, encoder, prompts.parameters(), () => vit.Tuners.Remove((nn.Module)vit, "vpt"));
     }
 }
 
 public sealed class VptDeep : VptBase
 {
+    public override CapacityKnob? Capacity => new("prompts", ["5", "10"], ["1", "5", "10", "20", "50"]);
     public override string Id => "vpt-deep";
     public override string Summary => "fresh p prompt tokens before every block, dropped after it";
     protected override int[] PromptGrid => new[] { 5, 10, 50, 100 };
 
     public override AppliedTuner Apply(TunableEncoder encoder, Hyperparameters h)
     {
-        var vit = encoder.RequireVit(Id);
+        var vit = encoder.RequirePatches(Id);
         return HookTuner.PerBlock(this, h, encoder, new[] { ("vpt", new[] { InsertionPoint.BlockInput, InsertionPoint.BlockOutput }) },
                                   _ => new DeepPrompts(NewPrompts(h.Int("prompts"), vit), h.Double("dropout")));
     }

@@ -1,0 +1,46 @@
+using PeftSharp.Models;
+
+namespace PeftSharp.Checkpoints;
+
+/// <summary>Loading and saving the video ViT: VideoMAE fine-tuning checkpoints (its key names), ours (the same names,
+/// with the architecture in the "config" metadata), and image checkpoints inflated to video.</summary>
+public static class VideoCheckpoints
+{
+    /// <summary>Loads a VideoMAE-named safetensors file. The architecture comes from <paramref name="config"/>, else
+    /// from the file's "config" metadata (VideoMAE constructor arguments as JSON).</summary>
+    public static LoadedModel<VideoVisionTransformer> LoadVideoMae(string path, VideoVitConfig? config = null, bool strict = true)
+    {
+        if (!File.Exists(path)) throw new PeftSharpException($"{path}: checkpoint file not found");
+        using var file = SafeTensorsFile.Open(path);
+        var raw = new SafeTensorsSource(file);
+        if (!VideoMaeKeys.IsVideoMae(raw))
+            throw new PeftSharpException($"{path}: not a video ViT checkpoint (expected a 5-D patch_embed.proj.weight, VideoMAE's tubelet kernel)");
+        string configSource = "given";
+        if (config is null)
+        {
+            if (!file.Metadata.TryGetValue("config", out var json))
+                throw new PeftSharpException($"{path}: no video config given and no 'config' metadata in the file (pass VideoMAE's arguments as JSON: img_size, patch_size, all_frames, tubelet_size, embed_dim, depth, num_heads, num_classes, init_values)");
+            config = VideoVitConfig.FromJson(json, $"{path} metadata 'config'");
+            configSource = "metadata";
+        }
+        var model = new VideoVisionTransformer(config);
+        var report = StateDictLoader.Load(model, VideoMaeKeys.ToInternal(raw));
+        if (strict) report.ThrowUnlessStrict(path);
+        return new LoadedModel<VideoVisionTransformer>(model, report, KeyConvention.Timm, configSource);
+    }
+
+    /// <summary>Saves under VideoMAE's key names, with the architecture as "config" metadata.</summary>
+    public static void SaveVideoMae(string path, VideoVisionTransformer model, IReadOnlyDictionary<string, string>? metadata = null)
+    {
+        var meta = new Dictionary<string, string>(metadata ?? new Dictionary<string, string>()) { ["config"] = model.Config.ToJson(), ["format"] = "pt" };
+        SafeTensors.Save(path, VideoMaeKeys.FromInternal(StateDictLoader.StateDict(model)), meta);
+    }
+
+    /// <summary>An image ViT checkpoint (any convention <see cref="ModelCheckpoints.LoadVit"/> reads) inflated to a
+    /// video ViT of <paramref name="numFrames"/> frames in tubelets of <paramref name="tubeletSize"/>.</summary>
+    public static VideoVisionTransformer Inflate(string imageCheckpoint, int numFrames, int tubeletSize, int numClasses, double dropPathRate = 0)
+    {
+        using var image = ModelCheckpoints.LoadVit(imageCheckpoint).Model;
+        return VideoInflation.Inflate(image, numFrames, tubeletSize, numClasses, dropPathRate);
+    }
+}

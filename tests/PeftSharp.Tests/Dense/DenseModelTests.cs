@@ -60,3 +60,42 @@ public class DenseModelTests
         Assert.True(before.argmax(1).eq(merged.argmax(1)).@float().mean().item<float>() > 0.999f);
     }
 }
+
+/// <summary>The heads' written-out layers against libtorch's own (single images, where its kernels were never wrong).</summary>
+public class HeadLayerTests
+{
+    [Theory]
+    [InlineData(1)]
+    [InlineData(3)]
+    public void MatConv2d_is_conv2d_with_same_padding(int kernel)
+    {
+        manual_seed(3);
+        var conv = new MatConv2d(5, 7, kernel);
+        var x = randn(2, 5, 6, 4);
+        using var noGrad = no_grad();
+        var expected = nn.functional.conv2d(x, conv.weight, conv.bias, padding: new long[] { kernel / 2, kernel / 2 });
+        TensorAssert.Close(expected, conv.forward(x), atol: 1e-5, what: $"{kernel}x{kernel}");
+    }
+
+    [Fact]
+    public void MatUpsample2x_is_a_stride_2_transposed_convolution()
+    {
+        manual_seed(4);
+        var up = new MatUpsample2x(5, 3);
+        var x = randn(2, 5, 3, 4);
+        using var noGrad = no_grad();
+        var expected = nn.functional.conv_transpose2d(x, up.weight, up.bias, strides: new long[] { 2, 2 });
+        TensorAssert.Close(expected, up.forward(x), atol: 1e-5, what: "2x up");
+    }
+
+    [Fact]
+    public void GroupNorm2d_is_group_norm()
+    {
+        manual_seed(5);
+        var gn = new GroupNorm2d(2, 6);
+        using (no_grad()) { gn.weight.uniform_(0.5, 1.5); gn.bias.uniform_(-1, 1); }
+        var x = randn(3, 6, 4, 5);
+        using var noGrad = no_grad();
+        TensorAssert.Close(nn.functional.group_norm(x, 2, gn.weight, gn.bias, 1e-5), gn.forward(x), atol: 1e-5, what: "group norm");
+    }
+}

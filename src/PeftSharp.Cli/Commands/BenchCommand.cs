@@ -35,7 +35,7 @@ public sealed class BenchCommand : ICommand
             quick    3 tasks, 4 methods, 2 lrs (and LoRA's rank), shrunken splits; about 2 minutes
             default  6 tasks (2 per group), the study's 16 methods, 2 lrs x 2 values of each capacity knob,
                      2 epochs on the first 160 of train800 / 40 of val200; within 15 minutes on 2 cores
-            full     all 10 tasks and 19 methods, 100 epochs, lr x wd x the study's grids, whole splits
+            full     all 10 tasks and every image method, 100 epochs, lr x wd x the study's grids, whole splits
           --seeds N retrains each chosen configuration with N seeds (42, 43, ...); the report gives 95 % intervals
           and which methods differ significantly from the best (paired bootstrap over test images and seeds).
         """;

@@ -213,7 +213,7 @@ public sealed class SuiteBenchmark
         var watch = Stopwatch.StartNew();
         if (!File.Exists(checkpoint)) throw new PeftSharpException("checkpoint", $"{checkpoint}: backbone checkpoint not found (pretrain one, or name another checkpoint)");
         var shape = Checkpoints.ModelCheckpoints.ReadVitConfig(checkpoint);   // a damaged file fails here, before any work
-        CreateWritable(outDir);
+        WritableFolder.Require(outDir, "the benchmark's output folder");
         log?.Report($"materialising the mini-VTAB suite in {Path.Combine(outDir, "suite")}");
         var tasks = MiniVtab.Materialize(Path.Combine(outDir, "suite"), taskNames: profile.Tasks);
         using var db = ResultsDb.Open(Path.Combine(outDir, "results.db"));
@@ -234,7 +234,6 @@ public sealed class SuiteBenchmark
     }
 
     /// <summary>Creates the output folder and proves it is writable, so a bad --out fails before any training.</summary>
-    internal static void CreateWritable(string directory, string what = "the benchmark's output folder") => WritableFolder.Require(directory, what);
 
     BenchCell Cell(ResultsDb db, StudyProtocol protocol, MaterializedTask task, string method, BackboneSpec backbone, string backboneName, TrainOptions train)
     {

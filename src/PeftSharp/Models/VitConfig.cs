@@ -140,7 +140,7 @@ public sealed record VitConfig
     {
         var config = preset != null ? VitPresets.Get(preset) : null;
         if (jsonOrPath == null) return config;
-        string text = jsonOrPath, source = "--config";
+        string text = jsonOrPath, source = "model config";
         if (!jsonOrPath.TrimStart().StartsWith('{'))
         {
             if (!File.Exists(jsonOrPath))

@@ -2,6 +2,9 @@ using System.Diagnostics;
 using System.Globalization;
 using System.Text.Json.Nodes;
 using PeftSharp.Benchmarks;
+using PeftSharp.Reporting;
+using static PeftSharp.Reporting.Charts;
+using static PeftSharp.Reporting.Html;
 using static PeftSharp.Studies.StudyReport;
 
 namespace PeftSharp.Studies;
@@ -85,8 +88,9 @@ public sealed class CapacityStudy : IStudy
         {
             ["task"] = s.Task, ["method"] = s.Method, ["value"] = s.Value, ["trainable_params"] = s.TrainableParams, ["top1"] = Round(s.Top1),
         }));
-        string summary = SummaryTable(profile, cells) + "\n" + string.Concat(Findings(cells).Select(f => $"- {f}\n"));
-        return new StudyOutput(Name, json, Html(profile, protocol, cells, summary, watch.Elapsed.TotalSeconds), summary);
+        var table = SummaryTable(profile, cells);
+        string summary = table.ToMarkdown() + "\n" + string.Concat(Findings(cells).Select(f => $"- {f}\n"));
+        return new StudyOutput(Name, json, Html(profile, protocol, cells, table, watch.Elapsed.TotalSeconds), summary);
     }
 
     /// <summary>The profile with the overrides applied; --methods keeps only the knobs and references it names. A
@@ -119,7 +123,7 @@ public sealed class CapacityStudy : IStudy
 
     static string Label(CapacityCell c) => c.Knob == null ? c.Method : $"{c.Method} {c.Knob} {c.Value}";
 
-    static string SummaryTable(CapacityProfile profile, IReadOnlyList<CapacityCell> cells)
+    static ReportTable SummaryTable(CapacityProfile profile, IReadOnlyList<CapacityCell> cells)
     {
         var tasks = profile.Protocol.Tasks;
         var header = new[] { "method", "trainable params" }.Concat(tasks).Append("mean").ToList();
@@ -131,7 +135,7 @@ public sealed class CapacityStudy : IStudy
                 .Concat(byTask.Select(c => c?.Top1 is double v ? F(v) : "failed"))
                 .Append(done.Count == tasks.Count ? F(done.Average()) : "–").ToList();
         });
-        return MarkdownTable(header, rows);
+        return new ReportTable(header, rows);
     }
 
     /// <summary>What the grid shows, per method: the accuracy gained from its smallest to its largest knob value, and
@@ -156,7 +160,7 @@ public sealed class CapacityStudy : IStudy
         return findings;
     }
 
-    string Html(CapacityProfile profile, BenchProfile protocol, IReadOnlyList<CapacityCell> cells, string summary, double seconds)
+    string Html(CapacityProfile profile, BenchProfile protocol, IReadOnlyList<CapacityCell> cells, ReportTable summary, double seconds)
     {
         var sections = new List<string>();
         foreach (var task in protocol.Tasks)
@@ -166,7 +170,7 @@ public sealed class CapacityStudy : IStudy
             sections.Add(Section(task, LineChart(series, "trainable parameters (log scale; the head excluded)", "test top-1 %", logX: true),
                                  "Each point is one knob value; a method without a knob (linear probe, full fine-tuning) is one point."));
         }
-        sections.Add(Section("Every cell", MarkdownToHtml(summary)));
+        sections.Add(Section("Every cell", summary.ToHtml()));
         sections.Add(Section("Findings", "<ul>" + string.Concat(Findings(cells).Select(f => $"<li>{Esc(f)}</li>")) + "</ul>"));
         var failed = cells.Where(c => c.Error != null).ToList();
         if (failed.Count > 0)

@@ -65,3 +65,17 @@ public class MethodsCommandTests
         CliRunner.AssertOneLineError(CliRunner.Run(args.ToArray()), expected);
     }
 }
+
+public class VersionTests
+{
+    [Fact]
+    public void Version_prints_the_one_version_the_library_and_the_tool_share()
+    {
+        var r = CliRunner.Run("--version");
+        Assert.Equal(0, r.ExitCode);
+        string expected = typeof(PeftSharpVersion).Assembly.GetName().Version!.ToString(3);
+        Assert.Equal(expected, PeftSharpVersion.Text);
+        Assert.Equal(expected, typeof(PeftSharp.Cli.Commands.TrainCommand).Assembly.GetName().Version!.ToString(3));
+        Assert.StartsWith($"peftsharp {expected} (TorchSharp 0.107.", r.Stdout);
+    }
+}

@@ -121,6 +121,11 @@ public sealed class TrainedRun(VisionTransformer model, PeftModel peft, TrainRes
 /// </summary>
 public static class FineTuning
 {
+    /// <summary>The same with a typed method configuration (<c>new LoraConfig { Rank = 8 }</c>).</summary>
+    public static TrainedRun Run(ImageTask task, MethodConfig method, TrainOptions? train = null, BackboneSpec? backbone = null,
+                                 Device? device = null, IProgress<TrainProgress>? progress = null) =>
+        Run(task, method.Method, method.Settings(), train, backbone, device, progress);
+
     /// <param name="backbone">Null: the shipped pretrained backbone.</param>
     /// <param name="train">Null: the study's defaults, with the normalisation the backbone records.</param>
     public static TrainedRun Run(ImageTask task, string method, IReadOnlyDictionary<string, string>? settings = null, TrainOptions? train = null,

@@ -35,6 +35,10 @@ public sealed class DenseTrainer
 
     public DenseTrainer(DenseModel model, PeftModel peft, TrainOptions options, Device device)
     {
+        // A pre-pass (GPS, SCT, SPT, NOAH) reads an image classifier's training split and loss; dense runs have neither,
+        // so such a method would train its data-free default selection: refused, not silently done.
+        if (peft.NeedsPrePass)
+            throw new PeftSharpException($"method '{peft.MethodSpec}': its pre-pass ({string.Join(", ", peft.PrePasses.Select(p => p.PrePassName))}) reads an image classifier's training split, which dense runs do not have");
         this.model = model;
         this.peft = peft;
         this.options = options.Validate();

@@ -41,6 +41,20 @@ public class DenseModelTests
         TensorAssert.Close(model.Features(x)[0], model.Features(x, firstTrainableBlock: 1)[0], atol: 1e-6, what: "frozen block 0");
     }
 
+    [Theory]
+    [InlineData("gps")]
+    [InlineData("spt-lora")]
+    [InlineData("noah")]
+    public void A_method_with_a_classifier_pre_pass_is_refused_in_one_line(string method)
+    {
+        var backbone = Backbone();
+        using var model = new DenseModel(backbone, DenseKind.Segmentation, 4);
+        var peft = PeftModel.Create(backbone, method, method == "spt-lora" ? new Dictionary<string, string> { ["budget"] = "5000" } : null);
+        var e = Assert.Throws<PeftSharpException>(() => new DenseTrainer(model, peft, new PeftSharp.Training.TrainOptions(), CPU));
+        Assert.Contains($"method '{method}': its pre-pass (", e.Message);
+        Assert.DoesNotContain("\n", e.Message);
+    }
+
     [Fact]
     public void Merged_lora_segments_exactly_as_unmerged()
     {

@@ -56,6 +56,25 @@ public class ClipTrainingTests
         Assert.Equal(100, ClipEvaluation.Retrieval(images, texts, new[] { 0, 0, 2 }).ImageToTextR1, 6);
     }
 
+    [Theory]
+    [InlineData("sct")]
+    [InlineData("spt-lora")]
+    [InlineData("noah")]
+    public void A_method_with_a_classifier_pre_pass_is_refused_on_the_image_tower_in_one_line(string method)
+    {
+        using var clip = SmallClip();
+        var settings = method switch
+        {
+            "sct" => new Dictionary<string, string> { ["channels"] = "8" },
+            "spt-lora" => new Dictionary<string, string> { ["budget"] = "5000" },
+            _ => new Dictionary<string, string>(),
+        };
+        var peft = ClipRuns.Apply(clip, method, settings, ["visual"]);
+        var e = Assert.Throws<PeftSharpException>(() => new ClipTrainer(peft, new ClipTrainOptions { Steps = 1 }));
+        Assert.Contains($"method '{method}': its pre-pass (", e.Message);
+        Assert.DoesNotContain("\n", e.Message);
+    }
+
     [Fact]
     public void A_few_training_steps_raise_retrieval_recall_on_the_training_pairs()
     {

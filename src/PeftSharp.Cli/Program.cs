@@ -34,6 +34,7 @@ if (command == null)
 }
 
 NativeHeap.KeepFreedBuffers();
+OpenMpWait.PassiveUnlessSet();   // before libtorch loads: its threads sleep, not spin, on a shared machine
 try
 {
     var line = new CommandLine(command.Name, args.Skip(1), command.Flags);

@@ -55,6 +55,8 @@ public sealed class ClipDataset
     public ClipTransform Transform { get; }
     public string Source { get; }
     public bool ShuffleFrames { get; init; }
+    /// <summary>Where decoded frames are kept between reads (null: decode every read).</summary>
+    public FrameCache? Cache { get; init; } = FrameCache.Shared;
 
     public int Label(int index) => Entries[index].Label;
 
@@ -93,7 +95,8 @@ public sealed class ClipDataset
     IClipReader Open(int index)
     {
         var e = Entries[index];
-        IClipReader reader = e.IsVideoFile ? new FfmpegReader(e.Path) : new FrameFolderReader(e.Path, e.ListedFrames);
+        IClipReader Decode() => e.IsVideoFile ? new FfmpegReader(e.Path) : new FrameFolderReader(e.Path, e.ListedFrames);
+        var reader = Cache is null ? Decode() : Cache.Reader(e.Path, e.ListedFrames, Decode);
         Sampler.Check(reader.FrameCount, e.Path);
         return reader;
     }

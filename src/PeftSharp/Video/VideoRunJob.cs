@@ -64,6 +64,7 @@ public sealed class VideoRunJob : IRunJob
                                     backbone.ModelJson, RunSpec.CheckpointIdentity(backbone.Checkpoint), family: Family);
         var training = JsonNode.Parse(spec.TrainingJson)!.AsObject();
         training["clips"] = data.ToJson();   // frames, sampling, size: what the model sees of a clip
+        training["schedule"] = "per-step";   // VideoTrainer.Schedule, not the image trainer's per-epoch steps
         Spec = spec with { TrainingJson = training.ToJsonString() };
     }
 

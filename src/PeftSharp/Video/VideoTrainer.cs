@@ -24,8 +24,8 @@ public sealed record VideoTrainResult(IReadOnlyList<double> EpochLosses, double 
 public sealed record VideoEvaluation(double Top1, double Top5, double Loss, IReadOnlyList<Prediction> Predictions, double Seconds);
 
 /// <summary>
-/// Trains a video classifier's trainable parameters through <see cref="OptimizerSteps"/> (AdamW, the per-epoch cosine
-/// schedule of <see cref="TrainOptions"/>, clipping, the divergence guard), clips decoded ahead by the
+/// Trains a video classifier's trainable parameters through <see cref="OptimizerSteps"/> (AdamW, a per-step warm-up
+/// and cosine from <see cref="TrainOptions"/> (<see cref="Schedule"/>), clipping, the divergence guard), clips decoded ahead by the
 /// <see cref="ClipLoader"/>. Blocks before the first one with a trainable parameter run without autograd.
 /// </summary>
 public static class VideoTrainer
@@ -34,7 +34,8 @@ public static class VideoTrainer
                                        Device device, IProgress<TrainProgress>? progress = null, TrainCheckpoint? checkpoint = null)
     {
         var parameters = peft.TrainableParameters().Select(p => p.Parameter).ToList();
-        using var steps = OptimizerSteps.For(parameters, options);
+        int perEpoch = train.BatchesPerEpoch;
+        using var steps = new OptimizerSteps(parameters, options.Lr, options.WeightDecay, Schedule(options, perEpoch), options.GradClip);
         var losses = new List<double>();
         int start = 0;
         if (checkpoint?.TryRestore(peft, steps.Optimizer, out start, losses) != true) start = 0;
@@ -47,13 +48,13 @@ public static class VideoTrainer
         long clips = 0;
         for (int epoch = start; epoch < options.Epochs; epoch++)
         {
-            double lr = steps.Schedule(epoch);
             model.train();
             double sum = 0;
             int n = 0;
             foreach (var batch in train.Epoch(epoch))
                 using (batch)
                 {
+                    double lr = steps.Schedule(epoch * perEpoch + n);
                     double loss = steps.Step(() => F.cross_entropy(Logits(model, batch.Clips.to(device), first), batch.Labels.to(device),
                                                                    label_smoothing: options.LabelSmoothing), $"epoch {epoch + 1}, step {n + 1}");
                     sum += loss;
@@ -71,6 +72,12 @@ public static class VideoTrainer
         return new VideoTrainResult(losses, seconds, train.WaitSeconds - waitBefore, stepCount, clips / Math.Max(seconds, 1e-9),
                                     PerfBenchmark.PeakRss(), first);
     }
+
+    /// <summary>The learning rate per step: a linear warm-up over the warm-up epochs' steps, then a cosine to the
+    /// minimum (<see cref="WarmupThenCosine"/>). Video runs are a few epochs long: the per-epoch schedule of the image
+    /// trainer would hold a whole warm-up epoch at the warm-up lr (1e-6), a fifth of a 5-epoch run learning nothing.</summary>
+    public static WarmupThenCosine Schedule(TrainOptions options, int stepsPerEpoch) =>
+        new(options.Lr, options.Epochs * stepsPerEpoch, Math.Min(options.WarmupEpochs, options.Epochs) * stepsPerEpoch, options.MinLr);
 
     /// <summary>Logits of a clip batch; frozen leading blocks run without autograd.</summary>
     static Tensor Logits(VideoVisionTransformer model, Tensor clips, int firstTrainable)

@@ -68,6 +68,34 @@ public class ClipDataTests
     }
 
     [Fact]
+    public void Decoded_frames_are_kept_between_reads_until_the_clip_folder_changes()
+    {
+        string root = TestFiles.TempDir();
+        string dir = Folder(root, "a", 8);
+        File.WriteAllText(Path.Combine(root, "list.txt"), "a 8 1\n");
+        var sampler = new ClipSampler(SamplingMode.Segment, 4);
+        var transform = new ClipTransform { Size = 8, Normalization = Normalization.None };
+        var cache = new FrameCache(1 << 20);
+        string list = Path.Combine(root, "list.txt");
+        var cached = new ClipDataset(ClipList.Read(list, root), 2, sampler, transform, list) { Cache = cache };
+        var first = cached.ReadTest(0);
+        Assert.Equal(4 * 8 * 8 * 3, cache.CachedBytes);   // the 4 sampled frames of 8×8 RGB
+        // The frame files gone (the folder's time kept): the cache still serves the clip, an uncached dataset cannot.
+        var stamp = Directory.GetLastWriteTimeUtc(dir);
+        foreach (var f in Directory.GetFiles(dir)) File.Delete(f);
+        Directory.SetLastWriteTimeUtc(dir, stamp);
+        Assert.Equal(first, cached.ReadTest(0));
+        var uncached = new ClipDataset(ClipList.Read(list, root), 2, sampler, transform, list) { Cache = null };
+        Assert.Throws<PeftSharpException>(() => uncached.ReadTest(0));
+        // Rewritten frames (gray 255 - 30 f) in a folder with a new time are read afresh.
+        for (int f = 0; f < 8; f++)
+            File.WriteAllBytes(Path.Combine(dir, $"img_{f + 1:D5}.png"), PngOf(Enumerable.Repeat((byte)(255 - f * 30), 8 * 8 * 3).ToArray()));
+        Directory.SetLastWriteTimeUtc(dir, stamp.AddSeconds(1));
+        var fresh = cached.ReadTest(0);
+        for (int t = 0; t < 4; t++) Assert.Equal((255 - (60 * t + 30)) / 255f, fresh[(2 * 4 + t) * 64 + 17], 5);
+    }
+
+    [Fact]
     public void Bad_clips_are_one_line_naming_the_clip_and_exit_2()
     {
         string root = TestFiles.TempDir();

@@ -121,4 +121,31 @@ public class VideoVitTests
         var e = Assert.Throws<PeftSharpException>(() => PeftModel.Create(model, "gps"));
         Assert.Contains("image ViT only", e.Message);
     }
+
+    [Fact]
+    public void An_inflated_model_sees_a_clip_and_its_reversal_alike_until_something_temporal_trains()
+    {
+        // Inflation spreads the patch kernel evenly over a tubelet's frames and repeats the patch positions over time,
+        // so reversing the frames ([0 1 | 2 3] → [3 2 | 1 0]) only permutes tokens that attention and class-token
+        // pooling treat alike. Methods that leave the patch kernel and positions frozen and add no temporal operator
+        // (LoRA here, with a non-zero update) cannot tell "move left" from its reversal "move right"; ST-Adapter's
+        // temporal convolution can, once its kernel is no longer zero.
+        manual_seed(5);
+        using var image = ModelCheckpoints.LoadVit(TestFiles.VitCheckpoint).Model;
+        int size = image.Config.ImgSize;
+        var clip = randn(new long[] { 2, 3, 4, size, size });
+        var reversed = clip.flip(2);
+        Tensor Gap(string method)
+        {
+            using var video = VideoInflation.Inflate(image, numFrames: 4, tubeletSize: 2, numClasses: 3);
+            var peft = PeftModel.Create(video, method);
+            using (no_grad())
+                foreach (var (_, p) in peft.TrainableParameters()) p.add_(randn_like(p) * 0.1);
+            video.eval();
+            using var _ = no_grad();
+            return (video.forward(clip) - video.forward(reversed)).abs().max();
+        }
+        Assert.True(Gap("lora").item<float>() < 1e-5f, "LoRA on the inflated model: a clip and its reversal must give the same logits");
+        Assert.True(Gap("st-adapter").item<float>() > 1e-2f, "ST-Adapter with a non-zero temporal kernel must tell them apart");
+    }
 }

@@ -31,10 +31,9 @@ public abstract record MethodConfig
     };
 }
 
-/// <summary>LoRA (Hu et al.): W + (alpha/r)·BA on the targets (q,k,v sections of the fused qkv by default).</summary>
-public sealed record LoraConfig : MethodConfig
+/// <summary>The low-rank update's settings, shared by LoRA and DoRA.</summary>
+public abstract record LowRankConfig : MethodConfig
 {
-    public override string Method => "lora";
     public int? Rank { get; init; }
     /// <summary>Scaling numerator: s = alpha/r (alpha/√r with <see cref="RsLora"/>); null = 1, as in the unifying study.</summary>
     public double? Alpha { get; init; }
@@ -46,32 +45,23 @@ public sealed record LoraConfig : MethodConfig
         [("rank", Rank), ("alpha", Alpha), ("rslora", RsLora), ("dropout", Dropout), ("targets", Targets)];
 }
 
+/// <summary>LoRA (Hu et al.): W + (alpha/r)·BA on the targets (q,k,v sections of the fused qkv by default).</summary>
+public sealed record LoraConfig : LowRankConfig
+{
+    public override string Method => "lora";
+}
+
 /// <summary>DoRA (Liu et al.): LoRA's direction update with a learned magnitude.</summary>
-public sealed record DoraConfig : MethodConfig
+public sealed record DoraConfig : LowRankConfig
 {
     public override string Method => "dora";
-    public int? Rank { get; init; }
-    public double? Alpha { get; init; }
-    public bool? RsLora { get; init; }
-    public double? Dropout { get; init; }
-    public IReadOnlyList<string>? Targets { get; init; }
-    protected override IEnumerable<(string, object?)> Values() =>
-        [("rank", Rank), ("alpha", Alpha), ("rslora", RsLora), ("dropout", Dropout), ("targets", Targets)];
 }
 
-/// <summary>VPT-shallow (Jia et al.): learnable prompt tokens before the first block.</summary>
-public sealed record VptShallowConfig : MethodConfig
+/// <summary>VPT (Jia et al.): learnable prompt tokens, before the first block (shallow) or before every block (deep).</summary>
+public sealed record VptConfig : MethodConfig
 {
-    public override string Method => "vpt-shallow";
-    public int? Prompts { get; init; }
-    public double? Dropout { get; init; }
-    protected override IEnumerable<(string, object?)> Values() => [("prompts", Prompts), ("dropout", Dropout)];
-}
-
-/// <summary>VPT-deep (Jia et al.): fresh prompt tokens before every block.</summary>
-public sealed record VptDeepConfig : MethodConfig
-{
-    public override string Method => "vpt-deep";
+    public bool Deep { get; init; } = true;
+    public override string Method => Deep ? "vpt-deep" : "vpt-shallow";
     public int? Prompts { get; init; }
     public double? Dropout { get; init; }
     protected override IEnumerable<(string, object?)> Values() => [("prompts", Prompts), ("dropout", Dropout)];

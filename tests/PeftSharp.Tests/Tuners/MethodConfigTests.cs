@@ -18,7 +18,8 @@ public sealed class MethodConfigTests
         Assert.Empty(new LoraConfig().Settings());
         Assert.Equal(PeftModel.Create(TunerTestKit.Backbone(), "lora").CountTrainable(), PeftModel.Create(TunerTestKit.Backbone(), new LoraConfig()).CountTrainable());
         Assert.Equal("adaptformer", new AdapterConfig { Kind = AdapterKind.AdaptFormer }.Method);
-        Assert.Equal(0.5, double.Parse(new VptDeepConfig { Prompts = 5, Dropout = 0.5 }.Settings()["dropout"], System.Globalization.CultureInfo.InvariantCulture));
+        Assert.Equal(("vpt-shallow", "dora"), (new VptConfig { Deep = false }.Method, new DoraConfig { Rank = 4 }.Method));
+        Assert.Equal(0.5, double.Parse(new VptConfig { Prompts = 5, Dropout = 0.5 }.Settings()["dropout"], System.Globalization.CultureInfo.InvariantCulture));
     }
 
     [Fact]

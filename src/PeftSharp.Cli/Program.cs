@@ -19,6 +19,13 @@ if (args.Length == 0 || args[0] is "help" or "--help" or "-h")
     return 0;
 }
 
+if (args is ["--version"] or ["version"])
+{
+    // The library's version (the tool and the packages share it), and the TorchSharp it runs on.
+    Console.WriteLine($"peftsharp {PeftSharpVersion.Text} (TorchSharp {typeof(TorchSharp.torch).Assembly.GetName().Version?.ToString(3)})");
+    return 0;
+}
+
 var command = verbs.FirstOrDefault(v => v.Name == args[0]);
 if (command == null)
 {
@@ -56,4 +63,4 @@ catch (Exception e) when (Environment.GetEnvironmentVariable("PEFTSHARP_DEBUG") 
 string Usage() =>
     "peftsharp — parameter-efficient fine-tuning of vision transformers\n\nverbs:\n" +
     string.Join("\n", verbs.Select(v => $"  {v.Name,-10} {v.Summary}")) +
-    "\n\n'peftsharp help VERB' shows a verb's options.";
+    "\n\n'peftsharp help VERB' shows a verb's options; 'peftsharp --version' the version.";

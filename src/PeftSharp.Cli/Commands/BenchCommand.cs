@@ -1,5 +1,6 @@
 using PeftSharp.Benchmarks;
 using PeftSharp.Checkpoints;
+using PeftSharp.Dense;
 
 namespace PeftSharp.Cli.Commands;
 
@@ -19,6 +20,12 @@ public sealed class BenchCommand : ICommand
           prefix, ST-Adapter and BAPAT on the built-in motion and appearance tasks (lr chosen on val), the
           V-PETL-style table (DIR/video.md), the frame-shuffle control and test clips with predictions
           (DIR/video-clips.png). Default DIR ./peftsharp-video-report.
+        peftsharp bench --family dense [--profile quick|default|full | --quick] [--methods a,b] [--tasks garments-seg,digits-det]
+                        [--epochs N] [--out DIR] [--checkpoint FILE]
+          The dense family (docs/dense.md): V-PETL's dense methods on the built-in segmentation (garments-seg,
+          mIoU) and detection (digits-det, COCO box AP) tasks, lr searched on val, the best retrained on train+val
+          and scored on test; writes DIR/dense-report.html (with pictures), DIR/dense-summary.md and DIR/results.db.
+          Default DIR ./peftsharp-dense-report.
           Materialises the suite (shipped data + rendered scenes) in DIR/suite, tunes each method on each task
           (search on train800, select on val200, retrain the choice on train800val200, test), adds a linear probe on
           a random-init backbone, and writes DIR/results.db, DIR/report.html and DIR/summary.md. Default DIR
@@ -28,7 +35,7 @@ public sealed class BenchCommand : ICommand
             quick    3 tasks, 4 methods, 2 lrs (and LoRA's rank), shrunken splits; about 2 minutes
             default  6 tasks (2 per group), the study's 16 methods, 2 lrs x 2 values of each capacity knob,
                      2 epochs on the first 160 of train800 / 40 of val200; within 15 minutes on 2 cores
-            full     all 10 tasks and 19 methods, 100 epochs, lr x wd x the study's grids, whole splits
+            full     all 10 tasks and every image method, 100 epochs, lr x wd x the study's grids, whole splits
           --seeds N retrains each chosen configuration with N seeds (42, 43, ...); the report gives 95 % intervals
           and which methods differ significantly from the best (paired bootstrap over test images and seeds).
         """;
@@ -37,7 +44,8 @@ public sealed class BenchCommand : ICommand
     {
         string family = line.Get("family") ?? "classification";
         if (family == "video") return RunVideo(line);
-        if (family != "classification") throw new PeftSharpException("family", $"bench: unknown family '{family}' (classification, video)");
+        if (family == "dense") return RunDense(line);
+        if (family != "classification") throw new PeftSharpException("family", $"bench: unknown family '{family}' (classification, video, dense)");
         var profile = Profile(line);
         if (line.Get("methods") is string methods) profile = profile with { Methods = List(methods) };
         if (line.Get("tasks") is string tasks) profile = profile with { Tasks = List(tasks) };
@@ -62,6 +70,27 @@ public sealed class BenchCommand : ICommand
             Console.WriteLine($"updated the results section of {readme}");
         }
         return outcome.Cells.All(c => c.TestTop1 != null) ? 0 : 1;
+    }
+
+    static int RunDense(CommandLine line)
+    {
+        var profile = DenseBenchProfile.Get(line.Flag("quick") ? "quick" : line.Get("profile") ?? "default");
+        if (line.Get("methods") is string methods) profile = profile with { Methods = List(methods) };
+        if (line.Get("tasks") is string tasks) profile = profile with { Tasks = List(tasks) };
+        profile = (profile with { Epochs = line.Int("epochs", profile.Epochs) }).Validate();
+        string outDir = line.Get("out") ?? "peftsharp-dense-report";
+        string checkpoint = line.Get("checkpoint") ?? ShippedModels.RequireDefaultVit();
+        var device = Devices.Parse(line.Get("device"));
+        bool quiet = line.Flag("quiet");
+        line.RejectUnknown();
+        var outcome = ConsoleObserver.Run(quiet, observer =>
+            new DenseBenchmark(profile, outDir, checkpoint).Run(device, observer, new Progress<string>(s => Console.WriteLine(s))));
+        var report = new DenseReport(outcome);
+        report.Write(outDir);
+        Console.WriteLine();
+        Console.WriteLine(report.Markdown());
+        Console.WriteLine($"report: {Path.Combine(outDir, "dense-report.html")}; summary: {Path.Combine(outDir, "dense-summary.md")}; database: {Path.Combine(outDir, "results.db")}");
+        return outcome.Cells.All(c => c.Test != null) ? 0 : 1;
     }
 
     /// <summary>The video family: the built-in motion and appearance tasks, the video methods, the V-PETL-style table.</summary>

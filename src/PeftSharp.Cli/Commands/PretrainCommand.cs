@@ -38,7 +38,7 @@ public sealed class PretrainCommand : ICommand
             throw new PeftSharpException("pretrain: --curriculum must be in [0, 1] and --start-classes >= 1");
         if (options.PhotoFraction is < 0 or >= 1) throw new PeftSharpException("pretrain: --photo-fraction must be in [0, 1)");
         var result = Pretraining.Run(options, new Progress<string>(s => Console.WriteLine($"[{DateTime.Now:HH:mm:ss}] {s}")));
-        Pretraining.Save(result, options, output);
+        Pretraining.Save(result, options, output, ("peftsharp pretrain " + string.Join(" ", Environment.GetCommandLineArgs().Skip(2))).Trim());
         Console.WriteLine($"wrote {output} (held-out glyph top-1 {result.HeldOutTop1:F2}%" +
                           (double.IsNaN(result.PhotoHeldOutTop1) ? "" : $", photo top-1 {result.PhotoHeldOutTop1:F2}%") + $", {result.Seconds / 60:F1} min)");
         return 0;

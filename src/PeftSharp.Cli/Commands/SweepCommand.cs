@@ -54,7 +54,7 @@ public sealed class SweepCommand : ICommand
         line.RejectUnknown(maxPositional: 1);
 
         var queue = new WorkQueue(db);
-        var result = queue.Plan(name ?? DefaultPlanName(requests.Select(r => SweepSpecJson.Write(SweepSpecJson.Anchored(r)))), requests);
+        var result = queue.Plan(name, requests);
         Console.WriteLine($"plan {result.Plan}: {result.SweepIds.Count} sweep(s), {result.Queued} run(s) queued" +
                           (result.AlreadyQueued > 0 ? $", {result.AlreadyQueued} already queued" : "") + $" in {db.Location}");
         foreach (var sweep in result.SweepIds) Console.WriteLine($"  {sweep}");
@@ -143,7 +143,4 @@ public sealed class SweepCommand : ICommand
         var items = line.GetAll(option).SelectMany(v => v.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)).ToList();
         return items.Count > 0 ? items : throw new PeftSharpException($"sweep plan: missing required option --{option}");
     }
-
-    static string DefaultPlanName(IEnumerable<string> specs) =>
-        "plan-" + Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(string.Join("\n", specs))))[..12];
 }

@@ -4,6 +4,9 @@ using System.Text;
 using PeftSharp.Evaluation;
 using PeftSharp.Suite;
 
+using PeftSharp.Reporting;
+using static PeftSharp.Reporting.Html;
+
 namespace PeftSharp.Benchmarks;
 
 /// <summary>One method's aggregate over the suite (pretrained backbone).</summary>
@@ -62,7 +65,6 @@ public sealed class BenchReport
         return v.Count == 0 ? null : v.Average();
     }
 
-    static string F(double? v, string format = "F2") => v is double d ? d.ToString(format, Inv) : "–";
 
     /// <summary>Spearman rank correlation between our mean of group means and the study's, over shared methods.</summary>
     public (double? Rho, int Count) RankAgreement()
@@ -96,7 +98,7 @@ public sealed class BenchReport
     {
         var claims = new List<string>();
         var byMethod = Summaries.ToDictionary(s => s.Method);
-        var peft = Summaries.Where(s => TunerRegistry().Contains(s.Method) && s.Method is not ("linear" or "full") && s.MeanOfGroups != null).ToList();
+        var peft = Summaries.Where(s => StudyMethods().Contains(s.Method) && Tuners.TunerRegistry.IsPeft(s.Method) && s.MeanOfGroups != null).ToList();
         if (byMethod.TryGetValue("linear", out var linear) && linear.MeanOfGroups is double lin && peft.Count > 0)
         {
             int beat = peft.Count(p => p.MeanOfGroups > lin);
@@ -137,7 +139,7 @@ public sealed class BenchReport
         return claims;
     }
 
-    static HashSet<string> TunerRegistry() => Tuners.TunerRegistry.StudyMethods.ToHashSet();
+    static HashSet<string> StudyMethods() => Tuners.TunerRegistry.StudyMethods.ToHashSet();
 
     /// <summary>Linear probe on the pretrained vs a random-init backbone of the same shape, per task.</summary>
     public IReadOnlyList<(string Task, double? Pretrained, double? Random)> PretrainingEvidence() =>
@@ -145,39 +147,65 @@ public sealed class BenchReport
             outcome.Cells.FirstOrDefault(c => c.Task == t && c.Method == "linear" && c.Backbone == SuiteBenchmark.PretrainedBackbone)?.TestTop1,
             outcome.Cells.FirstOrDefault(c => c.Task == t && c.Method == "linear" && c.Backbone == SuiteBenchmark.RandomBackbone)?.TestTop1)).ToList();
 
-    // ---------------- Markdown ----------------
+    // ---------------- Tables (rendered as Markdown for summary.md and the README, as HTML for report.html) ----------------
+
+    /// <summary>The run's description; <paramref name="markdown"/> marks names as code.</summary>
+    string Intro(bool markdown)
+    {
+        var p = outcome.Profile;
+        string Code(string s) => markdown ? $"`{s}`" : s;
+        return $"Profile {Code(p.Name)}: {TaskNames.Count} tasks × {p.Methods.Count} methods; {p.Description()}. Backbone {Code(outcome.Checkpoint)}, {outcome.Device}, {outcome.Seconds / 60:F1} min end to end (runs found finished in the database are reused, not retrained; the training time of all its runs is {outcome.Cells.Sum(c => c.TrainSeconds) / 60:F1} min). Machine: {outcome.Machine}.";
+    }
+
+    ReportTable SummaryTable() => new(
+        ["tier", "method", "natural", "specialized", "structured", "mean of groups (95 % CI)", "vs best", "mean of tasks", "trainable params", "PPT", "train s", "study mean of groups", "V-PETL mean of 19 tasks (params)"],
+        Ranked.Select(s =>
+        {
+            string study = PublishedResults.UnifyingStudy.TryGetValue(s.Method, out var row) ? row.MeanOfGroups.ToString("F2", Inv) : "–";
+            string vpetl = PublishedResults.VPetl.TryGetValue(s.Method, out var v) ? string.Create(Inv, $"{v.Mean19:F2} ({v.Params})") : "–";
+            var c = s.Comparison;
+            string interval = c == null ? "" : string.Create(Inv, $" ({c.Low:F1}–{c.High:F1})");
+            string vsBest = c == null ? "–" : c.PValueVsBest >= 1 ? "best" : string.Create(Inv, $"p = {c.PValueVsBest:F3}{(c.DiffersFromBest ? " *" : "")}");
+            return (IReadOnlyList<Cell>)new Cell[]
+            {
+                c == null ? "–" : c.Tier.ToString(Inv), $"{s.Method}{(s.Failed > 0 ? $" ({s.Failed} failed)" : "")}", F(s.Natural), F(s.Specialized), F(s.Structured),
+                new(F(s.MeanOfGroups), Strong: true, Suffix: interval), vsBest, F(s.MeanOfTasks), s.TrainableParams.ToString("N0", Inv), F(s.Ppt, "F3"),
+                s.TrainSeconds.ToString("F0", Inv), study, vpetl,
+            };
+        }).ToList());
+
+    /// <summary>What the two published columns are, and why V-PETL's figures are not ours to compare digit by digit.</summary>
+    static string PublishedNote =>
+        $"Published columns: the unifying study's mean of group means and V-PETL Bench's row, both VTAB-1K with ViT-B/16 (ImageNet-21k), not this backbone or these tasks. {PublishedResults.VPetlCaveat}.";
+
+    string TiersNote(bool markdown) =>
+        $"Tiers group methods that are not significantly different: a tier is its leader and every method whose difference from it is not significant (paired bootstrap over test images and seeds, 2000 replicates, two-sided p < {PairedBootstrap.Alpha:F2}); {(markdown ? "`*`" : "*")} marks a significant difference from the best method.";
+
+    ReportTable ConfigurationTable() => new(
+        new[] { "method" }.Concat(TaskNames).ToList(),
+        Ranked.Select(s => (IReadOnlyList<string>)new[] { s.Method }.Concat(TaskNames.Select(t => CellOf(t, s.Method) is BenchCell cell ? (cell.Error != null ? "failed" : cell.Configuration) : "–")).ToList()));
+
+    ReportTable PretrainingTable() => new(["task", "pretrained", "random init"],
+        PretrainingEvidence().Select(e => (IReadOnlyList<string>)new[] { e.Task, F(e.Pretrained), F(e.Random) }));
 
     public string Markdown()
     {
         var sb = new StringBuilder();
-        var p = outcome.Profile;
-        sb.AppendLine($"Profile `{p.Name}`: {TaskNames.Count} tasks × {p.Methods.Count} methods; {p.Description()}. Backbone `{outcome.Checkpoint}`, {outcome.Device}, {outcome.Seconds / 60:F1} min end to end (runs found finished in the database are reused, not retrained; the training time of all its runs is {outcome.Cells.Sum(c => c.TrainSeconds) / 60:F1} min). Machine: {outcome.Machine}.");
+        sb.AppendLine(Intro(markdown: true));
         sb.AppendLine();
-        sb.AppendLine("| tier | method | natural | specialized | structured | mean of groups (95 % CI) | vs best | mean of tasks | trainable params | PPT | train s | study mean of groups |");
-        sb.AppendLine("|---|---|---|---|---|---|---|---|---|---|---|---|");
-        foreach (var s in Ranked)
-        {
-            string study = PublishedResults.UnifyingStudy.TryGetValue(s.Method, out var row) ? row.MeanOfGroups.ToString("F2", Inv) : "–";
-            var c = s.Comparison;
-            string interval = c == null ? "" : string.Create(Inv, $" ({c.Low:F1}–{c.High:F1})");
-            string vsBest = c == null ? "–" : c.PValueVsBest >= 1 ? "best" : string.Create(Inv, $"p = {c.PValueVsBest:F3}{(c.DiffersFromBest ? " *" : "")}");
-            sb.AppendLine($"| {(c == null ? "–" : c.Tier.ToString(Inv))} | {s.Method}{(s.Failed > 0 ? $" ({s.Failed} failed)" : "")} | {F(s.Natural)} | {F(s.Specialized)} | {F(s.Structured)} | **{F(s.MeanOfGroups)}**{interval} | {vsBest} | {F(s.MeanOfTasks)} | {s.TrainableParams.ToString("N0", Inv)} | {F(s.Ppt, "F3")} | {s.TrainSeconds.ToString("F0", Inv)} | {study} |");
-        }
+        sb.Append(SummaryTable().ToMarkdown());
         sb.AppendLine();
-        sb.AppendLine($"Tiers group methods that are not significantly different: a tier is its leader and every method whose difference from it is not significant (paired bootstrap over test images and seeds, 2000 replicates, two-sided p < {PairedBootstrap.Alpha:F2}); `*` marks a significant difference from the best method.");
+        sb.AppendLine(PublishedNote);
+        sb.AppendLine();
+        sb.AppendLine(TiersNote(markdown: true));
         sb.AppendLine();
         sb.AppendLine("Configuration chosen on val200 (the final runs' settings):");
         sb.AppendLine();
-        sb.AppendLine("| method | " + string.Join(" | ", TaskNames) + " |");
-        sb.AppendLine("|---|" + string.Concat(TaskNames.Select(_ => "---|")));
-        foreach (var s in Ranked)
-            sb.AppendLine($"| {s.Method} | " + string.Join(" | ", TaskNames.Select(t => CellOf(t, s.Method) is BenchCell cell ? (cell.Error != null ? "failed" : cell.Configuration) : "–")) + " |");
+        sb.Append(ConfigurationTable().ToMarkdown());
         sb.AppendLine();
         sb.AppendLine("Linear probe, pretrained vs random-init backbone of the same shape (test top-1 %):");
         sb.AppendLine();
-        sb.AppendLine("| task | pretrained | random init |");
-        sb.AppendLine("|---|---|---|");
-        foreach (var (task, pre, rnd) in PretrainingEvidence()) sb.AppendLine($"| {task} | {F(pre)} | {F(rnd)} |");
+        sb.Append(PretrainingTable().ToMarkdown());
         sb.AppendLine();
         foreach (var c in Claims()) sb.AppendLine($"- {c}");
         return sb.ToString();
@@ -190,40 +218,23 @@ public sealed class BenchReport
 
     // ---------------- HTML ----------------
 
-    public string Html()
-    {
-        var sb = new StringBuilder();
-        sb.Append("""
-            <!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>PeftSharp benchmark</title>
-            <style>body{font-family:system-ui,sans-serif;margin:2em;max-width:1200px;color:#222}table{border-collapse:collapse;margin:1em 0;font-size:13px}
-            td,th{border:1px solid #ccc;padding:3px 7px;text-align:right}th{background:#f3f3f3}td:first-child,th:first-child{text-align:left}
-            .bad{color:#b00}.note{color:#555;font-size:13px}svg{background:#fff;border:1px solid #ddd;margin:.5em 0}h2{margin-top:1.6em}</style></head><body>
-            """);
-        var markdown = Markdown().Split('\n');
-        sb.Append("<h1>PeftSharp benchmark: mini-VTAB</h1>");
-        sb.Append($"<p class=note>{Esc(MarkdownLine(markdown[0]))}</p>");
-        sb.Append("<h2>Accuracy vs trainable parameters</h2><p class=note>Red: the Pareto front (no method is more accurate with as few trainable parameters). Whiskers: 95 % bootstrap interval.</p>").Append(ScatterSvg());
-        sb.Append("<h2>Per-group accuracy</h2>").Append(GroupBarsSvg());
-        sb.Append("<h2>Performance–parameter trade-off (PPT)</h2>").Append(BarsSvg(Summaries.Where(s => s.Ppt != null).OrderByDescending(s => s.Ppt).Select(s => (s.Method, s.Ppt!.Value)).ToList(), "PPT", 1.0));
-        sb.Append("<h2>Summary per method</h2>").Append(MarkdownTableToHtml(markdown.Skip(2).TakeWhile(l => l.StartsWith('|')).ToList()));
-        sb.Append($"<p class=note>{Esc(MarkdownLine(markdown.First(l => l.StartsWith("Tiers", StringComparison.Ordinal))))}</p>");
-        sb.Append("<h2>Per-task accuracy</h2><p class=note>Test top-1 %; the colour runs from the worst (white) to the best (green) method on each task.</p>").Append(Heatmap());
-        sb.Append("<h2>Agreement with the unifying study</h2><p class=note>Mean of group means and rank among the methods both have; the study's are VTAB-1K with ViT-B/16.</p>").Append(AgreementTable());
-        sb.Append("<h2>Configuration chosen on val200</h2>").Append(MarkdownTableToHtml(markdown.SkipWhile(l => !l.StartsWith("Configuration chosen", StringComparison.Ordinal)).Skip(2).TakeWhile(l => l.StartsWith('|')).ToList()));
-        sb.Append("<h2>Is the default backbone pretrained?</h2><p class=note>Linear probe (tuned the same way) on the shipped backbone vs a random-init backbone of the same shape.</p>");
-        var evidence = PretrainingEvidence();
-        sb.Append(PairBarsSvg(evidence));
-        sb.Append("<h2>Claims of the unifying study, checked here</h2><ul>");
-        foreach (var c in Claims()) sb.Append($"<li>{Esc(c)}</li>");
-        sb.Append("</ul><p class=note>The study's numbers are VTAB-1K with ViT-B/16 (ImageNet-21k). Ours come from a small self-pretrained ViT on a mini-VTAB built from Debian-packaged data, so only relative claims compare.</p>");
-        sb.Append("<h2>Every task × method (test top-1 %)</h2>").Append(TaskTable());
-        sb.Append("</body></html>");
-        return sb.ToString();
-    }
-
-    static string MarkdownLine(string line) => line.Replace("`", "").Replace("**", "");
-
-    static string Esc(string s) => WebUtility.HtmlEncode(s);
+    public string Html() => Reporting.Html.Page("PeftSharp benchmark: mini-VTAB", Intro(markdown: false),
+    [
+        Section("Accuracy vs trainable parameters", ScatterSvg(), "Red: the Pareto front (no method is more accurate with as few trainable parameters). Whiskers: 95 % bootstrap interval."),
+        Section("Per-group accuracy", Charts.GroupedBars(Groups.Select(g => g.ToString().ToLowerInvariant()).ToList(), ["#4e9a06", "#c4a000", "#3465a4"],
+            Summaries.Where(s => s.MeanOfGroups != null).OrderByDescending(s => s.MeanOfGroups)
+                     .Select(s => (s.Method, (IReadOnlyList<double?>)[s.Natural, s.Specialized, s.Structured])).ToList())),
+        Section("Performance–parameter trade-off (PPT)", Charts.Bars(Summaries.Where(s => s.Ppt != null).OrderByDescending(s => s.Ppt).Select(s => (s.Method, s.Ppt!.Value)).ToList(), "PPT", 1.0)),
+        Section("Summary per method", SummaryTable().ToHtml() + $"<p class=note>{Esc(PublishedNote)}</p><p class=note>{Esc(TiersNote(markdown: false))}</p>"),
+        Section("Per-task accuracy", Heatmap(), "Test top-1 %; the colour runs from the worst (white) to the best (green) method on each task."),
+        Section("Agreement with the unifying study", AgreementTable(), "Mean of group means and rank among the methods both have; the study's are VTAB-1K with ViT-B/16."),
+        Section("Configuration chosen on val200", ConfigurationTable().ToHtml()),
+        Section("Is the default backbone pretrained?", Charts.GroupedBars(["pretrained", "random init"], ["#cc0000", "#888"],
+            PretrainingEvidence().Select(e => (e.Task, (IReadOnlyList<double?>)[e.Pretrained, e.Random])).ToList(), left: 140, width: 520),
+            "Linear probe (tuned the same way) on the shipped backbone vs a random-init backbone of the same shape."),
+        Section("Claims of the unifying study, checked here", List(Claims()) + "<p class=note>The study's numbers are VTAB-1K with ViT-B/16 (ImageNet-21k). Ours come from a small self-pretrained ViT on a mini-VTAB built from Debian-packaged data, so only relative claims compare.</p>"),
+        Section("Every task × method (test top-1 %)", TaskTable()),
+    ]);
 
     string TaskTable()
     {
@@ -241,19 +252,6 @@ public sealed class BenchReport
             }
             var rnd = outcome.Cells.FirstOrDefault(c => c.Task == task && c.Backbone == SuiteBenchmark.RandomBackbone);
             sb.Append($"<td>{F(rnd?.TestTop1, "F1")}</td></tr>");
-        }
-        return sb.Append("</table>").ToString();
-    }
-
-    static string MarkdownTableToHtml(IReadOnlyList<string> lines)
-    {
-        var sb = new StringBuilder("<table>");
-        for (int i = 0; i < lines.Count; i++)
-        {
-            if (i == 1) continue;   // the |---| separator
-            var cells = lines[i].Trim('|').Split('|').Select(c => Esc(c.Trim().Replace("**", "")));
-            string tag = i == 0 ? "th" : "td";
-            sb.Append("<tr>").Append(string.Concat(cells.Select(c => $"<{tag}>{c}</{tag}>"))).Append("</tr>");
         }
         return sb.Append("</table>").ToString();
     }
@@ -358,61 +356,6 @@ public sealed class BenchReport
             sb.Append(string.Create(Inv, $"<tr><td>{Esc(s.Method)}</td><td>{s.MeanOfGroups:F2}</td><td>{ours[i]:G}</td><td>{bestOurs - s.MeanOfGroups:F2}</td><td>{study:F2}</td><td>{theirs[i]:G}</td><td>{bestTheirs - study:F2}</td></tr>"));
         }
         return sb.Append("</table>").ToString();
-    }
-
-    string GroupBarsSvg()
-    {
-        var rows = Summaries.Where(s => s.MeanOfGroups != null).OrderByDescending(s => s.MeanOfGroups).ToList();
-        string[] colours = { "#4e9a06", "#c4a000", "#3465a4" };
-        const int rowH = 40, left = 130, width = 560;
-        int h = rows.Count * rowH + 40;
-        var sb = new StringBuilder($"<svg width={left + width + 60} height={h} xmlns='http://www.w3.org/2000/svg' font-size='11'>");
-        for (int g = 0; g < 3; g++)
-            sb.Append($"<rect x={left + g * 130} y=4 width=10 height=10 fill='{colours[g]}'/><text x={left + g * 130 + 14} y=13>{Groups[g].ToString().ToLowerInvariant()}</text>");
-        for (int i = 0; i < rows.Count; i++)
-        {
-            var s = rows[i];
-            double?[] values = { s.Natural, s.Specialized, s.Structured };
-            int y0 = 24 + i * rowH;
-            sb.Append($"<text x={left - 6} y={y0 + 22} text-anchor=end>{Esc(s.Method)}</text>");
-            for (int g = 0; g < 3; g++)
-            {
-                double v = values[g] ?? 0;
-                sb.Append(string.Create(Inv, $"<rect x={left} y={y0 + g * 11} width={v / 100 * width:F1} height=10 fill='{colours[g]}'><title>{Esc(s.Method)} {Groups[g]}: {F(values[g])}</title></rect><text x={left + v / 100 * width + 4:F1} y={y0 + g * 11 + 9}>{F(values[g], "F1")}</text>"));
-            }
-        }
-        return sb.Append("</svg>").ToString();
-    }
-
-    /// <summary>Horizontal bars labelled "value unit"; <paramref name="max"/> is the full width's value (the studies' reports draw theirs with it too).</summary>
-    internal static string BarsSvg(IReadOnlyList<(string Label, double Value)> bars, string unit, double max, string format = "F3",
-                                   string colour = "#75507b", int left = 130)
-    {
-        const int rowH = 18, width = 560;
-        var sb = new StringBuilder($"<svg width={left + width + 70} height={bars.Count * rowH + 10} xmlns='http://www.w3.org/2000/svg' font-size='11'>");
-        for (int i = 0; i < bars.Count; i++)
-        {
-            var (label, value) = bars[i];
-            double len = Math.Max(0, value / max * width);
-            sb.Append(string.Create(Inv, $"<text x={left - 6} y={i * rowH + 13} text-anchor=end>{Esc(label)}</text><rect x={left} y={i * rowH + 3} width={len:F1} height=13 fill='{colour}'/><text x={left + len + 4:F1} y={i * rowH + 13}>{value.ToString(format, Inv)} {unit}</text>"));
-        }
-        return sb.Append("</svg>").ToString();
-    }
-
-    static string PairBarsSvg(IReadOnlyList<(string Task, double? Pretrained, double? Random)> rows)
-    {
-        const int rowH = 28, left = 140, width = 520;
-        var sb = new StringBuilder($"<svg width={left + width + 70} height={rows.Count * rowH + 30} xmlns='http://www.w3.org/2000/svg' font-size='11'>");
-        sb.Append($"<rect x={left} y=4 width=10 height=10 fill='#cc0000'/><text x={left + 14} y=13>pretrained</text><rect x={left + 110} y=4 width=10 height=10 fill='#888'/><text x={left + 124} y=13>random init</text>");
-        for (int i = 0; i < rows.Count; i++)
-        {
-            var (task, pre, rnd) = rows[i];
-            int y0 = 22 + i * rowH;
-            sb.Append($"<text x={left - 6} y={y0 + 14} text-anchor=end>{Esc(task)}</text>");
-            sb.Append(string.Create(Inv, $"<rect x={left} y={y0} width={(pre ?? 0) / 100 * width:F1} height=11 fill='#cc0000'/><text x={left + (pre ?? 0) / 100 * width + 4:F1} y={y0 + 9}>{F(pre, "F1")}</text>"));
-            sb.Append(string.Create(Inv, $"<rect x={left} y={y0 + 12} width={(rnd ?? 0) / 100 * width:F1} height=11 fill='#888'/><text x={left + (rnd ?? 0) / 100 * width + 4:F1} y={y0 + 21}>{F(rnd, "F1")}</text>"));
-        }
-        return sb.Append("</svg>").ToString();
     }
 
     /// <summary>Writes report.html and summary.md into <paramref name="directory"/>.</summary>

@@ -94,23 +94,9 @@ public sealed record BenchProfile
 
     /// <summary>Two values of each method's capacity knob, from the study's grid (ConvPass: its output scale, the knob
     /// that decides whether it trains at all at these learning rates; measured in the README).</summary>
-    public static IReadOnlyDictionary<string, IReadOnlyDictionary<string, string[]>> CapacityKnobs { get; } =
-        new Dictionary<string, IReadOnlyDictionary<string, string[]>>
-        {
-            ["vpt-shallow"] = Knob("prompts", "5", "10"), ["vpt-deep"] = Knob("prompts", "5", "10"),
-            ["adapter-pfeiffer"] = Knob("rank", "4", "16"), ["adapter-houlsby"] = Knob("rank", "4", "16"),
-            ["adaptformer"] = Knob("rank", "4", "16"), ["convpass"] = Knob("scale", "1", "10"),
-            ["repadapter"] = Knob("rank", "8", "16"), ["lora"] = Knob("rank", "1", "8"),
-            ["fact-tt"] = Knob("rank", "8", "16"), ["fact-tk"] = Knob("rank", "16", "32"),
-            ["prefix"] = Knob("prompts", "5", "10"), ["dora"] = Knob("rank", "1", "8"), ["partial-k"] = Knob("k", "1", "2"),
-            // Issue 28's methods (bench profile full, or --methods): their authors' knobs around their defaults.
-            ["dtl"] = Knob("rank", "1", "2"), ["adapter-plus"] = Knob("rank", "4", "8"), ["mona"] = Knob("dim", "32", "64"),
-            ["adapter"] = Knob("rank", "4", "16"),
-            ["hydra"] = new Dictionary<string, string[]> { ["rank"] = new[] { "1", "2" }, ["scale"] = new[] { "0.1", "1" } },
-            ["sct"] = Knob("channels", "32", "96"), ["gps"] = Knob("k", "1", "2"), ["vqt"] = Knob("prompts", "5", "10"),
-        };
-
-    static IReadOnlyDictionary<string, string[]> Knob(string name, params string[] values) => new Dictionary<string, string[]> { [name] = values };
+    /// <summary>Each method's grid in the short profiles, as the methods declare it (<see cref="TunerMethod.BenchGrid"/>).</summary>
+    public static IReadOnlyDictionary<string, IReadOnlyDictionary<string, string[]>> CapacityKnobs =>
+        TunerRegistry.All.Where(m => m.BenchGrid.Count > 0).ToDictionary(m => m.Id, m => m.BenchGrid);
 
     /// <summary>A smoke test of the whole pipeline (search, selection, report) in about two minutes.</summary>
     public static BenchProfile Quick => new()
@@ -227,7 +213,7 @@ public sealed class SuiteBenchmark
         var watch = Stopwatch.StartNew();
         if (!File.Exists(checkpoint)) throw new PeftSharpException("checkpoint", $"{checkpoint}: backbone checkpoint not found (pretrain one, or name another checkpoint)");
         var shape = Checkpoints.ModelCheckpoints.ReadVitConfig(checkpoint);   // a damaged file fails here, before any work
-        CreateWritable(outDir);
+        WritableFolder.Require(outDir, "the benchmark's output folder");
         log?.Report($"materialising the mini-VTAB suite in {Path.Combine(outDir, "suite")}");
         var tasks = MiniVtab.Materialize(Path.Combine(outDir, "suite"), taskNames: profile.Tasks);
         using var db = ResultsDb.Open(Path.Combine(outDir, "results.db"));
@@ -248,7 +234,6 @@ public sealed class SuiteBenchmark
     }
 
     /// <summary>Creates the output folder and proves it is writable, so a bad --out fails before any training.</summary>
-    internal static void CreateWritable(string directory, string what = "the benchmark's output folder") => WritableFolder.Require(directory, what);
 
     BenchCell Cell(ResultsDb db, StudyProtocol protocol, MaterializedTask task, string method, BackboneSpec backbone, string backboneName, TrainOptions train)
     {

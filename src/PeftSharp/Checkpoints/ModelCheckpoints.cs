@@ -119,20 +119,9 @@ public static class ModelCheckpoints
         finally { foreach (var t in halves.Values) t.Dispose(); }
     }
 
-    /// <summary>timm's resample_abs_pos_embed: bicubic interpolation of the patch part, prefix tokens kept.</summary>
-    public static Tensor ResamplePositionEmbedding(Tensor posEmbed, int newGrid, int numPrefixTokens)
-    {
-        long n = posEmbed.shape[1] - numPrefixTokens, d = posEmbed.shape[2];
-        int oldGrid = (int)Math.Round(Math.Sqrt(n));
-        if (oldGrid * oldGrid != n)
-            throw new PeftSharpException($"pos_embed has {n} patch positions, which is not a square grid");
-        var prefix = posEmbed[.., ..numPrefixTokens];
-        var grid = posEmbed[.., numPrefixTokens..].reshape(1, oldGrid, oldGrid, d).permute(0, 3, 1, 2).to(float32);
-        var resized = F.interpolate(grid, new long[] { newGrid, newGrid }, mode: InterpolationMode.Bicubic,
-                                    align_corners: false, antialias: true);
-        resized = resized.permute(0, 2, 3, 1).reshape(1, (long)newGrid * newGrid, d).to(posEmbed.dtype);
-        return cat(new[] { prefix, resized }, 1);
-    }
+    /// <summary>timm's resample_abs_pos_embed to a square grid (see <see cref="PositionEmbedding.Resample"/>).</summary>
+    public static Tensor ResamplePositionEmbedding(Tensor posEmbed, int newGrid, int numPrefixTokens) =>
+        PositionEmbedding.Resample(posEmbed, (newGrid, newGrid), numPrefixTokens);
 
     static ITensorSource AdaptPositionEmbedding(MappedSource source, VisionTransformer model)
     {

@@ -24,13 +24,13 @@ public static class ShippedModels
     public static string DefaultVit => Path.Combine(Directory, DefaultVitName + ".safetensors");
 
     /// <summary>The default backbone, or a clear error when the installation lacks it.</summary>
-    public static string RequireDefaultVit() => Require(DefaultVit, "the shipped default backbone", "reinstall PeftSharp, or pass --checkpoint FILE");
+    public static string RequireDefaultVit() => Require(DefaultVit, "the shipped default backbone", "reinstall PeftSharp, or name another checkpoint");
 
     /// <summary>The default CLIP model: both towers pretrained here on rendered image–caption pairs (see its card).</summary>
     public static string DefaultClip => Path.Combine(Directory, DefaultClipName + ".safetensors");
 
     /// <summary>The default CLIP model, or a clear error when the installation lacks it.</summary>
-    public static string RequireDefaultClip() => Require(DefaultClip, "the shipped CLIP model", "run 'peftsharp pretrain-clip', or pass --checkpoint FILE");
+    public static string RequireDefaultClip() => Require(DefaultClip, "the shipped CLIP model", "pretrain one (peftsharp pretrain-clip), or name another checkpoint");
 
     static string Require(string path, string what, string remedy) =>
         File.Exists(path) ? path : throw new PeftSharpException($"{path}: {what} is missing from this installation ({remedy})");

@@ -174,11 +174,21 @@ public sealed class DataLoader : IDisposable
     /// only on the seed and the epoch number, so any epoch can be replayed. One epoch may be enumerated at a time.
     /// </summary>
     public IEnumerable<Batch> Epoch(int epoch) =>
-        Enumerate(EpochOrder(epoch), new Random(DeriveSeed(Options.Seed, epoch, stream: 1)));
+        Enumerate(EpochOrder(epoch), new Random(DeriveSeed(Options.Seed, epoch, stream: 1)), Options.BatchSize, Options.DropLast);
 
     /// <summary>Every image once, in dataset order, without augmentation (normalised as usual): for passes over the
     /// training split that must see the images as they are (a method's pre-pass, <see cref="Tuners.IPrePass"/>).</summary>
-    public IEnumerable<Batch> Unaugmented() => Enumerate((int[])_usable.Clone(), null);
+    public IEnumerable<Batch> Unaugmented() => Enumerate((int[])_usable.Clone(), null, Options.BatchSize, Options.DropLast);
+
+    /// <summary>The images of <paramref name="indices"/> (dataset indices the loader serves), in that order, in batches
+    /// of <paramref name="batchSize"/>, without augmentation: for a pre-pass that batches or splits the training split
+    /// its own way (SPT's 32-image batches, NOAH's supernet and search splits). <paramref name="dropLast"/> leaves out
+    /// a last, smaller batch.</summary>
+    public IEnumerable<Batch> Unaugmented(IReadOnlyList<int> indices, int batchSize, bool dropLast = false)
+    {
+        ArgumentOutOfRangeException.ThrowIfLessThan(batchSize, 1);
+        return Enumerate(indices.ToArray(), null, batchSize, dropLast);
+    }
 
     /// <summary>The dataset indices epoch <paramref name="epoch"/> serves, in its batch order (batches are consecutive
     /// runs of <see cref="DataLoaderOptions.BatchSize"/>), for callers that batch cached features the same way.</summary>
@@ -193,16 +203,16 @@ public sealed class DataLoader : IDisposable
     /// <summary>The label of a dataset index.</summary>
     public long Label(int index) => _labels[index];
 
-    IEnumerable<Batch> Enumerate(int[] order, Random? augmentationRng)
+    IEnumerable<Batch> Enumerate(int[] order, Random? augmentationRng, int batchSize, bool dropLast)
     {
         if (Interlocked.Increment(ref _activeEpochs) != 1)
         {
             Interlocked.Decrement(ref _activeEpochs);
             throw new InvalidOperationException("another epoch of this DataLoader is being enumerated; finish or dispose it first");
         }
-        int batches = BatchesPerEpoch;
+        int batches = dropLast ? order.Length / batchSize : (order.Length + batchSize - 1) / batchSize;
         // Batches are prepared strictly one after another, so the augmentation draws keep their order.
-        Task<Batch>? pending = batches > 0 ? Task.Run(() => Prepare(order, 0, augmentationRng)) : null;
+        Task<Batch>? pending = batches > 0 ? Task.Run(() => Prepare(order, 0, augmentationRng, batchSize)) : null;
         try
         {
             for (int b = 0; b < batches; b++)
@@ -211,7 +221,7 @@ public sealed class DataLoader : IDisposable
                 pending = null;
                 Batch batch = ready.GetAwaiter().GetResult();
                 int next = b + 1;
-                if (next < batches) pending = Task.Run(() => Prepare(order, next, augmentationRng));
+                if (next < batches) pending = Task.Run(() => Prepare(order, next, augmentationRng, batchSize));
                 yield return batch.HandOver();
             }
         }
@@ -229,10 +239,10 @@ public sealed class DataLoader : IDisposable
         catch (Exception) { /* the caller stopped early; a failure of a batch it never asked for is moot */ }
     }
 
-    Batch Prepare(int[] order, int batchNumber, Random? augmentationRng)
+    Batch Prepare(int[] order, int batchNumber, Random? augmentationRng, int batchSize)
     {
-        int start = batchNumber * Options.BatchSize;
-        int[] indices = order[start..Math.Min(start + Options.BatchSize, order.Length)];
+        int start = batchNumber * batchSize;
+        int[] indices = order[start..Math.Min(start + batchSize, order.Length)];
         using var scope = NewDisposeScope();
         using var rows = tensor(indices.Select(i => (long)i).ToArray(), ScalarType.Int64);
         var images = _cache.index_select(0, rows).to_type(ScalarType.Float32).div_(255f);

@@ -26,7 +26,7 @@ public static class InteropChecks
                 "fused low-rank and scaling nodes keep an output-sized placeholder each until the graph is freed (more memory, same results)"),
         };
         checks.AddRange(NativeSymbols(typeof(Autocast).GetNestedType("Native", BindingFlags.NonPublic)!, "libtorch autocast",
-            "--precision bf16 cannot run (float32 is unaffected)"));
+            "bf16 precision cannot run (float32 is unaffected)"));
         checks.AddRange(NativeSymbols(typeof(NativeHeap), "glibc heap",
             "the heap settings and the per-step figure of allocated bytes are skipped (more memory, same results)"));
         return checks;

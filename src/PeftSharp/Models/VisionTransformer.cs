@@ -354,10 +354,8 @@ public sealed class VisionTransformer : nn.Module<Tensor, Tensor>, IPatchEncoder
         {
             if (x.dim() != 4 || x.shape[1] != Config.InChans)
                 throw new PeftSharpException($"model input: expected [B, {Config.InChans}, H, W], got [{string.Join(", ", x.shape)}]");
-            if (x.shape[2] != Config.ImgSize || x.shape[3] != Config.ImgSize)
-                throw new PeftSharpException($"model input: expected {Config.ImgSize}x{Config.ImgSize} images, got {x.shape[2]}x{x.shape[3]}");
-            layout = new TokenLayout(Config.NumPrefixTokens, Config.GridSize, Config.GridSize);
-            x = norm_pre.forward(tuners.Sequential(EncoderPoint.AfterEmbedding, PositionEmbed(patch_embed.forward(x)), layout));
+            layout = InputLayout(x);
+            x = norm_pre.forward(tuners.Sequential(EncoderPoint.AfterEmbedding, PositionEmbed(patch_embed.forward(x), layout), layout));
         }
         else
         {
@@ -383,6 +381,62 @@ public sealed class VisionTransformer : nn.Module<Tensor, Tensor>, IPatchEncoder
         return finalNorm ?? endBlock == Config.Depth ? norm.forward(x) : x;
     }
 
+    /// <summary>timm's forward_intermediates(x, indices, norm, output_fmt='NCHW', intermediates_only=True): the patch
+    /// tokens after each block in <paramref name="indices"/> (absolute block indices, in the order given), prefix
+    /// tokens and prompts dropped, as [B, D, grid height, grid width] feature maps — what ViTDet-style pyramids and
+    /// segmentation decoders read. Blocks after the last index are not run. <paramref name="norm"/> applies the
+    /// final norm to each map, as timm does.</summary>
+    public List<Tensor> ForwardIntermediates(Tensor x, IReadOnlyList<int> indices, bool norm = false) =>
+        ForwardIntermediates(x, indices, norm, 0, null);
+
+    /// <summary><see cref="ForwardIntermediates(Tensor, IReadOnlyList{int}, bool)"/> from block
+    /// <paramref name="firstBlock"/>: then <paramref name="x"/> is the tokens entering it, laid out as
+    /// <paramref name="inputLayout"/>.</summary>
+    public List<Tensor> ForwardIntermediates(Tensor x, IReadOnlyList<int> indices, bool norm, int firstBlock, TokenLayout? inputLayout)
+    {
+        if (indices.Count == 0) throw new PeftSharpException("indices", "forward_intermediates needs at least one block index");
+        foreach (int i in indices)
+            if (i < firstBlock) throw new PeftSharpException("indices", $"block index {i} is before block {firstBlock}, where this pass starts");
+        var maps = ForwardIntermediates(x, indices, norm, firstBlock, indices.Max() + 1, inputLayout, out _, out _);
+        return indices.Select(i => maps[i]).ToList();
+    }
+
+    /// <summary>Runs blocks [firstBlock, endBlock) and returns the feature maps of those in <paramref name="indices"/>
+    /// by block index, and the tokens leaving the last block with their layout (to run a frozen prefix of the network
+    /// without autograd, then the rest with it).</summary>
+    public Dictionary<int, Tensor> ForwardIntermediates(Tensor x, IReadOnlyList<int> indices, bool norm, int firstBlock, int endBlock,
+                                                        TokenLayout? inputLayout, out Tensor tokens, out TokenLayout layout)
+    {
+        foreach (int i in indices)
+            if (i < 0 || i >= Config.Depth)
+                throw new PeftSharpException("indices", $"block index {i} is outside blocks 0..{Config.Depth - 1}");
+        if (firstBlock == 0)
+        {
+            if (x.dim() != 4 || x.shape[1] != Config.InChans)
+                throw new PeftSharpException($"model input: expected [B, {Config.InChans}, H, W], got [{string.Join(", ", x.shape)}]");
+            layout = InputLayout(x);
+            x = norm_pre.forward(tuners.Sequential(EncoderPoint.AfterEmbedding, PositionEmbed(patch_embed.forward(x), layout), layout));
+        }
+        else layout = inputLayout ?? throw new PeftSharpException("inputLayout", "tokens entering a later block need their layout");
+        var trainable = GradCheckpointing && training && is_grad_enabled()
+            ? parameters().Where(p => p.requires_grad).Cast<Tensor>().ToList() : null;
+        var maps = new Dictionary<int, Tensor>();
+        var l = layout;
+        for (int i = firstBlock; i < endBlock; i++)
+        {
+            var block = blocks[i];
+            x = trainable is null ? block.forward(x, l, null) : GradCheckpoint.Run((input, bl) => block.forward(input, bl, null), x, l, trainable);
+            if (indices.Contains(i)) maps[i] = FeatureMap(norm ? this.norm.forward(x) : x, l);
+        }
+        tokens = x;
+        return maps;
+    }
+
+    /// <summary>Patch tokens [B, prefix + prompts + h·w, D] as a [B, D, h, w] map.</summary>
+    static Tensor FeatureMap(Tensor tokens, TokenLayout layout) =>
+        tokens[.., layout.PatchStart..].reshape(tokens.shape[0], layout.GridHeight, layout.GridWidth, tokens.shape[2])
+                                       .permute(0, 3, 1, 2).contiguous();
+
     /// <summary>Pooling, fc_norm, head dropout and head (timm's forward_head); pre_logits stops before the head.</summary>
     public Tensor ForwardHead(Tensor tokens, TokenLayout layout, bool preLogits = false)
     {
@@ -396,8 +450,33 @@ public sealed class VisionTransformer : nn.Module<Tensor, Tensor>, IPatchEncoder
     public Tensor ForwardHead(Tensor tokens, bool preLogits = false) =>
         ForwardHead(tokens, new TokenLayout(Config.NumPrefixTokens, Config.GridSize, Config.GridSize), preLogits);
 
-    Tensor PositionEmbed(Tensor x)
+    /// <summary>The token layout of an image batch: the configured grid, or with <see cref="VitConfig.DynamicImgSize"/>
+    /// the grid of this input (the patch convolution's output size).</summary>
+    TokenLayout InputLayout(Tensor images)
     {
+        long h = images.shape[2], w = images.shape[3];
+        if (!Config.DynamicImgSize)
+        {
+            if (h != Config.ImgSize || w != Config.ImgSize)
+                throw new PeftSharpException($"model input: expected {Config.ImgSize}x{Config.ImgSize} images, got {h}x{w}");
+            return new TokenLayout(Config.NumPrefixTokens, Config.GridSize, Config.GridSize);
+        }
+        if (h < Config.PatchSize || w < Config.PatchSize)
+            throw new PeftSharpException($"model input: images must be at least one {Config.PatchSize}-pixel patch, got {h}x{w}");
+        return new TokenLayout(Config.NumPrefixTokens, (int)(h / Config.PatchSize), (int)(w / Config.PatchSize));
+    }
+
+    /// <summary>The position table for a patch grid: the learned one on the configured grid, else resampled to the
+    /// grid as timm's _pos_embed does under dynamic_img_size (from the configured grid, prefix positions kept).</summary>
+    public Tensor PositionTable(int gridHeight, int gridWidth) =>
+        gridHeight == Config.GridSize && gridWidth == Config.GridSize
+            ? pos_embed
+            : PositionEmbedding.Resample(pos_embed, (gridHeight, gridWidth), Config.NoEmbedClass ? 0 : Config.NumPrefixTokens,
+                                         (Config.GridSize, Config.GridSize));
+
+    Tensor PositionEmbed(Tensor x, TokenLayout layout)
+    {
+        var pos_embed = PositionTable(layout.GridHeight, layout.GridWidth);
         long b = x.shape[0];
         var prefix = new List<Tensor>();
         if (cls_token is not null) prefix.Add(cls_token.expand(b, -1, -1));

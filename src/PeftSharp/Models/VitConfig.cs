@@ -41,6 +41,9 @@ public sealed record VitConfig
     /// <summary>"gelu" (exact, erf) or "quick_gelu" (x·sigmoid(1.702x), OpenAI CLIP).</summary>
     public string ActLayer { get; init; } = "gelu";
     public bool HeadBias { get; init; } = true;
+    /// <summary>Accept images of any size (timm's dynamic_img_size): the position table is resampled to each input's
+    /// patch grid on the fly, as timm does. Off, inputs must be img_size square.</summary>
+    public bool DynamicImgSize { get; init; }
 
     public int GridSize => ImgSize / PatchSize;
     public int NumPatches => GridSize * GridSize;
@@ -74,7 +77,7 @@ public sealed record VitConfig
 
     // ---- timm keyword arguments as JSON ----
 
-    static readonly string[] IgnoredTimmKeys = { "weight_init", "dynamic_img_size", "dynamic_img_pad", "pretrained_cfg" };
+    static readonly string[] IgnoredTimmKeys = { "weight_init", "dynamic_img_pad", "pretrained_cfg" };
 
     /// <summary>Parses timm constructor kwargs as JSON (unknown keys are errors, so typos are caught).</summary>
     public static VitConfig FromJson(string json, string source = "config", VitConfig? baseConfig = null)
@@ -120,6 +123,7 @@ public sealed record VitConfig
                 "norm_eps" => c with { NormEps = Num(node, where) },
                 "act_layer" => c with { ActLayer = Str(node, where) },
                 "head_bias" => c with { HeadBias = Bool(node, where) },
+                "dynamic_img_size" => c with { DynamicImgSize = Bool(node, where) },
                 _ when IgnoredTimmKeys.Contains(key) => c,
                 _ => throw new PeftSharpException(
                     $"{source}: unknown field '{key}' (expected timm VisionTransformer kwargs such as img_size, patch_size, embed_dim, depth, num_heads, num_classes, global_pool, qkv_bias, class_token, fc_norm, mlp_ratio)"),
@@ -136,7 +140,7 @@ public sealed record VitConfig
     {
         var config = preset != null ? VitPresets.Get(preset) : null;
         if (jsonOrPath == null) return config;
-        string text = jsonOrPath, source = "--config";
+        string text = jsonOrPath, source = "model config";
         if (!jsonOrPath.TrimStart().StartsWith('{'))
         {
             if (!File.Exists(jsonOrPath))
@@ -161,6 +165,8 @@ public sealed record VitConfig
             ["attn_drop_rate"] = AttnDropRate, ["drop_path_rate"] = DropPathRate,
             ["norm_eps"] = NormEps, ["act_layer"] = ActLayer, ["head_bias"] = HeadBias,
         };
+        // Only when on: it changes no weight, and configs written before it existed keep their text (and run keys).
+        if (DynamicImgSize) o["dynamic_img_size"] = true;
         return o.ToJsonString();
     }
 

@@ -2,16 +2,19 @@ using System.Diagnostics;
 using System.Globalization;
 using System.Text.Json.Nodes;
 using PeftSharp.Benchmarks;
+using PeftSharp.Reporting;
+using static PeftSharp.Reporting.Charts;
+using static PeftSharp.Reporting.Html;
 using static PeftSharp.Studies.StudyReport;
 
 namespace PeftSharp.Studies;
 
 /// <summary>A method's capacity knob and the values the study grows it through.</summary>
-public sealed record CapacityKnob(string Hyper, IReadOnlyList<string> Values);
+public sealed record KnobRange(string Hyper, IReadOnlyList<string> Values);
 
 /// <summary>What the capacity study runs: the protocol (tasks, epochs, lrs, splits), each method's knob, and the
 /// methods without a knob drawn as single reference points (linear probe, full fine-tuning).</summary>
-public sealed record CapacityProfile(BenchProfile Protocol, IReadOnlyDictionary<string, CapacityKnob> Knobs, IReadOnlyList<string> References)
+public sealed record CapacityProfile(BenchProfile Protocol, IReadOnlyDictionary<string, KnobRange> Knobs, IReadOnlyList<string> References)
 {
     public IEnumerable<string> Methods => References.Concat(Knobs.Keys);
 }
@@ -29,35 +32,29 @@ public sealed class CapacityStudy : IStudy
     public string Name => "capacity";
     public string Summary => "accuracy vs trainable parameters as each method's capacity knob grows";
 
-    static CapacityKnob Knob(string hyper, params string[] values) => new(hyper, values);
+    static KnobRange Knob(string hyper, params string[] values) => new(hyper, values);
 
     public static CapacityProfile Profile(string name) => name switch
     {
         // One task, one lr (no search), three or so values per knob: a smoke test of the whole path.
         "quick" => new(BenchProfile.Quick with { Tasks = new[] { "digits" }, Lrs = new[] { 1e-2 } },
-            new Dictionary<string, CapacityKnob>
+            new Dictionary<string, KnobRange>
             {
                 ["lora"] = Knob("rank", "1", "8", "32"), ["adapter-houlsby"] = Knob("rank", "2", "8", "32"),
                 ["vpt-deep"] = Knob("prompts", "1", "10"), ["fact-tk"] = Knob("rank", "8", "32"),
             }, new[] { "linear" }),
         // One task per group, the benchmark's two lrs (full fine-tuning its lower ones), knobs over two orders of magnitude.
         "default" => new(BenchProfile.Default with { Tasks = new[] { "digits", "fashion-xray", "dsprites-loc" } },
-            new Dictionary<string, CapacityKnob>
+            new Dictionary<string, KnobRange>
             {
                 ["lora"] = Knob("rank", "1", "2", "4", "8", "16", "32"), ["adapter-houlsby"] = Knob("rank", "1", "4", "16", "64"),
                 ["vpt-deep"] = Knob("prompts", "1", "5", "10", "20"), ["fact-tk"] = Knob("rank", "4", "8", "16", "32"),
             }, new[] { "linear", "full" }),
         "full" => new(BenchProfile.Full with { Tasks = new[] { "digits", "photo-patches", "fashion-xray", "digits-microscopy", "clevr-dist", "dsprites-loc" } },
-            new Dictionary<string, CapacityKnob>
-            {
-                ["lora"] = Knob("rank", "1", "2", "4", "8", "16", "32", "64"), ["adapter-houlsby"] = Knob("rank", "1", "4", "16", "64", "128"),
-                ["adapter-pfeiffer"] = Knob("rank", "1", "4", "16", "64", "128"), ["vpt-deep"] = Knob("prompts", "1", "5", "10", "20", "50"),
-                ["fact-tk"] = Knob("rank", "4", "8", "16", "32", "64"),
-                ["dtl"] = Knob("rank", "1", "2", "4", "8", "16"), ["adapter-plus"] = Knob("rank", "1", "4", "8", "16", "32"),
-                ["hydra"] = Knob("rank", "1", "2", "4", "8", "16"), ["mona"] = Knob("dim", "8", "16", "32", "64"),
-                ["sct"] = Knob("channels", "16", "32", "64", "96", "192"), ["gps"] = Knob("k", "1", "2", "4", "8"),
-                ["vqt"] = Knob("prompts", "1", "5", "10", "20"),
-            }, new[] { "linear", "full" }),
+            // Every method that declares a range to grow its size knob through (TunerMethod.Capacity).
+            Tuners.TunerRegistry.ImageMethods.Where(m => m.Capacity?.Study != null)
+                .ToDictionary(m => m.Id, m => Knob(m.Capacity!.Hyper, m.Capacity.Study!.ToArray()))
+            , new[] { "linear", "full" }),
         _ => throw new PeftSharpException($"unknown study profile '{name}'; expected one of {string.Join(", ", StudyCatalog.Profiles)}"),
     };
 
@@ -91,8 +88,9 @@ public sealed class CapacityStudy : IStudy
         {
             ["task"] = s.Task, ["method"] = s.Method, ["value"] = s.Value, ["trainable_params"] = s.TrainableParams, ["top1"] = Round(s.Top1),
         }));
-        string summary = SummaryTable(profile, cells) + "\n" + string.Concat(Findings(cells).Select(f => $"- {f}\n"));
-        return new StudyOutput(Name, json, Html(profile, protocol, cells, summary, watch.Elapsed.TotalSeconds), summary);
+        var table = SummaryTable(profile, cells);
+        string summary = table.ToMarkdown() + "\n" + string.Concat(Findings(cells).Select(f => $"- {f}\n"));
+        return new StudyOutput(Name, json, Html(profile, protocol, cells, table, watch.Elapsed.TotalSeconds), summary);
     }
 
     /// <summary>The profile with the overrides applied; --methods keeps only the knobs and references it names. A
@@ -125,7 +123,7 @@ public sealed class CapacityStudy : IStudy
 
     static string Label(CapacityCell c) => c.Knob == null ? c.Method : $"{c.Method} {c.Knob} {c.Value}";
 
-    static string SummaryTable(CapacityProfile profile, IReadOnlyList<CapacityCell> cells)
+    static ReportTable SummaryTable(CapacityProfile profile, IReadOnlyList<CapacityCell> cells)
     {
         var tasks = profile.Protocol.Tasks;
         var header = new[] { "method", "trainable params" }.Concat(tasks).Append("mean").ToList();
@@ -137,7 +135,7 @@ public sealed class CapacityStudy : IStudy
                 .Concat(byTask.Select(c => c?.Top1 is double v ? F(v) : "failed"))
                 .Append(done.Count == tasks.Count ? F(done.Average()) : "–").ToList();
         });
-        return MarkdownTable(header, rows);
+        return new ReportTable(header, rows);
     }
 
     /// <summary>What the grid shows, per method: the accuracy gained from its smallest to its largest knob value, and
@@ -162,7 +160,7 @@ public sealed class CapacityStudy : IStudy
         return findings;
     }
 
-    string Html(CapacityProfile profile, BenchProfile protocol, IReadOnlyList<CapacityCell> cells, string summary, double seconds)
+    string Html(CapacityProfile profile, BenchProfile protocol, IReadOnlyList<CapacityCell> cells, ReportTable summary, double seconds)
     {
         var sections = new List<string>();
         foreach (var task in protocol.Tasks)
@@ -172,7 +170,7 @@ public sealed class CapacityStudy : IStudy
             sections.Add(Section(task, LineChart(series, "trainable parameters (log scale; the head excluded)", "test top-1 %", logX: true),
                                  "Each point is one knob value; a method without a knob (linear probe, full fine-tuning) is one point."));
         }
-        sections.Add(Section("Every cell", MarkdownToHtml(summary)));
+        sections.Add(Section("Every cell", summary.ToHtml()));
         sections.Add(Section("Findings", "<ul>" + string.Concat(Findings(cells).Select(f => $"<li>{Esc(f)}</li>")) + "</ul>"));
         var failed = cells.Where(c => c.Error != null).ToList();
         if (failed.Count > 0)

@@ -1,6 +1,9 @@
 using System.Diagnostics;
 using System.Text.Json.Nodes;
 using PeftSharp.Benchmarks;
+using PeftSharp.Reporting;
+using static PeftSharp.Reporting.Charts;
+using static PeftSharp.Reporting.Html;
 using static PeftSharp.Studies.StudyReport;
 
 namespace PeftSharp.Studies;
@@ -21,16 +24,14 @@ public sealed class EnsembleStudy : IStudy
 
     /// <summary>The benchmark's profiles with the methods the study ensembles, so the benchmark's runs are shared:
     /// quick, bench --quick's tasks (LoRA, SSF, an adapter and VPT-shallow); default, bench's default tasks and
-    /// protocol with six PEFT methods; full, bench --full with every PEFT method of the study and DTL, Adapter+, Hydra
-    /// and Mona.</summary>
+    /// protocol with six PEFT methods; full, bench --full with every PEFT method.</summary>
     public static BenchProfile Profile(string name) => name switch
     {
         "quick" => BenchProfile.Quick with { Methods = new[] { "lora", "ssf", "adapter-houlsby", "vpt-shallow" } },
         "default" => BenchProfile.Default with { Methods = new[] { "lora", "ssf", "adapter-houlsby", "fact-tk", "vpt-deep", "bitfit" } },
         "full" => BenchProfile.Full with
         {
-            Methods = Tuners.TunerRegistry.StudyMethods.Where(m => m is not ("linear" or "full"))
-                .Concat(new[] { "dtl", "adapter-plus", "hydra", "mona", "sct", "gps", "vqt" }).ToList(),
+            Methods = Tuners.TunerRegistry.ImageMethods.Where(m => m.IsPeft).Select(m => m.Id).ToList(),   // every PEFT method
         },
         _ => throw new PeftSharpException($"unknown study profile '{name}'; expected one of {string.Join(", ", StudyCatalog.Profiles)}"),
     };
@@ -47,8 +48,9 @@ public sealed class EnsembleStudy : IStudy
         json["confident_fraction"] = ConfidentFraction;
         json["tasks"] = Array(results.Select(TaskJson));
         json["claims"] = Array(Claims(results).Select(c => (JsonNode)c));
-        string summary = SummaryTable(results) + "\n" + string.Concat(Claims(results).Select(c => $"- {c}\n"));
-        return new StudyOutput(Name, json, Html(profile, results, summary, watch.Elapsed.TotalSeconds), summary);
+        var table = SummaryTable(results);
+        string summary = table.ToMarkdown() + "\n" + string.Concat(Claims(results).Select(c => $"- {c}\n"));
+        return new StudyOutput(Name, json, Html(profile, results, table, watch.Elapsed.TotalSeconds), summary);
     }
 
     /// <summary>One task's members (finished runs), the methods that failed, and the analysis (null: under two members).</summary>
@@ -111,7 +113,7 @@ public sealed class EnsembleStudy : IStudy
         if (n > 3) yield return ($"all {n}", n);
     }
 
-    static string SummaryTable(IReadOnlyList<TaskResult> results)
+    static ReportTable SummaryTable(IReadOnlyList<TaskResult> results)
     {
         var header = new[] { "task", "best single", "best pair (logits / probs)", "best triple", "all (logits / probs)", "mean disagreement %", "mean both wrong %", "top-k shared by all" };
         var rows = results.Select(r => r.Analysis is not EnsembleAnalysis a
@@ -121,7 +123,7 @@ public sealed class EnsembleStudy : IStudy
                 r.Task, $"{a.BestSingle.Method} {F(a.BestSingle.Top1)}", Both(a, 2), Both(a, 3), Both(a, a.Singles.Count),
                 F(a.Pairs.Average(p => p.Disagreement), "F1"), F(a.Pairs.Average(p => p.BothWrong), "F1"), $"{a.ConfidentSharedByAll} of {a.ConfidentK}",
             });
-        return MarkdownTable(header, rows);
+        return new ReportTable(header, rows);
 
         static string Both(EnsembleAnalysis a, int size) =>
             a.Best(size, EnsembleRule.Logits) is EnsembleScore l && a.Best(size, EnsembleRule.Probabilities) is EnsembleScore p ? $"{F(l.Top1)} / {F(p.Top1)}" : "–";
@@ -144,11 +146,11 @@ public sealed class EnsembleStudy : IStudy
         };
     }
 
-    string Html(BenchProfile profile, IReadOnlyList<TaskResult> results, string summary, double seconds)
+    string Html(BenchProfile profile, IReadOnlyList<TaskResult> results, ReportTable summary, double seconds)
     {
         var sections = new List<string>
         {
-            Section("Summary", MarkdownToHtml(summary),
+            Section("Summary", summary.ToHtml(),
                     "Test top-1 %. An ensemble averages its members' logits or softmax probabilities and predicts the argmax."),
             Section("Claims checked", "<ul>" + string.Concat(Claims(results).Select(c => $"<li>{Esc(c)}</li>")) + "</ul>"),
         };
@@ -173,7 +175,7 @@ public sealed class EnsembleStudy : IStudy
             .Select(rule => a.Best(size.Size, rule)).Where(e => e != null)
             .Select(e => (IReadOnlyList<string>)new[] { size.Label, RuleName(e!.Rule), string.Join(" + ", e.Members), F(e.Top1), F(e.Top1 - a.BestSingle.Top1, "+0.00;-0.00") }));
         return Section($"{r.Task} ({r.Examples} test examples)",
-            Bars(bars, 100, "%")
+            Bars(bars, "%", 100, "F2", Palette[0], left: 200)
             + "<h3>Exactly one of the pair right (% of test examples)</h3>" + Heatmap(names, (i, j) => Pair(i, j)?.Disagreement)
             + "<h3>Both wrong (%)</h3>" + Heatmap(names, (i, j) => Pair(i, j)?.BothWrong)
             + $"<h3>Shared among the {a.ConfidentK} most confident test examples (shared by all: {a.ConfidentSharedByAll})</h3>" + Heatmap(names, (i, j) => Conf(i, j)?.Shared, "F0")

@@ -6,6 +6,9 @@ using PeftSharp.Results;
 using PeftSharp.Suite;
 using PeftSharp.Training;
 using PeftSharp.Tuners;
+using PeftSharp.Reporting;
+using static PeftSharp.Reporting.Charts;
+using static PeftSharp.Reporting.Html;
 using static PeftSharp.Studies.StudyReport;
 
 namespace PeftSharp.Studies;
@@ -185,8 +188,9 @@ public sealed class ManyShotStudy : IStudy
         {
             ["narrows"] = verdict.Narrows, ["within_one_point_at"] = verdict.CatchesUpAt, ["overtakes_at"] = verdict.OvertakesAt, ["claim"] = verdict.Text,
         };
-        string summary = SummaryTable(profile, cells) + "\n" + $"- {verdict.Text}\n";
-        return new StudyOutput(Name, json, Html(profile, cells, verdict, summary, watch.Elapsed.TotalSeconds), summary);
+        var table = SummaryTable(profile, cells);
+        string summary = table.ToMarkdown() + "\n" + $"- {verdict.Text}\n";
+        return new StudyOutput(Name, json, Html(profile, cells, verdict, table, watch.Elapsed.TotalSeconds), summary);
     }
 
     static void Validate(ManyShotProfile profile, ImageDataset train, ImageDataset test)
@@ -215,7 +219,7 @@ public sealed class ManyShotStudy : IStudy
         ? new(method, size, run.Top1 * 100, run.Outcome?.TrainableParams, run.Outcome?.TrainSeconds)
         : new(method, size, null, Error: run.Error ?? "did not finish");
 
-    static bool IsPeft(string method) => method is not ("full" or "linear");
+    static bool IsPeft(string method) => TunerRegistry.IsPeft(method);
 
     /// <summary>
     /// Whether full fine-tuning catches up with PEFT as the training set grows: at each size with a finished full
@@ -266,7 +270,7 @@ public sealed class ManyShotStudy : IStudy
             : $"The gap does not narrow ({first.Gap:+0.00;-0.00} → {last.Gap:+0.00;-0.00}). {Study} Disagrees here.";
     }
 
-    static string SummaryTable(ManyShotProfile profile, IReadOnlyList<ManyShotCell> cells)
+    static ReportTable SummaryTable(ManyShotProfile profile, IReadOnlyList<ManyShotCell> cells)
     {
         var sizes = profile.TrainSizes;
         var header = new[] { "method", "trainable params" }.Concat(sizes.Select(n => $"n = {n.ToString("N0", CultureInfo.InvariantCulture)}"))
@@ -278,10 +282,10 @@ public sealed class ManyShotStudy : IStudy
             return (IReadOnlyList<string>)new[] { m.Method, (mine.Max(c => c?.TrainableParams) ?? 0).ToString("N0", CultureInfo.InvariantCulture) }
                 .Concat(mine.Select(c => c?.Top1 is double v ? F(v) : "failed")).Append(F(gain, "+0.00;-0.00")).ToList();
         });
-        return MarkdownTable(header, rows);
+        return new ReportTable(header, rows);
     }
 
-    string Html(ManyShotProfile profile, IReadOnlyList<ManyShotCell> cells, CatchUpVerdict verdict, string summary, double seconds)
+    string Html(ManyShotProfile profile, IReadOnlyList<ManyShotCell> cells, CatchUpVerdict verdict, ReportTable summary, double seconds)
     {
         var series = cells.Where(c => c.Top1 != null).GroupBy(c => c.Method)
             .Select(g => new ChartSeries(g.Key, g.OrderBy(c => c.TrainSize).Select(c => ((double)c.TrainSize, c.Top1!.Value)).ToList())).ToList();
@@ -289,7 +293,7 @@ public sealed class ManyShotStudy : IStudy
         {
             Section("Accuracy vs training-set size", LineChart(series, "training images (log scale)", "test top-1 %", logX: true),
                     $"One line per method; every point is tested on the same first {profile.TestImages:N0} images of Fashion-MNIST's test file."),
-            Section("Every cell", MarkdownToHtml(summary), "Test top-1 %. Trainable parameters exclude the head."),
+            Section("Every cell", summary.ToHtml(), "Test top-1 %. Trainable parameters exclude the head."),
             Section("Full fine-tuning vs PEFT", HtmlTable(new[] { "train size", "full", "best PEFT", "its top-1", "full − best PEFT", "linear", "PEFT methods full beats" },
                 verdict.Gaps.Select(g => (IReadOnlyList<string>)new[]
                 {

@@ -8,6 +8,9 @@ using PeftSharp.Suite;
 using PeftSharp.Training;
 using PeftSharp.Tuners;
 using TorchSharp;
+using PeftSharp.Reporting;
+using static PeftSharp.Reporting.Charts;
+using static PeftSharp.Reporting.Html;
 using static PeftSharp.Studies.StudyReport;
 using static TorchSharp.torch;
 using DataLoader = PeftSharp.Data.DataLoader;
@@ -69,8 +72,10 @@ public sealed class RobustnessStudy : IStudy
             {
                 Tasks = Shifts.NaturalTasks,
                 Methods = new[] { "linear", "full", "lora", "ssf", "adapter-pfeiffer", "adapter-houlsby", "repadapter", "fact-tk", "bitfit", "vpt-deep",
-                                  "dtl", "adapter-plus", "hydra", "mona", "sct", "gps", "vqt" },
+                                  "dtl", "adapter-plus", "hydra", "mona", "sct", "gps", "vqt", "spt-lora", "spt-adapter", "noah", "last" },
             },
+            // SPT-LoRA merges, but its tuned tensors take their shapes from its pre-pass, so its state before training
+            // and after do not line up for WiSE-FT's interpolation: not swept.
             Shifts.All.Select(s => s.Name).ToList(), new[] { "full", "lora", "ssf", "adapter-pfeiffer", "repadapter", "fact-tk", "bitfit", "dtl", "hydra", "gps" }),
         _ => throw new PeftSharpException($"unknown study profile '{name}'; expected one of {string.Join(", ", StudyCatalog.Profiles)}"),
     };
@@ -112,8 +117,9 @@ public sealed class RobustnessStudy : IStudy
         json["not_swept"] = new JsonObject(notSwept.Select(kv => KeyValuePair.Create(kv.Key, (JsonNode?)kv.Value)));
         var claims = Claims(accuracies, wise);
         json["claims"] = Array(claims.Select(c => (JsonNode)c));
-        string summary = SummaryTable(accuracies, wise) + "\n" + string.Concat(claims.Select(c => $"- {c}\n"));
-        return new StudyOutput(Name, json, Html(protocol, profile.Shifts, accuracies, wise, summary, claims, notSwept, watch.Elapsed.TotalSeconds), summary);
+        var table = SummaryTable(accuracies, wise);
+        string summary = table.ToMarkdown() + "\n" + string.Concat(claims.Select(c => $"- {c}\n"));
+        return new StudyOutput(Name, json, Html(protocol, profile.Shifts, accuracies, wise, table, claims, notSwept, watch.Elapsed.TotalSeconds), summary);
     }
 
     /// <summary>The name of the task's own test split among the evaluation sets.</summary>
@@ -259,7 +265,7 @@ public sealed class RobustnessStudy : IStudy
         return a.ShiftedMean - (my + slope * (a.InDist - mx));
     }
 
-    static string SummaryTable(IReadOnlyList<ShiftedAccuracy> accuracies, IReadOnlyList<WisePoint> wise)
+    static ReportTable SummaryTable(IReadOnlyList<ShiftedAccuracy> accuracies, IReadOnlyList<WisePoint> wise)
     {
         var header = new[] { "task", "method", "in-dist", "shifted mean", "drop", "effective robustness", "best WiSE shifted mean (0 < α < 1)", "in-dist there" };
         var rows = accuracies.Select(a =>
@@ -271,7 +277,7 @@ public sealed class RobustnessStudy : IStudy
                 best == null ? "–" : $"{F(best.ShiftedMean)} ({best.Alpha:0.0})", best == null ? "–" : F(best.InDist),
             };
         });
-        return MarkdownTable(header, rows);
+        return new ReportTable(header, rows);
     }
 
     /// <summary>The interior α (0 &lt; α &lt; 1: a true interpolation, neither end) with the best shifted mean.</summary>
@@ -285,7 +291,7 @@ public sealed class RobustnessStudy : IStudy
         var claims = new List<string>();
         var tasks = accuracies.Select(a => a.Task).Distinct().ToList();
         var fullDrops = accuracies.Where(a => a.Method == "full").ToList();
-        var peft = accuracies.Where(a => a.Method is not ("full" or "linear")).ToList();
+        var peft = accuracies.Where(a => TunerRegistry.IsPeft(a.Method)).ToList();
         if (fullDrops.Count > 0 && peft.Count > 0)
         {
             int worse = fullDrops.Count(f => peft.Where(p => p.Task == f.Task).All(p => f.InDist - f.ShiftedMean > p.InDist - p.ShiftedMean));
@@ -309,11 +315,11 @@ public sealed class RobustnessStudy : IStudy
     }
 
     string Html(BenchProfile protocol, IReadOnlyList<string> shifts, IReadOnlyList<ShiftedAccuracy> accuracies, IReadOnlyList<WisePoint> wise,
-                string summary, IReadOnlyList<string> claims, IReadOnlyDictionary<string, string> notSwept, double seconds)
+                ReportTable summary, IReadOnlyList<string> claims, IReadOnlyDictionary<string, string> notSwept, double seconds)
     {
         var sections = new List<string>
         {
-            Section("Summary", MarkdownToHtml(summary), "Test top-1 %. Shifted mean: the mean over the shifts below. Effective robustness: shifted mean above the linear fit of shifted against in-distribution accuracy over the task's methods."),
+            Section("Summary", summary.ToHtml(), "Test top-1 %. Shifted mean: the mean over the shifts below. Effective robustness: shifted mean above the linear fit of shifted against in-distribution accuracy over the task's methods."),
             Section("Claims checked", "<ul>" + string.Concat(claims.Select(c => $"<li>{Esc(c)}</li>")) + "</ul>"),
         };
         foreach (var task in accuracies.Select(a => a.Task).Distinct())

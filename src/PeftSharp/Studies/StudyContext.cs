@@ -44,7 +44,7 @@ public sealed class StudyContext : IDisposable
             throw new PeftSharpException($"{options.DatabasePath}: results database not found, and training missing runs is off");
         Options = options;
         this.log = log;
-        SuiteBenchmark.CreateWritable(options.OutDir, "the study's output folder");
+        WritableFolder.Require(options.OutDir, "the study's output folder");
         Db = ResultsDb.Open(options.DatabasePath);
         Device = device;
         Executor = new RunExecutor(Db, device, observer, Path.Combine(options.OutDir, "checkpoints")) { TrainMissing = options.TrainMissing };

@@ -4,6 +4,9 @@ using System.Text.Json.Nodes;
 using PeftSharp.Checkpoints;
 using PeftSharp.Data;
 using PeftSharp.VisionLanguage;
+using PeftSharp.Reporting;
+using static PeftSharp.Reporting.Charts;
+using static PeftSharp.Reporting.Html;
 using static PeftSharp.Studies.StudyReport;
 
 namespace PeftSharp.Studies;
@@ -111,8 +114,9 @@ public sealed class VlScalingStudy : IStudy
             ["trainable_params"] = c.TrainableParams, ["score"] = Round(c.Score),
         }));
         json["findings"] = findings.ToJson();
-        string summary = SummaryTable(profile, cells) + "\n" + string.Concat(findings.Statements.Select(s => $"- {s}\n"));
-        return new StudyOutput(Name, json, Html(profile, tasks, cells, findings, summary, watch.Elapsed.TotalSeconds), summary);
+        var tables = SummaryTables(profile, cells);
+        string summary = string.Concat(tables.Select(t => t.ToMarkdown() + "\n")) + "\n" + string.Concat(findings.Statements.Select(s => $"- {s}\n"));
+        return new StudyOutput(Name, json, Html(profile, tasks, cells, findings, tables, watch.Elapsed.TotalSeconds), summary);
     }
 
     static VlScalingProfile Narrow(VlScalingProfile profile, StudyOverrides? overrides)
@@ -130,18 +134,18 @@ public sealed class VlScalingStudy : IStudy
 
     static string Label(VlCell c) => c.Capacity.Length == 0 ? c.Method : $"{c.Method} {c.Capacity}";
 
-    static string SummaryTable(VlScalingProfile profile, IReadOnlyList<VlCell> cells)
+    static List<ReportTable> SummaryTables(VlScalingProfile profile, IReadOnlyList<VlCell> cells)
     {
-        var sb = new System.Text.StringBuilder();
+        var tables = new List<ReportTable>();
         foreach (var task in profile.Tasks)
         {
             var mine = cells.Where(c => c.Task == task).ToList();
             var header = new[] { $"{task}: method", "trainable params" }.Concat(profile.Fractions.Select(f => $"{f:P0} ({mine.First(c => c.DataFraction == f && c.Method != ClipRunRequest.ZeroShot).TrainPairs})")).ToList();
             var rows = mine.GroupBy(Label).Select(g => (IReadOnlyList<string>)new[] { g.Key, g.Max(c => c.TrainableParams).ToString("N0", CultureInfo.InvariantCulture) }
                 .Concat(profile.Fractions.Select(f => g.FirstOrDefault(c => c.DataFraction == f) is { } c ? F(c.Score) : "–")).ToList());
-            sb.Append(MarkdownTable(header, rows)).Append('\n');
+            tables.Add(new ReportTable(header, rows));
         }
-        return sb.ToString();
+        return tables;
     }
 
     /// <summary>The paper's two findings tested on our cells. Data size "helps" a task when the mean gain from its
@@ -236,7 +240,7 @@ public sealed class VlScalingStudy : IStudy
         return drop;
     }
 
-    string Html(VlScalingProfile profile, IReadOnlyList<VlTask> tasks, IReadOnlyList<VlCell> cells, VlFindings findings, string summary, double seconds)
+    string Html(VlScalingProfile profile, IReadOnlyList<VlTask> tasks, IReadOnlyList<VlCell> cells, VlFindings findings, IReadOnlyList<ReportTable> summary, double seconds)
     {
         var sections = new List<string>
         {
@@ -258,7 +262,7 @@ public sealed class VlScalingStudy : IStudy
             sections.Add(Section($"{task.Name}: score vs trainable parameters at {hi:P0} of the data", LineChart(byParams, "trainable parameters (log scale)", $"{task.Metric} %", logX: true),
                                  "One line per method through its capacity values; BitFit, LayerNorm and full fine-tuning are single points."));
         }
-        sections.Add(Section("Every cell", string.Concat(summary.Split("\n\n").Where(t => t.StartsWith('|')).Select(MarkdownToHtml))));
+        sections.Add(Section("Every cell", string.Concat(summary.Select(t => t.ToHtml()))));
         return Page("PeftSharp study: vl-scaling", $"Profile {profile.Name}: {profile.Description()}. {seconds / 60:F1} min.", sections);
     }
 }

@@ -54,9 +54,19 @@ public sealed class WorkQueue
 
     /// <summary>Queues every run of each request: its search runs, or its final runs when a one-point grid has
     /// nothing to search. Planning the same requests again queues nothing new.</summary>
-    public PlanResult Plan(string planName, IEnumerable<TuneSpec> requests)
+    /// <param name="planName">Null: named by the requests themselves (<see cref="DefaultPlanName"/>), so planning the
+    /// same requests again finds the same plan.</param>
+    /// <summary>"plan-" and the first 12 hex digits of the SHA-256 of the requests' anchored specs.</summary>
+    public static string DefaultPlanName(IEnumerable<TuneSpec> requests) =>
+        "plan-" + Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(
+            System.Text.Encoding.UTF8.GetBytes(string.Join("\n", requests.Select(r => SweepSpecJson.Write(SweepSpecJson.Anchored(r)))))))[..12];
+
+    public PlanResult Plan(string? planName, IEnumerable<TuneSpec> requests)
     {
+        var list = requests.ToList();
+        planName ??= DefaultPlanName(list);
         ArgumentException.ThrowIfNullOrWhiteSpace(planName);
+        requests = list;
         var sweepIds = new List<string>();
         int queued = 0, already = 0;
         foreach (var request in requests)

@@ -168,7 +168,7 @@ public static class Pretraining
     }
 
     /// <summary>Writes the weights (timm keys, config metadata) and a model card beside them.</summary>
-    public static void Save(PretrainResult r, PretrainOptions o, string path)
+    public static void Save(PretrainResult r, PretrainOptions o, string path, string? command = null)
     {
         var meta = new Dictionary<string, string>
         {
@@ -197,7 +197,7 @@ public static class Pretraining
             ["held_out_photo_top1_percent"] = double.IsNaN(r.PhotoHeldOutTop1) ? null : Math.Round(r.PhotoHeldOutTop1, 2),
             ["final_train_loss"] = Math.Round(r.FinalLoss, 4),
             ["machine"] = $"{Environment.ProcessorCount} cores, {System.Runtime.InteropServices.RuntimeInformation.OSDescription}",
-            ["command"] = $"peftsharp pretrain --steps {o.Steps} --batch-size {o.BatchSize} --lr {o.Lr} --seed {o.Seed} --curriculum {o.CurriculumFraction} --start-classes {o.StartClasses} --photo-fraction {o.PhotoFraction} --out {Path.GetFileName(path)}",
+            ["command"] = command,   // how the caller ran it (the CLI passes its command line); the settings above are the record
         };
         File.WriteAllText(Path.ChangeExtension(path, ".card.json"), card.ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
     }

@@ -12,7 +12,7 @@ namespace PeftSharp.Training;
 /// <summary>Everything one run needs: its identity, the backbone, the method and the data.</summary>
 public sealed record RunRequest(
     RunSpec Spec, BackboneSpec Backbone, IReadOnlyDictionary<string, string> Settings, TrainOptions Train,
-    DataLoader TrainData, DataLoader EvalData, int NumClasses, string DatasetPath) : IRunJob
+    DataLoader TrainData, DataLoader EvalData, int NumClasses, string DatasetPath) : IPrePassJob
 {
     /// <summary>What the model sees of an image in this run (evaluation applies the same).</summary>
     public Data.Preprocessing Preprocessing => new(TrainData.Options.ImageSize, TrainData.Options.Normalization);
@@ -23,9 +23,12 @@ public sealed record RunRequest(
         AdapterFiles.Save(model, directory, Backbone.Checkpoint, Preprocessing, TrainData.Dataset.ClassNames);
 
     /// <summary>Trains and scores the classifier (<see cref="TrainedRun.Train"/>): top-1 and every example's logits.</summary>
-    public RunProduct Run(Device device, IProgress<TrainProgress>? progress, TrainCheckpoint? checkpoint)
+    public RunProduct Run(Device device, IProgress<TrainProgress>? progress, TrainCheckpoint? checkpoint) => Run(device, progress, checkpoint, null);
+
+    /// <inheritdoc cref="Run(Device, IProgress{TrainProgress}?, TrainCheckpoint?)"/>
+    public RunProduct Run(Device device, IProgress<TrainProgress>? progress, TrainCheckpoint? checkpoint, IPrePassStore? prePasses)
     {
-        var run = TrainedRun.Train(this, device, progress, checkpoint);
+        var run = TrainedRun.Train(this, device, progress, checkpoint, prePasses);
         var (peft, trained, evaluation) = (run.Peft, run.Training, run.Evaluation);
         var metrics = evaluation.Metrics.ToJson();
         RunProduct.AddTraining(metrics, trained, peft);
@@ -148,7 +151,11 @@ public sealed class RunExecutor
         try
         {
             using var heartbeat = new LeaseHeartbeat(db, id, Owner, Lease);
-            using var product = job.Run(device, observer == null ? null : new Progress(observer), checkpoint);
+            var progress = observer == null ? null : new Progress(observer);
+            // A method's pre-pass runs once per grid: a job that can take it from the store (and keep it there) is given it.
+            using var product = job is IPrePassJob withPass
+                ? withPass.Run(device, progress, checkpoint, new PrePassRuns(db, spec, job.DatasetPath))
+                : job.Run(device, progress, checkpoint);
             heartbeat.Dispose();
             if (!FinishOrLose(id, product.Outcome, product.Predictions)) return null;
             stored = true;

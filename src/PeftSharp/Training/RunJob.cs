@@ -23,6 +23,14 @@ public interface IRunJob
     RunProduct Run(Device device, IProgress<TrainProgress>? progress, TrainCheckpoint? checkpoint);
 }
 
+/// <summary>A job whose training may start with a method's pre-pass (<see cref="IPrePass"/>): the executor gives it the
+/// results store's stored passes (<see cref="PrePassRuns"/>), so a grid over learning rates runs each pass once.</summary>
+public interface IPrePassJob : IRunJob
+{
+    /// <summary>As <see cref="IRunJob.Run"/>, looking the pre-pass up in <paramref name="prePasses"/> and keeping it there.</summary>
+    RunProduct Run(Device device, IProgress<TrainProgress>? progress, TrainCheckpoint? checkpoint, IPrePassStore? prePasses);
+}
+
 /// <summary>What a job's run produced: the outcome and predictions to store, the trained method (for its adapter
 /// artefact) and, for classification, the evaluation. Owns the trained model.</summary>
 public sealed class RunProduct(RunOutcome outcome, IReadOnlyList<Prediction> predictions, PeftModel? peft,
@@ -51,6 +59,10 @@ public sealed class RunProduct(RunOutcome outcome, IReadOnlyList<Prediction> pre
         metrics["epoch_losses"] = new JsonArray(trained.EpochLosses.Select(l => (JsonNode)JsonValue.Create(l)!).ToArray());
         metrics["feature_cache"] = trained.UsedFeatureCache;
         metrics["first_trainable_block"] = trained.FirstTrainableBlock;
-        if (peft.PrePasses.Any()) metrics["prepass_seconds"] = trained.PrePassSeconds;   // part of TrainSeconds
+        if (peft.PrePasses.Any())
+        {
+            metrics["prepass_seconds"] = trained.PrePassSeconds;   // part of TrainSeconds, unless reused
+            metrics["prepass_reused"] = trained.PrePassReused;     // from the stored pre-pass run (PrePassRuns)
+        }
     }
 }

@@ -18,12 +18,20 @@ public static class RunSpecs
     /// <param name="data">The images' identity (<see cref="DataIdentity"/>, or a study's own fingerprint).</param>
     public static RunSpec Trained(RunStage stage, string dataset, string trainSplit, string evalSplit, string method,
                                   IReadOnlyDictionary<string, string> settings, TrainOptions train, JsonNode? data, string modelJson,
-                                  string checkpoint, string? sweepId = null, string family = RunSpec.Classification) => new()
+                                  string checkpoint, string? sweepId = null, string family = RunSpec.Classification) =>
+        Of(stage, family, dataset, trainSplit, evalSplit, method, settings, train.Lr, train.WeightDecay, train.Seed, train.Epochs,
+           train.BatchSize, TrainingJson(train, data), modelJson, checkpoint, sweepId);
+
+    /// <summary>A run of any trainer: <paramref name="trainingJson"/> is that trainer's settings (CLIP's, for instance).</summary>
+    /// <param name="settings">The method's settings, resolved to its full hyperparameters; null when nothing trains (zero-shot).</param>
+    public static RunSpec Of(RunStage stage, string family, string dataset, string trainSplit, string evalSplit, string method,
+                             IReadOnlyDictionary<string, string>? settings, double lr, double weightDecay, int seed, int epochs, int batchSize,
+                             string trainingJson, string modelJson, string checkpoint, string? sweepId = null) => new()
     {
         Stage = stage, Family = family, Dataset = dataset, TrainSplit = trainSplit, EvalSplit = evalSplit, Method = method,
-        HyperJson = TunerRegistry.ResolveHypers(method, settings).ToJsonString(),
-        Lr = train.Lr, WeightDecay = train.WeightDecay, Seed = train.Seed, Epochs = train.Epochs, BatchSize = train.BatchSize,
-        TrainingJson = TrainingJson(train, data), ModelJson = modelJson, Checkpoint = checkpoint, SweepId = sweepId,
+        HyperJson = settings == null ? "{}" : TunerRegistry.ResolveHypers(method, settings).ToJsonString(),
+        Lr = lr, WeightDecay = weightDecay, Seed = seed, Epochs = epochs, BatchSize = batchSize,
+        TrainingJson = trainingJson, ModelJson = modelJson, Checkpoint = checkpoint, SweepId = sweepId,
     };
 
     /// <summary>An evaluation that trained nothing (train split "none"): <paramref name="evaluation"/> says what makes

@@ -75,12 +75,14 @@ public sealed class TrainedRun(VisionTransformer model, PeftModel peft, TrainRes
     /// backbone with a head for the task, apply the method, fit, evaluate in the run's precision. A model whose
     /// evaluation loss is not finite diverged, which is an error naming the learning rate.
     /// </summary>
-    public static TrainedRun Train(RunRequest request, Device device, IProgress<TrainProgress>? progress = null, TrainCheckpoint? checkpoint = null)
+    /// <param name="prePasses">Where a method's pre-pass result is looked up and kept (null: the pass always runs).</param>
+    public static TrainedRun Train(RunRequest request, Device device, IProgress<TrainProgress>? progress = null, TrainCheckpoint? checkpoint = null,
+                                   IPrePassStore? prePasses = null)
     {
         var (model, peft) = Prepare(request, device);
         try
         {
-            var trained = new Trainer(peft, request.Train, device).Fit(request.TrainData, progress, checkpoint);
+            var trained = new Trainer(peft, request.Train, device) { PrePassStore = prePasses }.Fit(request.TrainData, progress, checkpoint);
             var evaluation = Evaluator.Evaluate(model, request.EvalData, device, precision: request.Train.Precision);
             // Weights can blow up without the training loss overflowing (a huge lr): then the logits are not finite.
             if (!double.IsFinite(evaluation.Metrics.Loss))
@@ -119,6 +121,11 @@ public sealed class TrainedRun(VisionTransformer model, PeftModel peft, TrainRes
 /// </summary>
 public static class FineTuning
 {
+    /// <summary>The same with a typed method configuration (<c>new LoraConfig { Rank = 8 }</c>).</summary>
+    public static TrainedRun Run(ImageTask task, MethodConfig method, TrainOptions? train = null, BackboneSpec? backbone = null,
+                                 Device? device = null, IProgress<TrainProgress>? progress = null) =>
+        Run(task, method.Method, method.Settings(), train, backbone, device, progress);
+
     /// <param name="backbone">Null: the shipped pretrained backbone.</param>
     /// <param name="train">Null: the study's defaults, with the normalisation the backbone records.</param>
     public static TrainedRun Run(ImageTask task, string method, IReadOnlyDictionary<string, string>? settings = null, TrainOptions? train = null,

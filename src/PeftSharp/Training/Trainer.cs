@@ -19,8 +19,23 @@ public sealed record TrainProgress(int Epoch, int Epochs, int Step, int StepsPer
 /// <param name="Seconds">Training time, a method's pre-pass included.</param>
 /// <param name="PrePassSeconds">The part of <paramref name="Seconds"/> the methods' pre-passes took (0 for methods without one;
 /// on a resumed run, the time the pass took when it ran).</param>
+/// <param name="PrePassReused">The pre-pass's selection came from a stored pre-pass of the same data, backbone, method
+/// settings and seed (<see cref="IPrePassStore"/>), not from running it.</param>
 public sealed record TrainResult(int Epochs, double FinalLoss, IReadOnlyList<double> EpochLosses, double Seconds,
-                                 double ImagesPerSecond, bool UsedFeatureCache, int FirstTrainableBlock, double PrePassSeconds = 0);
+                                 double ImagesPerSecond, bool UsedFeatureCache, int FirstTrainableBlock, double PrePassSeconds = 0,
+                                 bool PrePassReused = false);
+
+/// <summary>Where a run's pre-pass result is kept for other runs that would compute the same one (a grid over learning
+/// rates: the pass reads neither the lr nor the weight decay).</summary>
+public interface IPrePassStore
+{
+    /// <summary>Gives <paramref name="peft"/> the stored selection of this run's pre-pass; the seconds the pass took when
+    /// it ran, or null when none is stored.</summary>
+    double? TryLoad(PeftModel peft);
+
+    /// <summary>Keeps the selection <paramref name="peft"/> now holds, made by a pass of <paramref name="seconds"/>.</summary>
+    void Save(PeftModel peft, double seconds);
+}
 
 /// <summary>
 /// Trains a <see cref="PeftModel"/>'s trainable parameters with AdamW (only those: AdamW keeps state for every tensor
@@ -49,8 +64,12 @@ public sealed class Trainer
         vit.GradCheckpointing = options.GradCheckpointing;
     }
 
-    /// <summary>Index of the first block with a trainable parameter (depth when none has one).</summary>
-    public int FirstTrainableBlock { get; }
+    /// <summary>Index of the first block with a trainable parameter (depth when none has one); set again after a
+    /// pre-pass, which may choose what trains.</summary>
+    public int FirstTrainableBlock { get; private set; }
+
+    /// <summary>Where a pre-pass's selection is looked up before running it, and kept after (null: always run it).</summary>
+    public IPrePassStore? PrePassStore { get; init; }
 
     /// <summary>True when only the head trains, so frozen features can be cached.</summary>
     public bool OnlyHeadTrains => peft.TrainableParameters().All(p => peft.IsHeadName(p.Name));
@@ -58,16 +77,24 @@ public sealed class Trainer
     public TrainResult Fit(DataLoader train, IProgress<TrainProgress>? progress = null, TrainCheckpoint? checkpoint = null,
                            CancellationToken cancel = default)
     {
+        // A method's pre-pass (issue 28: on the training split only, before the first epoch). It comes first because it
+        // may choose what trains; a restored checkpoint or a stored pass of the same data carries its selection, so a
+        // resumed run, or another lr of a grid, does not redo it.
+        double prePassSeconds = 0, prePassNow = 0;
+        bool reused = false;
+        if (checkpoint?.TryRestoreSelection(peft, out prePassSeconds) != true && peft.NeedsPrePass)
+            (prePassSeconds, prePassNow, reused) = PrePass(train);
+        FirstTrainableBlock = FindFirstTrainableBlock(peft);
+
         using var steps = OptimizerSteps.For(peft.TrainableParameters().Select(p => p.Parameter).ToList(), options);
         int startEpoch = 0;
         var losses = new List<double>();
-        double prePassSeconds = 0;
-        if (checkpoint?.TryRestore(peft, steps.Optimizer, out startEpoch, losses, out prePassSeconds) == true && startEpoch >= options.Epochs)
-            return new TrainResult(options.Epochs, losses.LastOrDefault(double.NaN), losses, 0, 0, false, FirstTrainableBlock, prePassSeconds);
-        // A method's pre-pass (issue 28: on the training split only, before the first epoch; a restored checkpoint
-        // carries its selection, so a resumed run does not redo it).
-        double prePassNow = peft.NeedsPrePass ? peft.RunPrePasses(new PrePassData(train, device, options.Seed)) : 0;
-        prePassSeconds += prePassNow;
+        if (checkpoint?.TryRestore(peft, steps.Optimizer, out startEpoch, losses, out double restoredPrePass) == true)
+        {
+            prePassSeconds = restoredPrePass;
+            if (startEpoch >= options.Epochs)
+                return new TrainResult(options.Epochs, losses.LastOrDefault(double.NaN), losses, 0, 0, false, FirstTrainableBlock, prePassSeconds);
+        }
 
         bool cache = options.CacheFrozenFeatures && OnlyHeadTrains && train.Options.Augmentation is null;
         using var features = cache ? FrozenFeatures(train) : null;
@@ -99,7 +126,26 @@ public sealed class Trainer
         vit.eval();
         double seconds = watch.Elapsed.TotalSeconds;
         return new TrainResult(options.Epochs, losses.LastOrDefault(double.NaN), losses, seconds + prePassNow, images / Math.Max(seconds, 1e-9),
-                               features is not null, FirstTrainableBlock, prePassSeconds);
+                               features is not null, FirstTrainableBlock, prePassSeconds, reused);
+    }
+
+    /// <summary>Runs the pending pre-passes, or loads their stored selection; (the pass's seconds, the seconds spent now,
+    /// whether it was reused). The random state is put back afterwards, so training draws the same numbers whether the
+    /// pass ran or was loaded (and a pass that rebuilds modules initialises them from the state it found).</summary>
+    (double Seconds, double Now, bool Reused) PrePass(DataLoader train)
+    {
+        using var state = get_rng_state();
+        try
+        {
+            if (PrePassStore?.TryLoad(peft) is double stored) return (stored, 0, true);
+            double seconds = peft.RunPrePasses(new PrePassData(train, device, options.Seed));
+            PrePassStore?.Save(peft, seconds);
+            return (seconds, seconds, false);
+        }
+        finally
+        {
+            set_rng_state(state);
+        }
     }
 
     /// <summary>The training forward, float32 logits: frozen leading blocks run without autograd, the rest with it; the
@@ -216,6 +262,20 @@ public sealed class TrainCheckpoint
 
     public bool TryRestore(PeftModel peft, Optimizer optimizer, out int epochsDone, List<double> losses) =>
         TryRestore(peft, optimizer, out epochsDone, losses, out _);
+
+    /// <summary>Gives the methods the selection their pre-pass made before the checkpoint was written (before the
+    /// optimizer is built: the trained tensors' shapes may follow it); false when there is no checkpoint or it holds
+    /// no selection. <paramref name="prePassSeconds"/> is the time the pass took when it ran.</summary>
+    public bool TryRestoreSelection(PeftModel peft, out double prePassSeconds)
+    {
+        prePassSeconds = 0;
+        if (!File.Exists(Tensors) || !peft.PrePasses.Any()) return false;
+        using var file = SafeTensorsFile.Open(Tensors);
+        if (!peft.RestoreSelection(name => file.Contains(name) ? file.ReadTensor(name) : null, Tensors)) return false;
+        if (file.Metadata.TryGetValue("prepass_seconds", out var pre))
+            prePassSeconds = double.Parse(pre, System.Globalization.CultureInfo.InvariantCulture);
+        return true;
+    }
 
     /// <summary>Restores the last epoch's state; <paramref name="prePassSeconds"/> is the time the methods' pre-pass
     /// took when it ran (its selection is restored with the tensors).</summary>

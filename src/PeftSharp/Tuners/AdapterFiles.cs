@@ -228,10 +228,13 @@ public static class AdapterFiles
 
     static void LoadTensors(PeftModel model, string weightsPath, Func<string, string> fileToCanonical)
     {
+        using var file = SafeTensorsFile.Open(weightsPath);
+        // The selection first: the shapes of some methods' trained tensors follow it (SPT's entries, NOAH's widths).
+        var fileNames = file.Tensors.ToDictionary(t => fileToCanonical(t.Name), t => t.Name);
+        model.RestoreSelection(name => fileNames.TryGetValue(name, out var n) ? file.ReadTensor(n) : null, weightsPath);
         var byCanonical = model.TrainableParameters().ToDictionary(p => CanonicalName(p.Name), p => (Tensor)p.Parameter);
         var selection = model.SelectionState();
         foreach (var (name, buffer) in selection) byCanonical[name] = buffer;
-        using var file = SafeTensorsFile.Open(weightsPath);
         var seen = new HashSet<string>();
         using (no_grad())
         {

@@ -46,6 +46,18 @@ public sealed class PeftModel
         ?? throw new InvalidOperationException("not a vision model");
 
     /// <summary>Applies the methods of <paramref name="methodSpec"/> ("lora", "ssf+lora") to a ViT.</summary>
+    /// <summary>Applies a typed method configuration (<see cref="MethodConfig"/>) to an image ViT.</summary>
+    public static PeftModel Create(VisionTransformer model, MethodConfig config, PeftOptions? options = null) =>
+        Create(model, config.Method, config.Settings(), options);
+
+    /// <summary>Applies a typed method configuration to a video ViT.</summary>
+    public static PeftModel Create(VideoVisionTransformer model, MethodConfig config, PeftOptions? options = null) =>
+        Create(model, config.Method, config.Settings(), options);
+
+    /// <summary>Applies a typed method configuration to CLIP's towers (<see cref="PeftOptions.Towers"/>).</summary>
+    public static PeftModel Create(ClipModel model, MethodConfig config, PeftOptions? options = null) =>
+        Create(model, config.Method, config.Settings(), options);
+
     public static PeftModel Create(VisionTransformer model, string methodSpec, IReadOnlyDictionary<string, string>? settings = null,
                                    PeftOptions? options = null) =>
         Build(model, new[] { TunableEncoder.Of(model) }, methodSpec, settings, options ?? new PeftOptions());
@@ -113,13 +125,16 @@ public sealed class PeftModel
 
     public long CountTotal() => Root.parameters().Sum(p => p.numel());
 
-    /// <summary>peft's print_trainable_parameters line (head included, as it trains).</summary>
-    public string Summary()
+    /// <summary>What trains: the method's parameters, the head's, and all of the model's (peft's
+    /// print_trainable_parameters; its ToString is that line).</summary>
+    public TrainableParameterCount TrainableParameterSummary()
     {
-        long trainable = CountTrainable(includeHead: true), total = CountTotal();
-        return string.Create(CultureInfo.InvariantCulture,
-            $"trainable params: {trainable:N0} (method {CountTrainable():N0}, head {trainable - CountTrainable():N0}) || all params: {total:N0} || trainable%: {100.0 * trainable / total:F4}");
+        long trainable = CountTrainable(includeHead: true), method = CountTrainable();
+        return new TrainableParameterCount(trainable, method, trainable - method, CountTotal());
     }
+
+    /// <summary>peft's print_trainable_parameters line (head included, as it trains).</summary>
+    public string Summary() => TrainableParameterSummary().ToString();
 
     /// <summary>The applied methods that choose part of themselves from the training data (<see cref="IPrePass"/>).</summary>
     public IEnumerable<IPrePass> PrePasses => tuners.OfType<IPrePass>();
@@ -127,12 +142,47 @@ public sealed class PeftModel
     /// <summary>True while some method's pre-pass has neither run nor been loaded.</summary>
     public bool NeedsPrePass => PrePasses.Any(p => !p.Selected);
 
-    /// <summary>Runs every pending pre-pass on the training split; returns the seconds it took.</summary>
+    /// <summary>Runs every pending pre-pass on the training split; returns the seconds it took. A pass may rebuild its
+    /// method's trained modules (SPT, NOAH), so trainability is set again afterwards.</summary>
     public double RunPrePasses(PrePassData data)
     {
         var watch = System.Diagnostics.Stopwatch.StartNew();
         foreach (var pass in PrePasses.Where(p => !p.Selected)) pass.RunPrePass(data);
+        ResetTrainable();
         return watch.Elapsed.TotalSeconds;
+    }
+
+    /// <summary>
+    /// Gives every pre-pass method its saved selection, read by canonical state-dict name from <paramref name="read"/>
+    /// (null when the source lacks the name; <paramref name="where"/> names the source in errors), before any trained
+    /// tensor is read: some methods' trained tensors take their shapes from the selection. False, changing nothing,
+    /// when the source holds none of the selection; a source holding part of it is an error.
+    /// </summary>
+    public bool RestoreSelection(Func<string, Tensor?> read, string where)
+    {
+        var passes = PrePasses.ToList();
+        if (passes.Count == 0) return false;
+        var names = Root.named_buffers().GroupBy(b => b.buffer, ReferenceEqualityComparer.Instance)
+                        .ToDictionary(g => g.Key, g => AdapterFiles.CanonicalName(g.First().name), ReferenceEqualityComparer.Instance);
+        var saved = passes.Select(p => p.SelectionTensors().Select(b => (Buffer: b, Name: names[b], Saved: read(names[b]))).ToList()).ToList();
+        var all = saved.SelectMany(s => s).ToList();
+        if (all.All(s => s.Saved is null)) return false;
+        if (all.FirstOrDefault(s => s.Saved is null) is { Name: not null } missing)
+            throw new PeftSharpException($"{where}: no selection tensor '{missing.Name}' (the file holds part of {MethodSpec}'s selection)");
+        try
+        {
+            for (int i = 0; i < passes.Count; i++)
+            {
+                passes[i].LoadSelection(saved[i].Select(s => (s.Buffer, s.Saved!, s.Name)).ToList(), where);
+                passes[i].MarkSelected();
+            }
+        }
+        finally
+        {
+            foreach (var s in all) s.Saved?.Dispose();
+        }
+        ResetTrainable();
+        return true;
     }
 
     /// <summary>The methods' selection buffers under their canonical state-dict names (saved beside the trained tensors).</summary>
@@ -179,6 +229,11 @@ public sealed class PeftModel
     /// Merges, then removes every tuner structure: the root is left with exactly timm's modules and state-dict keys
     /// (zero inference overhead; saves as an ordinary checkpoint). This PeftModel is unusable afterwards.
     /// </summary>
+    /// <summary><see cref="MergeAndUnload()"/> as the model type the method was applied to.</summary>
+    public TModel MergeAndUnload<TModel>() where TModel : nn.Module =>
+        Root is TModel ? (TModel)MergeAndUnload()
+                       : throw new PeftSharpException("model type", $"this PeftModel wraps a {Root.GetType().Name}, not a {typeof(TModel).Name}");
+
     public nn.Module MergeAndUnload()
     {
         Merge();

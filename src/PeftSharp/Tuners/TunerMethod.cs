@@ -25,9 +25,34 @@ public abstract class TunerMethod
     /// <summary>True for methods that model time and apply to the video ViT only (ST-Adapter).</summary>
     public virtual bool VideoOnly => false;
 
+    /// <summary>False for the baselines the PEFT methods are measured against (linear probe, full fine-tuning).</summary>
+    public virtual bool IsPeft => true;
+
+    /// <summary>The hyperparameter that sets the method's size, the two values the benchmark's short profiles search
+    /// and the values the capacity study grows it through (null: no size knob).</summary>
+    public virtual CapacityKnob? Capacity => null;
+
+    /// <summary>Other hyperparameters the benchmark's short profiles search beside the capacity knob (Hydra's scale).</summary>
+    public virtual IReadOnlyDictionary<string, string[]> OtherBenchKnobs => new Dictionary<string, string[]>();
+
+    /// <summary>The benchmark's grid for the method: its capacity knob's two values and any other knob's.</summary>
+    public IReadOnlyDictionary<string, string[]> BenchGrid
+    {
+        get
+        {
+            var grid = new Dictionary<string, string[]>(OtherBenchKnobs);
+            if (Capacity is { } c) grid[c.Hyper] = c.Bench.ToArray();
+            return grid;
+        }
+    }
+
     /// <summary>Attaches the method to <paramref name="encoder"/>; the returned object knows its parameters.</summary>
     public abstract AppliedTuner Apply(TunableEncoder encoder, Hyperparameters h);
 }
+
+/// <summary>A method's size knob: the hyperparameter, the two values the benchmark searches, and the values the capacity
+/// study grows it through (null: the study leaves the method out).</summary>
+public sealed record CapacityKnob(string Hyper, IReadOnlyList<string> Bench, IReadOnlyList<string>? Study = null);
 
 /// <summary>A published VTAB-1K accuracy (ViT-B/16, ImageNet-21k), percent: the mean of the three group means and/or
 /// the plain 19-task mean, and the source (whose protocol may differ from ours: say so in it).</summary>

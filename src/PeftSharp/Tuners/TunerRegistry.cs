@@ -2,10 +2,13 @@ using PeftSharp.Tuners.Methods;
 
 namespace PeftSharp.Tuners;
 
-/// <summary>Every method by the id users type; composition with '+' ("ssf+lora").</summary>
+/// <summary>Every method by the id users type; composition with '+' ("ssf+lora"). Adding a method is its file and a
+/// line below (or <see cref="Register"/> from outside the library): everything else — `methods`, the bench grids, the
+/// capacity study, adapter files, merging — reads what the method declares.</summary>
 public static class TunerRegistry
 {
-    public static readonly IReadOnlyList<TunerMethod> All = new TunerMethod[]
+    static readonly object gate = new();
+    static readonly List<TunerMethod> methods = new()
     {
         new LinearProbe(), new FullFineTuning(), new PartialK(),
         new VptShallow(), new VptDeep(),
@@ -14,8 +17,37 @@ public static class TunerRegistry
         new Lora(), new Dora(), new FactTt(), new FactTk(), new PrefixTuning(),
         new Sct(), new Gps(), new Vqt(),
         new Dtl(), new AdapterPlus(), new Hydra(), new Mona(), new DesignSpaceAdapter(),
+        new SptLora(), new SptAdapter(), new Noah(), new Last(),
         new StAdapter(), new Bapat(),
     };
+
+    /// <summary>The registered methods, in registration order.</summary>
+    public static IReadOnlyList<TunerMethod> All
+    {
+        get { lock (gate) return methods.ToArray(); }
+    }
+
+    /// <summary>Adds a method of the caller's (a plug-in, a test) under its id until the returned handle is disposed.</summary>
+    public static IDisposable Register(TunerMethod method)
+    {
+        string id = method.Id;
+        if (string.IsNullOrWhiteSpace(id) || id != id.Trim().ToLowerInvariant() || id.Contains('+') || id.Contains('.'))
+            throw new PeftSharpException($"method id '{id}': expected a lower-case name without '+' or '.'");
+        lock (gate)
+        {
+            if (methods.Any(m => m.Id == id)) throw new PeftSharpException($"method '{id}' is already registered");
+            methods.Add(method);
+        }
+        return new Registration(method);
+    }
+
+    sealed class Registration(TunerMethod method) : IDisposable
+    {
+        public void Dispose()
+        {
+            lock (gate) methods.Remove(method);
+        }
+    }
 
     /// <summary>The methods that apply to image encoders (all but the video-only ones).</summary>
     public static IReadOnlyList<TunerMethod> ImageMethods => All.Where(m => !m.VideoOnly).ToList();
@@ -26,6 +58,9 @@ public static class TunerRegistry
         "linear", "full", "vpt-shallow", "vpt-deep", "bitfit", "layernorm", "difffit", "ssf", "adapter-pfeiffer",
         "adapter-houlsby", "adaptformer", "convpass", "repadapter", "lora", "fact-tt", "fact-tk",
     };
+
+    /// <summary>Whether a method spec is a PEFT method (no part of it a baseline: linear probe, full fine-tuning).</summary>
+    public static bool IsPeft(string spec) => Parse(spec).All(m => m.IsPeft);
 
     public static TunerMethod Get(string id) =>
         All.FirstOrDefault(m => m.Id == id.Trim().ToLowerInvariant())

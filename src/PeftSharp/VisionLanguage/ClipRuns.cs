@@ -58,17 +58,12 @@ public sealed class ClipJob : IRunJob
         Checkpoint = checkpoint;
         TrainSet = request.Method == ClipRunRequest.ZeroShot ? null : request.Task.TrainFraction(request.DataFraction);
         Options = request.Train with { Objective = request.Task.Objective };
-        var hyper = TrainSet == null ? new JsonObject() : TunerRegistry.ResolveHypers(request.Method, request.Settings);
-        Spec = new RunSpec
-        {
-            Stage = RunStage.Single, Family = Family, Dataset = "vl/" + request.Task.Name,
-            TrainSplit = TrainSet == null ? "none" : $"train[:{TrainSet.Count}]", EvalSplit = "test",
-            Method = request.Method, HyperJson = hyper.ToJsonString(),
-            Lr = TrainSet == null ? 0 : Options.Lr, WeightDecay = TrainSet == null ? 0 : Options.WeightDecay, Seed = Options.Seed, Epochs = 0,
-            BatchSize = Options.BatchSize, TrainingJson = TrainSet == null ? "{}" : Options.ToJson().ToJsonString(),
-            ModelJson = new JsonObject { ["model"] = "clip", ["towers"] = string.Join("+", request.Towers), ["objective"] = request.Task.Objective.ToString().ToLowerInvariant() }.ToJsonString(),
-            Checkpoint = checkpointIdentity ?? RunSpec.CheckpointIdentity(checkpoint),
-        };
+        bool trains = TrainSet != null;
+        Spec = RunSpecs.Of(RunStage.Single, Family, "vl/" + request.Task.Name, trains ? $"train[:{TrainSet!.Count}]" : "none", "test",
+            request.Method, trains ? request.Settings : null, trains ? Options.Lr : 0, trains ? Options.WeightDecay : 0, Options.Seed, 0,
+            Options.BatchSize, trains ? Options.ToJson().ToJsonString() : "{}",
+            new JsonObject { ["model"] = "clip", ["towers"] = string.Join("+", request.Towers), ["objective"] = request.Task.Objective.ToString().ToLowerInvariant() }.ToJsonString(),
+            checkpointIdentity ?? RunSpec.CheckpointIdentity(checkpoint));
     }
 
     public ClipRunRequest Request { get; }

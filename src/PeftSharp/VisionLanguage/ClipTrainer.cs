@@ -63,6 +63,10 @@ public sealed class ClipTrainer
         this.peft = peft;
         clip = peft.Root as ClipModel ?? throw new PeftSharpException("the CLIP trainer needs a PeftModel over a CLIP model");
         this.options = options.Validate();
+        // A pre-pass (GPS, SCT, SPT, NOAH) reads an image classifier's training split and head; CLIP training has
+        // neither, so such a method would train its data-free default selection: refused, not silently done.
+        if (peft.NeedsPrePass)
+            throw new PeftSharpException($"method '{peft.MethodSpec}': its pre-pass ({string.Join(", ", peft.PrePasses.Select(p => p.PrePassName))}) reads an image classifier's training split, which CLIP training does not have");
     }
 
     public ClipTrainResult Fit(CaptionSet train, IProgress<(int Step, int Steps, double Loss)>? progress = null)

@@ -168,6 +168,11 @@ public class BenchReportTests
         Assert.Contains("| tier | method |", md);
         Assert.Contains("lr 0.01 (ssf)", md);
         Assert.Contains("Machine:", md);
+        // V-PETL Bench's published row beside ours (README table: LoRA 72.25, 0.29M), with what it is.
+        var loraRow = md.Split('\n').First(l => l.StartsWith("| 1 | lora |"));
+        Assert.EndsWith("| 72.25 (0.29M) |", loraRow);
+        Assert.Contains("V-PETL Bench's VTAB-1K mean is the plain mean of 19 tasks", md);
+        Assert.Contains("keep the best test epoch", report.Html());
         Assert.Equal(new[] { "linear", "vpt-deep", "ssf", "lora" }, BenchReport.ParetoFront(report.Summaries).Select(s => s.Method));
         string html = report.Html();
         foreach (var section in new[] { "Pareto front", "Per-task accuracy", "Agreement with the unifying study", "Configuration chosen on val200" })

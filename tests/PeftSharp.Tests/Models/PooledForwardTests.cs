@@ -36,7 +36,9 @@ public class PooledForwardTests
 
         TensorAssert.Close(full.Logits, pooled.Logits, atol: 1e-5, rtol: 1e-4, what: $"{method} logits");
         TensorAssert.Close(full.Logits, model.forward(x).detach(), atol: 1e-5, rtol: 1e-4, what: $"{method} forward");
-        foreach (var (name, grad) in full.Grads)
+        // A gradient that is zero but for float noise has no relative error to speak of: a bias on the keys alone
+        // (SPT-Adapter's on the k section) shifts every score of a query equally, which the softmax ignores.
+        foreach (var (name, grad) in full.Grads.Where(g => g.Value.norm().item<float>() > 1e-7))
             TensorAssert.RelativeNorm(grad, pooled.Grads[name], 1e-4, $"{method} grad {name}");
     }
 

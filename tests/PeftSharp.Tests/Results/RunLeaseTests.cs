@@ -119,7 +119,7 @@ public sealed class RunLeaseTests : IDisposable
         public void Training(TrainProgress progress) { }
         public void RunFinished(RunRecord record, string label) { }
         public void RunFailed(RunSpec spec, string label, string error) => Failed++;
-        public void RunWaiting(RunSpec spec, string label, string? owner) => Waiting++;
+        public void RunWaiting(RunSpec spec, string label, string? owner) => Interlocked.Increment(ref Waiting);
     }
 
     static RunRequest Request(out TunePlan plan, int epochs = 1)
@@ -139,7 +139,8 @@ public sealed class RunLeaseTests : IDisposable
         var recorder = new Recorder();
         var executor = new RunExecutor(db, CPU, recorder) { Poll = TimeSpan.FromMilliseconds(50) };
         var waiting = Task.Run(() => executor.Execute(request, "waits"));
-        Thread.Sleep(500);
+        // The owner finishes only once the executor is waiting (on a loaded machine the task may start late).
+        Assert.True(SpinWait.SpinUntil(() => Volatile.Read(ref recorder.Waiting) == 1, TimeSpan.FromSeconds(30)), "the executor never waited");
         Assert.False(waiting.IsCompleted);
         db.FinishRun(other.Id, Outcome(0.625), Predictions(0, 32, 4));
         var record = waiting.Wait(TimeSpan.FromSeconds(30)) ? waiting.Result : throw new TimeoutException("the executor did not return");
@@ -156,7 +157,7 @@ public sealed class RunLeaseTests : IDisposable
         var other = db.TryBeginRun(request.Spec, Context, "other-process", Long);
         var recorder = new Recorder();
         var waiting = Task.Run(() => new RunExecutor(db, CPU, recorder) { Poll = TimeSpan.FromMilliseconds(50) }.Execute(request, "waits"));
-        Thread.Sleep(300);
+        Assert.True(SpinWait.SpinUntil(() => Volatile.Read(ref recorder.Waiting) == 1, TimeSpan.FromSeconds(30)), "the executor never waited");
         db.FailRun(other.Id, "out of memory");
         var record = waiting.Wait(TimeSpan.FromSeconds(30)) ? waiting.Result : throw new TimeoutException("the executor did not return");
         Assert.Equal((other.Id, RunStatus.Failed, "out of memory"), (record.Id, record.Status, record.Error));

@@ -17,7 +17,7 @@ public class MethodBehaviourTests
     public static IEnumerable<object[]> IdentityInitMethods() => new[]
     {
         "linear", "full", "partial-k", "bitfit", "layernorm", "difffit", "adapter-pfeiffer", "adaptformer", "convpass",
-        "repadapter", "lora", "dora", "fact-tt", "fact-tk", "dtl", "hydra",
+        "repadapter", "lora", "dora", "fact-tt", "fact-tk", "dtl", "hydra", "spt-lora", "spt-adapter", "last",
     }.Select(m => new object[] { m });
 
     [Theory]
@@ -132,6 +132,9 @@ public class MethodBehaviourTests
     [InlineData("dtl")]
     [InlineData("adapter-plus")]
     [InlineData("mona")]
+    [InlineData("spt-adapter")]
+    [InlineData("noah")]
+    [InlineData("last")]
     [InlineData("lora+vpt-deep")]
     public void Non_mergeable_methods_say_so_when_asked_to_merge(string method)
     {

@@ -56,6 +56,25 @@ public class ClipTrainingTests
         Assert.Equal(100, ClipEvaluation.Retrieval(images, texts, new[] { 0, 0, 2 }).ImageToTextR1, 6);
     }
 
+    [Theory]
+    [InlineData("sct")]
+    [InlineData("spt-lora")]
+    [InlineData("noah")]
+    public void A_method_with_a_classifier_pre_pass_is_refused_on_the_image_tower_in_one_line(string method)
+    {
+        using var clip = SmallClip();
+        var settings = method switch
+        {
+            "sct" => new Dictionary<string, string> { ["channels"] = "8" },
+            "spt-lora" => new Dictionary<string, string> { ["budget"] = "5000" },
+            _ => new Dictionary<string, string>(),
+        };
+        var peft = ClipRuns.Apply(clip, method, settings, ["visual"]);
+        var e = Assert.Throws<PeftSharpException>(() => new ClipTrainer(peft, new ClipTrainOptions { Steps = 1 }));
+        Assert.Contains($"method '{method}': its pre-pass (", e.Message);
+        Assert.DoesNotContain("\n", e.Message);
+    }
+
     [Fact]
     public void A_few_training_steps_raise_retrieval_recall_on_the_training_pairs()
     {
@@ -143,14 +162,16 @@ public class ClipTrainingTests
             }
             catch (PeftSharpException e)
             {
-                Assert.Contains("needs an image encoder", e.Message);
+                // An image encoder (RequireVit) or any encoder of patch tokens (RequirePatches: VPT, also the video ViT).
+                Assert.True(e.Message.Contains("needs an image encoder") || e.Message.Contains("needs an encoder of patch tokens"), e.Message);
                 needImages.Add(method.Id);
             }
         }
         // Prompt tokens in front of patches, and ConvPass's and Mona's patch grid, have no meaning on a causal text
-        // sequence; SCT's and GPS's pre-passes read the image classifier's training split, VQT's summaries feed the
-        // image pooling.
-        Assert.Equal(new[] { "convpass", "gps", "mona", "sct", "vpt-deep", "vpt-shallow", "vqt" }, needImages.Order());
+        // sequence; SCT's, GPS's, SPT's and NOAH's pre-passes read the image classifier's training split (SPT also tunes the
+        // class token), VQT's summaries feed the image pooling; LAST reads the
+        // image encoder's embedding and replaces its last output.
+        Assert.Equal(new[] { "convpass", "gps", "last", "mona", "noah", "sct", "spt-adapter", "spt-lora", "vpt-deep", "vpt-shallow", "vqt" }, needImages.Order());
     }
 
     [Fact]

@@ -16,6 +16,7 @@ namespace PeftSharp.Tuners.Methods;
 /// </summary>
 public sealed class AdapterPlus : TunerMethod
 {
+    public override CapacityKnob? Capacity => new("rank", ["4", "8"], ["1", "4", "8", "16", "32"]);
     public override string Id => "adapter-plus";
     public override string Summary => "bottleneck adapter after each block with a channel-wise scale and drop-path";
     public override bool Mergeable => false;

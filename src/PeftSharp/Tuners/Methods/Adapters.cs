@@ -58,6 +58,7 @@ public enum AdapterInit { XavierDownZeroUp, XavierBoth, KaimingDownZeroUp, Study
 /// </summary>
 public sealed class DesignSpaceAdapter : TunerMethod
 {
+    public override CapacityKnob? Capacity => new("rank", ["4", "16"]);
     static readonly string[] Positions = { "before", "after", "parallel" };
     static readonly string[] Inputs = { "before", "after" };
     static readonly Dictionary<string, AdapterInit> Inits = new()
@@ -117,6 +118,7 @@ public sealed class DesignSpaceAdapter : TunerMethod
 
 public sealed class PfeifferAdapter : BottleneckAdapterMethod
 {
+    public override CapacityKnob? Capacity => new("rank", ["4", "16"], ["1", "4", "16", "64", "128"]);
     public override string Id => "adapter-pfeiffer";
     public override string Summary => "sequential bottleneck adapter after the MLP";
     public override string Reference => "Pfeiffer et al. 2021; the unifying study's Adapter (Xavier down, zero up)";
@@ -130,6 +132,7 @@ public sealed class PfeifferAdapter : BottleneckAdapterMethod
 
 public sealed class HoulsbyAdapter : BottleneckAdapterMethod
 {
+    public override CapacityKnob? Capacity => new("rank", ["4", "16"], ["1", "4", "16", "64", "128"]);
     public override string Id => "adapter-houlsby";
     public override string Summary => "sequential bottleneck adapters after the attention and after the MLP";
     public override string Reference => "Houlsby et al. 2019; the unifying study's Adapter (Xavier both, biases N(0, 1e-6))";
@@ -146,6 +149,7 @@ public sealed class HoulsbyAdapter : BottleneckAdapterMethod
 
 public sealed class AdaptFormer : BottleneckAdapterMethod
 {
+    public override CapacityKnob? Capacity => new("rank", ["4", "16"]);
     public override string Id => "adaptformer";
     public override string Summary => "bottleneck adapter parallel to the MLP, fed the pre-LayerNorm stream";
     public override string Reference => "Chen et al., NeurIPS 2022 (AdaptFormer); LoRA-style init";

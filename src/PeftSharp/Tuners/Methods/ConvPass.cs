@@ -15,6 +15,7 @@ namespace PeftSharp.Tuners.Methods;
 /// </summary>
 public sealed class ConvPass : TunerMethod
 {
+    public override IReadOnlyDictionary<string, string[]> OtherBenchKnobs => new Dictionary<string, string[]> { ["scale"] = ["1", "10"] };
     public override string Id => "convpass";
     public override string Summary => "convolutional bypasses parallel to attention and MLP";
     public override string Reference => "Jie & Deng 2022 (Convpass); placement as in the unifying study";

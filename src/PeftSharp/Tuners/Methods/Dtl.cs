@@ -20,6 +20,7 @@ namespace PeftSharp.Tuners.Methods;
 /// </summary>
 public sealed class Dtl : TunerMethod
 {
+    public override CapacityKnob? Capacity => new("rank", ["1", "2"], ["1", "2", "4", "8", "16"]);
     public override string Id => "dtl";
     public override string Summary => "low-rank side path summed over blocks, added (swish) after the second half's blocks";
     public override bool Mergeable => false;

@@ -109,6 +109,7 @@ public abstract class FactBase : TunerMethod
 
 public sealed class FactTt : FactBase
 {
+    public override CapacityKnob? Capacity => new("rank", ["8", "16"]);
     public override string Id => "fact-tt";
     public override string Summary => "FacT tensor-train: shared U, V and per-layer cores";
     protected override bool Tucker => false;
@@ -118,6 +119,7 @@ public sealed class FactTt : FactBase
 
 public sealed class FactTk : FactBase
 {
+    public override CapacityKnob? Capacity => new("rank", ["16", "32"], ["4", "8", "16", "32", "64"]);
     public override string Id => "fact-tk";
     public override string Summary => "FacT Tucker: shared U, V, one core tensor and a layer factor";
     protected override bool Tucker => true;

@@ -3,6 +3,7 @@ namespace PeftSharp.Tuners.Methods;
 /// <summary>Full fine-tuning: every backbone parameter trains.</summary>
 public sealed class FullFineTuning : TunerMethod
 {
+    public override bool IsPeft => false;
     public override string Id => "full";
     public override string Summary => "full fine-tuning: every parameter trains";
     public override bool Mergeable => true;

@@ -28,6 +28,7 @@ namespace PeftSharp.Tuners.Methods;
 /// </summary>
 public sealed class Gps : TunerMethod
 {
+    public override CapacityKnob? Capacity => new("k", ["1", "2"], ["1", "2", "4", "8"]);
     public override string Id => "gps";
     public override string Summary => "sparse fine-tuning of the top-K |gradient| entries per weight row (training-split pre-pass) and the biases";
     public override bool Mergeable => true;

@@ -16,6 +16,8 @@ namespace PeftSharp.Tuners.Methods;
 /// </summary>
 public sealed class Hydra : TunerMethod
 {
+    public override IReadOnlyDictionary<string, string[]> OtherBenchKnobs => new Dictionary<string, string[]> { ["scale"] = ["0.1", "1"] };
+    public override CapacityKnob? Capacity => new("rank", ["1", "2"], ["1", "2", "4", "8", "16"]);
     public override string Id => "hydra";
     public override string Summary => "parallel + sequential low-rank branches on attn.proj and mlp.fc2, merged into them";
     public override bool Mergeable => true;

@@ -16,6 +16,7 @@ namespace PeftSharp.Tuners.Methods;
 /// </summary>
 public sealed class Lora : TunerMethod
 {
+    public override CapacityKnob? Capacity => new("rank", ["1", "8"], ["1", "2", "4", "8", "16", "32", "64"]);
     public override string Id => "lora";
     public override string Summary => "low-rank update B·A of the targeted Linear layers (default q,k,v of qkv)";
     public override bool Mergeable => true;
@@ -66,6 +67,7 @@ public sealed class Lora : TunerMethod
 /// </summary>
 public sealed class Dora : TunerMethod
 {
+    public override CapacityKnob? Capacity => new("rank", ["1", "8"]);
     public override string Id => "dora";
     public override string Summary => "weight-decomposed LoRA: learned magnitude × normalised (W + B·A)";
     public override bool Mergeable => true;

@@ -22,6 +22,7 @@ namespace PeftSharp.Tuners.Methods;
 /// </summary>
 public sealed class Mona : TunerMethod
 {
+    public override CapacityKnob? Capacity => new("dim", ["32", "64"], ["8", "16", "32", "64"]);
     public override string Id => "mona";
     public override string Summary => "multi-scale depthwise-conv adapters after the attention and MLP residuals";
     public override bool Mergeable => false;

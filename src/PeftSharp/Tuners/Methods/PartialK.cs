@@ -3,6 +3,7 @@ namespace PeftSharp.Tuners.Methods;
 /// <summary>Partial-k (VPT paper's baseline): fine-tune the last k blocks and the final norm, freeze the rest.</summary>
 public sealed class PartialK : TunerMethod
 {
+    public override CapacityKnob? Capacity => new("k", ["1", "2"]);
     public override string Id => "partial-k";
     public override string Summary => "fine-tune the last k blocks (and the final norm)";
     public override bool Mergeable => true;

@@ -13,6 +13,7 @@ namespace PeftSharp.Tuners.Methods;
 /// </summary>
 public sealed class PrefixTuning : TunerMethod
 {
+    public override CapacityKnob? Capacity => new("prompts", ["5", "10"]);
     public override string Id => "prefix";
     public override string Summary => "learnable key/value prefixes in every attention layer";
     public override string Reference => "Li & Liang 2021; V-PETL Bench's prefix variant without re-parameterisation";

@@ -15,6 +15,7 @@ namespace PeftSharp.Tuners.Methods;
 /// </summary>
 public sealed class RepAdapter : TunerMethod
 {
+    public override CapacityKnob? Capacity => new("rank", ["8", "16"]);
     public override string Id => "repadapter";
     public override string Summary => "linear adapters before attention and MLP, merged into the next layer";
     public override string Reference => "Luo et al. 2023 (RepAdapter); groups = 2";

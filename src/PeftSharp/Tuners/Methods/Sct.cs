@@ -20,6 +20,7 @@ namespace PeftSharp.Tuners.Methods;
 /// </summary>
 public sealed class Sct : TunerMethod
 {
+    public override CapacityKnob? Capacity => new("channels", ["32", "96"], ["16", "32", "64", "96", "192"]);
     public override string Id => "sct";
     public override string Summary => "tunes the N most salient channels (training-split pre-pass) of each block's residual stream";
     public override bool Mergeable => false;

@@ -41,6 +41,7 @@ public abstract class VptBase : TunerMethod
 
 public sealed class VptShallow : VptBase
 {
+    public override CapacityKnob? Capacity => new("prompts", ["5", "10"], ["1", "5", "10", "20", "50"]);
     public override string Id => "vpt-shallow";
     public override string Summary => "p prompt tokens prepended once, before block 0";
     protected override int[] PromptGrid => new[] { 5, 10, 50, 100, 200 };
@@ -56,6 +57,7 @@ public sealed class VptShallow : VptBase
 
 public sealed class VptDeep : VptBase
 {
+    public override CapacityKnob? Capacity => new("prompts", ["5", "10"], ["1", "5", "10", "20", "50"]);
     public override string Id => "vpt-deep";
     public override string Summary => "fresh p prompt tokens before every block, dropped after it";
     protected override int[] PromptGrid => new[] { 5, 10, 50, 100 };

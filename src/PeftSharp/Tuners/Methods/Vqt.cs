@@ -28,6 +28,7 @@ namespace PeftSharp.Tuners.Methods;
 /// </summary>
 public sealed class Vqt : TunerMethod
 {
+    public override CapacityKnob? Capacity => new("prompts", ["5", "10"], ["1", "5", "10", "20"]);
     public override string Id => "vqt";
     public override string Summary => "n query tokens per block summarise its tokens without changing them; summaries and class feature combined by learned weights";
     public override bool Mergeable => false;

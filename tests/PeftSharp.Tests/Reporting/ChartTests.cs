@@ -1,8 +1,9 @@
+using PeftSharp.Reporting;
 using PeftSharp.Studies;
 
-namespace PeftSharp.Tests.Studies;
+namespace PeftSharp.Tests.Reporting;
 
-public class StudyReportTests
+public class ChartTests
 {
     [Fact]
     public void A_log_x_line_chart_puts_each_point_where_the_axes_say()
@@ -10,7 +11,7 @@ public class StudyReportTests
         // Plot area: x from 60 to 760 − 150 = 610 (550 px), y from 380 − 50 = 330 (bottom) up to 20 (310 px).
         // log x: decades 0 (x ≤ 1) to 3 → 550 / 3 px a decade, so x = 1, 10, 100, 1000 at 60, 243.3, 426.7, 610.
         // y: 50 → 70 (rounded out to multiples of 5), 15.5 px a point, so 50, 55, 60, 70 at 330, 252.5, 175, 20.
-        var chart = SvgChart.All(StudyReport.LineChart(
+        var chart = SvgChart.All(Charts.LineChart(
             [new ChartSeries("lora", [(1, 50), (10, 60), (100, 70)]), new ChartSeries("full", [(1000, 55)])],
             "trainable parameters", "test top-1 %", logX: true)).Single();
 
@@ -33,9 +34,9 @@ public class StudyReportTests
     public void A_linear_x_line_chart_keeps_the_data_order_and_spans_the_data()
     {
         // x 0 → 1 over 550 px: 0, 0.5, 1 at 60, 335, 610; y 40 → 45 over 310 px: 40, 45, 42 at 330, 20, 206.
-        var chart = SvgChart.All(StudyReport.LineChart([new ChartSeries("lora", [(0, 40), (0.5, 45), (1, 42)])], "α", "shifted mean", logX: false)).Single();
+        var chart = SvgChart.All(Charts.LineChart([new ChartSeries("lora", [(0, 40), (0.5, 45), (1, 42)])], "α", "shifted mean", logX: false)).Single();
         Assert.Equal([(60.0, 330.0), (335.0, 20.0), (610.0, 206.0)], chart.Lines.Single());
         Assert.Equal(["0", "0.2", "0.4", "0.6", "0.8", "1"], chart.Texts.Take(6));
-        Assert.Equal("<p>no data</p>", StudyReport.LineChart([], "x", "y", logX: false));
+        Assert.Equal("<p>no data</p>", Charts.LineChart([], "x", "y", logX: false));
     }
 }

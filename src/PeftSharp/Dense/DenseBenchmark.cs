@@ -1,0 +1,147 @@
+using System.Diagnostics;
+using System.Globalization;
+using PeftSharp.Results;
+using PeftSharp.Training;
+using static TorchSharp.torch;
+
+namespace PeftSharp.Dense;
+
+/// <summary>How much of the dense benchmark to run: tasks, V-PETL's dense methods, epochs, the lr grid searched on
+/// val (the best lr is retrained on train + val and scored on test).</summary>
+public sealed record DenseBenchProfile
+{
+    public required string Name { get; init; }
+    public required IReadOnlyList<string> Tasks { get; init; }
+    public required IReadOnlyList<string> Methods { get; init; }
+    public required int Epochs { get; init; }
+    public required IReadOnlyList<double> Lrs { get; init; }
+    public IReadOnlyDictionary<string, IReadOnlyList<double>> MethodLrs { get; init; } = new Dictionary<string, IReadOnlyList<double>>();
+    public int BatchSize { get; init; } = 32;
+    public int WarmupEpochs { get; init; }
+    /// <summary>The first N of train and val (null: all).</summary>
+    public int? TrainImages { get; init; }
+    public int? ValImages { get; init; }
+
+    public IReadOnlyList<double> LrsFor(string method) => MethodLrs.TryGetValue(method, out var l) ? l : Lrs;
+
+    /// <summary>V-PETL's dense rows that PeftSharp has: full, frozen (linear: only the head trains), BitFit, LN-tune,
+    /// Partial-1, Adapter (Houlsby and Pfeiffer), LoRA, AdaptFormer.</summary>
+    public static readonly IReadOnlyList<string> VpetlMethods =
+        new[] { "full", "linear", "bitfit", "layernorm", "partial-k", "adapter-houlsby", "adapter-pfeiffer", "lora", "adaptformer" };
+
+    public static DenseBenchProfile Quick => new()
+    {
+        Name = "quick", Tasks = DenseSuite.Tasks.Select(t => t.Name).ToList(), Methods = new[] { "linear", "lora" },
+        Epochs = 2, Lrs = new[] { 3e-3 }, TrainImages = 160, ValImages = 40, BatchSize = 8,
+    };
+
+    /// <summary>V-PETL's dense methods on both tasks with a two-point lr search, cut to fit 15 minutes on 2 cores:
+    /// 3 epochs at batch 8, search on the first 96 training and 48 validation images, the chosen lr retrained on those
+    /// 144 and scored on all 240 test images.</summary>
+    public static DenseBenchProfile Default => new()
+    {
+        Name = "default", Tasks = DenseSuite.Tasks.Select(t => t.Name).ToList(), Methods = VpetlMethods,
+        Epochs = 3, Lrs = new[] { 1e-3, 3e-3 }, MethodLrs = new Dictionary<string, IReadOnlyList<double>> { ["full"] = new[] { 3e-4, 1e-3 } },
+        TrainImages = 96, ValImages = 48, BatchSize = 8,
+    };
+
+    /// <summary>The whole splits (480 training, 120 validation, 240 test images), 10 epochs with 1 warm-up.</summary>
+    public static DenseBenchProfile Full => new()
+    {
+        Name = "full", Tasks = DenseSuite.Tasks.Select(t => t.Name).ToList(), Methods = VpetlMethods,
+        Epochs = 10, WarmupEpochs = 1, BatchSize = 16, Lrs = new[] { 1e-3, 3e-3 }, MethodLrs = new Dictionary<string, IReadOnlyList<double>> { ["full"] = new[] { 3e-4, 1e-3 } },
+    };
+
+    public static DenseBenchProfile Get(string name) => name switch
+    {
+        "quick" => Quick,
+        "default" => Default,
+        "full" => Full,
+        _ => throw new PeftSharpException("profile", $"unknown dense bench profile '{name}'; expected quick, default or full"),
+    };
+
+    public DenseBenchProfile Validate()
+    {
+        if (Epochs < 1) throw new PeftSharpException("epochs", $"dense bench: epochs must be at least 1, got {Epochs}");
+        foreach (var m in Methods) Tuners.TunerRegistry.Parse(m);
+        foreach (var t in Tasks) DenseSuite.Task(t);
+        return this;
+    }
+
+    public string Description() =>
+        $"search lr ∈ {{{string.Join(", ", Lrs.Select(G))}}}" + string.Concat(MethodLrs.Select(m => $" ({m.Key}: {{{string.Join(", ", m.Value.Select(G))}}})")) +
+        $" on train → val, retrain the best on train+val, score test; {Epochs} epochs ({WarmupEpochs} warm-up), batch {BatchSize}, AdamW wd 1e-4, drop path 0.1" +
+        (TrainImages is int n ? $"; the first {n} training and {ValImages} validation images" : "");
+
+    static string G(double v) => v.ToString("G", CultureInfo.InvariantCulture);
+}
+
+/// <summary>One (task, method) cell: the test metric of the final run (at the lr chosen on val) and its run.</summary>
+public sealed record DenseBenchCell(string Task, DenseKind Kind, string Method, double? Test, double? Val, double? ChosenLr, RunRecord? Final, string? Error, double Seconds);
+
+public sealed record DenseBenchOutcome(DenseBenchProfile Profile, IReadOnlyList<DenseBenchCell> Cells, double Seconds, string Checkpoint, string SuiteDir, string DatabasePath);
+
+/// <summary>
+/// The dense benchmark: materialises the built-in dense tasks, and for every task and method searches the lrs on
+/// train → val, retrains the best on train+val and scores test, each run through the results database (a finished run
+/// is reused, so an interrupted benchmark resumes).
+/// </summary>
+public sealed class DenseBenchmark(DenseBenchProfile profile, string outDir, string checkpoint)
+{
+    public DenseBenchOutcome Run(Device device, IRunObserver? observer, IProgress<string>? log)
+    {
+        var watch = Stopwatch.StartNew();
+        if (!File.Exists(checkpoint)) throw new PeftSharpException("checkpoint", $"{checkpoint}: backbone checkpoint not found");
+        WritableFolder.Require(outDir, "the benchmark's output folder");
+        string suiteDir = Path.Combine(outDir, "dense-suite");
+        string dbPath = Path.Combine(outDir, "results.db");
+        using var db = ResultsDb.Open(dbPath);
+        var executor = new RunExecutor(db, device, observer, Path.Combine(outDir, "checkpoints"));
+        var backbone = new BackboneSpec(null, null, checkpoint);
+        string normalization = Checkpoints.ModelCheckpoints.ReadNormalization(checkpoint) ?? "none";
+        var cells = new List<DenseBenchCell>();
+        foreach (var name in profile.Tasks)
+        {
+            var info = DenseSuite.Task(name);
+            log?.Report($"materialising {name} in {suiteDir}");
+            var task = DenseTask.Open(DenseSuite.Materialize(suiteDir, info));
+            foreach (var method in profile.Methods)
+                cells.Add(Cell(executor, task, info, method, backbone, normalization));
+        }
+        return new DenseBenchOutcome(profile, cells, watch.Elapsed.TotalSeconds, Path.GetFileName(checkpoint), suiteDir, dbPath);
+    }
+
+    TrainOptions Options(string normalization, double lr) => new()
+    {
+        Epochs = profile.Epochs, WarmupEpochs = profile.WarmupEpochs, BatchSize = profile.BatchSize, Lr = lr, DropPath = 0.1,
+        Normalization = normalization, EvalBatchSize = 64, WarmupLr = 1e-6, MinLr = 1e-5,
+    };
+
+    DenseBenchCell Cell(RunExecutor executor, DenseTask task, DenseTaskInfo info, string method, BackboneSpec backbone, string normalization)
+    {
+        var settings = method == "partial-k" ? new Dictionary<string, string> { ["k"] = "1" } : new Dictionary<string, string>();
+        var lrs = profile.LrsFor(method);
+        double seconds = 0;
+        string trainSplit = "train", valSplit = "val";
+        var search = new List<RunRecord>();
+        if (lrs.Count > 1)
+            foreach (var lr in lrs)
+            {
+                var request = DenseRunRequest.Create(task, method, settings, Options(normalization, lr), backbone, trainSplit, valSplit, info.ImageSize,
+                                                     trainImages: profile.TrainImages, evalImages: profile.ValImages);
+                var record = executor.Execute(request, $"{task.Name} {method} lr {lr:G3} (search)");
+                seconds += record.Outcome?.TrainSeconds ?? 0;
+                search.Add(record);
+            }
+        var best = search.Where(r => r.Status == RunStatus.Finished).MaxBy(r => r.Top1 ?? -1);
+        double chosen = best?.Spec.Lr ?? lrs[0];
+        if (lrs.Count > 1 && best == null)
+            return new DenseBenchCell(task.Name, info.Kind, method, null, null, null, null, search.FirstOrDefault(r => r.Error != null)?.Error ?? "no search run finished", seconds);
+        var final = executor.Execute(DenseRunRequest.Create(task, method, settings, Options(normalization, chosen), backbone, "train+val", "test", info.ImageSize,
+                                                                 trainImages: profile.TrainImages, valImages: profile.ValImages),
+                                     $"{task.Name} {method} lr {chosen:G3} (final)");
+        seconds += final.Outcome?.TrainSeconds ?? 0;
+        return new DenseBenchCell(task.Name, info.Kind, method, final.Top1, best?.Top1, chosen, final.Status == RunStatus.Finished ? final : null,
+                                  final.Status == RunStatus.Finished ? null : final.Error ?? "failed", seconds);
+    }
+}

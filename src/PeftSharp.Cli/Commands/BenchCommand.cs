@@ -16,7 +16,7 @@ public sealed class BenchCommand : ICommand
                         [--device cpu|cuda] [--quiet]
         peftsharp bench --family video [--profile quick|default] [--methods a,b] [--tasks video-motion,video-appearance]
                         [--epochs N] [--out DIR] [--checkpoint FILE]
-          The video family: the shipped backbone inflated to 8-frame clips, linear, full, LoRA, AdaptFormer, BitFit,
+          The video family: the shipped backbone inflated to 4-frame clips, linear, full, LoRA, AdaptFormer, BitFit,
           prefix, ST-Adapter and BAPAT on the built-in motion and appearance tasks (lr chosen on val), the
           V-PETL-style table (DIR/video.md), the frame-shuffle control and test clips with predictions
           (DIR/video-clips.png). Default DIR ./peftsharp-video-report.

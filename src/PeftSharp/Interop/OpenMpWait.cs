@@ -25,7 +25,7 @@ public static class OpenMpWait
         if (!OperatingSystem.IsLinux()) return null;
         try
         {
-            return setenv(Variable, "PASSIVE", 0) == 0 ? "PASSIVE" : null;
+            return setenv(Variable, "PASSIVE", 1) == 0 ? "PASSIVE" : null;   // unset or empty (libgomp ignores empty)
         }
         catch (Exception e) when (e is DllNotFoundException or EntryPointNotFoundException)
         {

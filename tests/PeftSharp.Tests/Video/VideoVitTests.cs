@@ -50,6 +50,39 @@ public class VideoVitTests
     }
 
     [Fact]
+    public void A_merged_lora_gives_the_unmerged_logits_and_saves_as_a_plain_videomae_checkpoint()
+    {
+        using var model = VideoCheckpoints.LoadVideoMae(Checkpoint).Model;
+        var peft = PeftModel.Create(model, "lora");
+        manual_seed(11);
+        using (no_grad())
+            foreach (var (name, p) in peft.TrainableParameters())
+                if (name.Contains("lora_")) p.copy_(randn_like(p) * 0.5);   // B is zero at start: a trained-looking update
+        model.eval();
+        Tensor unmerged, bare;
+        using (no_grad())
+        {
+            unmerged = model.forward(Io["input"]);
+            using var original = VideoCheckpoints.LoadVideoMae(Checkpoint).Model;
+            original.eval();
+            bare = original.forward(Io["input"]);
+        }
+        // The fixture's logits are small (|max| 0.23): a move of 1e-3 is far above the 1e-5 the merge is held to.
+        Assert.True((unmerged - bare).abs().max().item<float>() > 1e-3f, "the LoRA update must move the logits");
+        var merged = (VideoVisionTransformer)peft.MergeAndUnload();
+        string path = Path.Combine(TestFiles.TempDir(), "merged.safetensors");
+        VideoCheckpoints.SaveVideoMae(path, merged);
+        using (var saved = SafeTensorsFile.Open(path))
+        using (var source = SafeTensorsFile.Open(Checkpoint))
+            Assert.Equal(source.Tensors.Select(t => t.Name).OrderBy(n => n), saved.Tensors.Select(t => t.Name).OrderBy(n => n));
+        using var reloaded = VideoCheckpoints.LoadVideoMae(path).Model;
+        reloaded.eval();
+        using var _ = no_grad();
+        TensorAssert.Close(unmerged, merged.forward(Io["input"]), atol: 1e-5, what: "merged vs unmerged logits");
+        TensorAssert.Close(unmerged, reloaded.forward(Io["input"]), atol: 1e-5, what: "reloaded merged checkpoint");
+    }
+
+    [Fact]
     public void Inflated_model_on_a_static_clip_gives_the_image_models_features()
     {
         // Exact for a ViT without a class token: every key and value then appears T times, which softmax ignores.

@@ -114,15 +114,5 @@ public class LastTests
     }
 
     [Fact]
-    public void Refuses_gradient_checkpointing_with_one_line()
-    {
-        using var model = TunerTestKit.Backbone();
-        PeftModel.Create(model, "last");
-        model.GradCheckpointing = true;
-        model.train();
-        var (x, _) = TunerTestKit.Batch(size: 2);
-        var e = Assert.Throws<PeftSharpException>(() => model.forward(x));
-        Assert.Contains("gradient checkpointing", e.Message);
-        Assert.DoesNotContain("\n", e.Message);
-    }
+    public void Refuses_gradient_checkpointing_with_one_line() => NewMethodKit.RefusesGradientCheckpointing("last");
 }

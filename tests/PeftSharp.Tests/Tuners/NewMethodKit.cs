@@ -49,4 +49,17 @@ public static class NewMethodKit
         foreach (var (name, p) in model.named_parameters())
             if (name.Contains(part)) p.normal_(0, std);
     }
+
+    /// <summary>The method applied to the test ViT refuses a training forward under gradient checkpointing, in one line.</summary>
+    public static void RefusesGradientCheckpointing(string method)
+    {
+        using var model = TunerTestKit.Backbone();
+        PeftModel.Create(model, method);
+        model.GradCheckpointing = true;
+        model.train();
+        var (x, _) = TunerTestKit.Batch(size: 2);
+        var e = Assert.Throws<PeftSharpException>(() => model.forward(x));
+        Assert.Contains("gradient checkpointing", e.Message);
+        Assert.DoesNotContain("\n", e.Message);
+    }
 }

@@ -36,6 +36,8 @@ public sealed record BenchProfile
     public int? ValImages { get; init; }
     /// <summary>The chosen configuration is retrained once per seed (42, 43, …); the search uses the first.</summary>
     public int Seeds { get; init; } = 1;
+    /// <summary>Precision of every run's matrix products (part of each run's key when not float32).</summary>
+    public Precision Precision { get; init; } = Precision.Float32;
 
     public IReadOnlyList<double> LrsFor(string method) => MethodLrs.TryGetValue(method, out var lrs) ? lrs : Lrs;
 
@@ -71,7 +73,7 @@ public sealed record BenchProfile
             ? $"search on the first {n} of train800, select on the first {m} of val200, retrain the chosen configuration on those {n + m}, test on all 1000"
             : "search on train800, select on val200, retrain the chosen configuration on train800val200, test on all 1000";
         string search = SearchesOnVal200 ? GridDescription() : "one configuration per method, so nothing to select: trained on the final split directly";
-        return $"{data}; grid {search}; {Epochs} epochs ({WarmupEpochs} warm-up), batch {BatchSize}; {Seeds} seed{(Seeds == 1 ? "" : "s")} ({string.Join(", ", SeedList)})";
+        return $"{data}; grid {search}; {Epochs} epochs ({WarmupEpochs} warm-up), batch {BatchSize}; {Seeds} seed{(Seeds == 1 ? "" : "s")} ({string.Join(", ", SeedList)}); {Interop.Autocast.Name(Precision)}";
     }
 
     /// <summary>The training settings of every run of the profile, inputs normalised as the backbone was pretrained.</summary>
@@ -79,7 +81,7 @@ public sealed record BenchProfile
     {
         Epochs = Epochs, WarmupEpochs = WarmupEpochs, BatchSize = BatchSize, DropPath = 0.1,
         EvalBatchSize = 256,   // the suite's 32-px backbone evaluates fastest in large batches
-        Normalization = Data.Normalization.FromName(normalization).Name,
+        Normalization = Data.Normalization.FromName(normalization).Name, Precision = Precision,
     };
 
     /// <summary>The tune request of one (task, method) cell: the method's lrs and grid, the profile's seeds and splits.</summary>

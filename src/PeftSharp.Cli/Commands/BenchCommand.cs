@@ -13,7 +13,8 @@ public sealed class BenchCommand : ICommand
     public string Usage => $"""
         peftsharp bench [--profile quick|default|full | --quick | --full] [--seeds N] [--out DIR] [--checkpoint FILE]
                         [--methods a,b,...] [--tasks a,b,...] [--epochs N] [--update-readme README.md]
-                        [--precision fp32|bf16|auto] [--device cpu|cuda] [--quiet]
+                        [--search grid|halving [--eta N] [--last-rung F]] [--precision fp32|bf16|auto]
+                        [--device cpu|cuda] [--quiet]
         peftsharp bench --family video [--profile quick|default] [--methods a,b] [--tasks video-motion,video-appearance]
                         [--epochs N] [--out DIR] [--checkpoint FILE]
           The video family: the shipped backbone inflated to 4-frame clips, linear, full, LoRA, AdaptFormer, BitFit,
@@ -36,6 +37,8 @@ public sealed class BenchCommand : ICommand
             default  6 tasks (2 per group), the study's 16 methods, 2 lrs x 2 values of each capacity knob,
                      2 epochs on the first 160 of train800 / 40 of val200; within 15 minutes on 2 cores
             full     all 10 tasks and every image method, 100 epochs, lr x wd x the study's grids, whole splits
+          --search halving searches each cell by successive halving (see 'peftsharp tune --help') instead of
+          training every grid point fully; the report's header says so.
           --precision auto times a float32 and a bfloat16 product of the backbone's shape on this CPU once (cached
           per machine), keeps the faster for every run and says which; each run's key records the precision used.
           --seeds N retrains each chosen configuration with N seeds (42, 43, ...); the report gives 95 % intervals
@@ -51,7 +54,7 @@ public sealed class BenchCommand : ICommand
         var profile = Profile(line);
         if (line.Get("methods") is string methods) profile = profile with { Methods = List(methods) };
         if (line.Get("tasks") is string tasks) profile = profile with { Tasks = List(tasks) };
-        profile = (profile with { Epochs = line.Int("epochs", profile.Epochs), Seeds = line.Int("seeds", profile.Seeds) }).Validate();
+        profile = (profile with { Epochs = line.Int("epochs", profile.Epochs), Seeds = line.Int("seeds", profile.Seeds), Halving = SharedOptions.Search(line, profile.Halving) }).Validate();
         string outDir = line.Get("out") ?? "peftsharp-report";
         string checkpoint = line.Get("checkpoint") ?? ShippedModels.RequireDefaultVit();
         // auto is decided once, for the backbone's shape at the profile's batch, and every run records the result.

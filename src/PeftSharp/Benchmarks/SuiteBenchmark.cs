@@ -36,6 +36,8 @@ public sealed record BenchProfile
     public int? ValImages { get; init; }
     /// <summary>The chosen configuration is retrained once per seed (42, 43, …); the search uses the first.</summary>
     public int Seeds { get; init; } = 1;
+    /// <summary>Search by successive halving instead of training every grid point fully (null: the whole grid).</summary>
+    public HalvingSearch? Halving { get; init; }
     /// <summary>Precision of every run's matrix products (part of each run's key when not float32).</summary>
     public Precision Precision { get; init; } = Precision.Float32;
 
@@ -72,7 +74,7 @@ public sealed record BenchProfile
         string data = TrainImages is int n && ValImages is int m
             ? $"search on the first {n} of train800, select on the first {m} of val200, retrain the chosen configuration on those {n + m}, test on all 1000"
             : "search on train800, select on val200, retrain the chosen configuration on train800val200, test on all 1000";
-        string search = SearchesOnVal200 ? GridDescription() : "one configuration per method, so nothing to select: trained on the final split directly";
+        string search = SearchesOnVal200 ? GridDescription() + (Halving is { } h ? $", searched by {h}" : "") : "one configuration per method, so nothing to select: trained on the final split directly";
         return $"{data}; grid {search}; {Epochs} epochs ({WarmupEpochs} warm-up), batch {BatchSize}; {Seeds} seed{(Seeds == 1 ? "" : "s")} ({string.Join(", ", SeedList)}); {Interop.Autocast.Name(Precision)}";
     }
 
@@ -89,7 +91,7 @@ public sealed record BenchProfile
     {
         TaskDirectory = taskDirectory, Backbone = backbone, Method = method, Train = train,
         MethodGrid = GridFor(method), Lrs = LrsFor(method), WeightDecays = WeightDecays,
-        Seeds = SeedList, TrainImages = TrainImages, ValImages = ValImages,
+        Seeds = SeedList, TrainImages = TrainImages, ValImages = ValImages, Halving = Halving,
     };
 
     public static IReadOnlyList<string> AllMethods => TunerRegistry.ImageMethods.Select(m => m.Id).ToList();
@@ -159,6 +161,8 @@ public sealed record BenchCell(string Task, TaskGroup Group, string Method, stri
     public IReadOnlyList<RunRecord> Finals { get; init; } = Array.Empty<RunRecord>();
     public IReadOnlyList<bool[]> TestCorrect { get; init; } = Array.Empty<bool[]>();
     public int SearchRuns { get; init; }
+    /// <summary>Training images (epochs × images) of all the cell's search runs: its search's compute.</summary>
+    public long SearchImages { get; init; }
     /// <summary>The configuration the final runs trained (the val200 choice, or the only one), in words.</summary>
     public string Configuration { get; init; } = "";
 }
@@ -250,7 +254,7 @@ public sealed class SuiteBenchmark
         return new BenchCell(task.Name, task.Group, method, backboneName, error == null ? result.Mean : null, result.Best?.Top1 * 100,
                              chosen?.Outcome?.TrainableParams ?? 0, seconds, result.Best, error)
         {
-            Finals = finals, SearchRuns = result.Search.Count,
+            Finals = finals, SearchRuns = result.Search.Count, SearchImages = result.SearchImages,
             TestCorrect = error == null ? finals.Select(r => Correct(db.Predictions(r.Id))).ToList() : Array.Empty<bool[]>(),
             Configuration = chosen == null ? "" : Describe(chosen.Spec),
         };

@@ -55,7 +55,8 @@ def halving(db):
     cells = {}
     for r in runs:
         cells.setdefault(r["sweep_id"], []).append(r)
-    agree = same = total = 0
+    agree = same = total = not_worse = 0
+    deltas = []
     grid_images = halving_images = final_images = 0
     for sweep, rs in sorted(cells.items()):
         grid = [r for r in rs if r["stage"] == "search" and '"rung"' not in r["training_json"]]
@@ -71,6 +72,8 @@ def halving(db):
         ok = is_same or abs(test_h - test_g) <= 0.5 + 1e-9
         total += 1
         same += is_same
+        deltas.append(test_h - test_g)
+        not_worse += test_h >= test_g - 0.5 - 1e-9
         agree += ok
         grid_images += sum(r["epochs"] * images(r["train_split"]) for r in grid)
         halving_images += sum(r["epochs"] * images(r["train_split"]) for r in rungs)
@@ -79,6 +82,7 @@ def halving(db):
             print(f"{cell_name(chosen_g):40s} grid {describe(chosen_g):22s} {test_g:6.2f}  halving {describe(chosen_h):22s} {test_h:6.2f}"
                   f"  {'within 0.5' if ok else 'DIFFERS'}")
     print(f"cells {total}: same configuration {same}, agreement (same or within 0.5 test points) {agree} = {100 * agree / total:.1f} %")
+    print(f"test top-1 halving − grid: mean {sum(deltas) / total:+.2f} points; halving at least as good (≥ grid − 0.5) in {not_worse} = {100 * not_worse / total:.1f} %")
     print(f"search training images: halving {halving_images:,} / grid {grid_images:,} = {100 * halving_images / grid_images:.1f} %; "
           f"with the finals: {100 * (halving_images + final_images) / (grid_images + final_images):.1f} %")
 

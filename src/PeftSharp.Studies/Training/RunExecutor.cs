@@ -85,6 +85,11 @@ public sealed class RunExecutor
     /// studies out of an existing database).</summary>
     public bool TrainMissing { get; init; } = true;
 
+    /// <summary>False: a run this executor begins starts from scratch, discarding an epoch checkpoint a killed earlier
+    /// attempt left. Only a run whose lease this executor holds is touched: a run another process is training keeps its
+    /// checkpoint.</summary>
+    public bool Resume { get; init; } = true;
+
     /// <summary>Which finished runs store their trained weights in the results store (default: adapters, not full
     /// fine-tuning's whole model).</summary>
     public KeepWeights KeepWeights { get; init; } = KeepWeights.Adapters;
@@ -148,6 +153,7 @@ public sealed class RunExecutor
         var spec = job.Spec;
         observer?.RunStarting(spec, label);
         var checkpoint = new TrainCheckpoint(Path.Combine(checkpointRoot, spec.Key));
+        if (!Resume) checkpoint.Delete();
         bool stored = false;
         try
         {

@@ -123,7 +123,7 @@ public sealed class TunePlan
     public (DataLoader Train, DataLoader Eval) RungLoaders(Rung rung)
     {
         var setup = RungSetup(rung);
-        return (StudyProtocol.Loader(setup.Images, ImageSize, setup.Train, shuffle: true), StudyProtocol.Loader(Splits.SearchVal, ImageSize, Spec.Train, shuffle: false));
+        return (TrainingData.Loader(setup.Images, ImageSize, setup.Train, shuffle: true), TrainingData.Loader(Splits.SearchVal, ImageSize, Spec.Train, shuffle: false));
     }
 
     public string RungLabel(int point, Rung rung) => $"{Task.Name} {Spec.Method} search {rung} {point + 1}/{Points.Count}";

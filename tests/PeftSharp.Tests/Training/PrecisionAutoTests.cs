@@ -44,6 +44,27 @@ public class PrecisionAutoTests
         finally { Directory.Delete(dir, recursive: true); }
     }
 
+    [Fact]
+    public void Study_with_auto_records_the_precision_it_used_in_every_run()
+    {
+        string dir = TestFiles.TempDir("precision-auto-study");
+        try
+        {
+            // The study's quick profile trains at batch 32, like the bench's.
+            Seed(CacheFile(dir), fp32Ms: 30, bf16Ms: 10, ModelCheckpoints.ReadVitConfig(TestFiles.VitCheckpoint), batch: 32);
+            string outDir = Path.Combine(dir, "study");
+            var r = CliRunner.RunWith(null, Cache(dir), "study", "ensembles", "--quick", "--out", outDir, "--checkpoint", TestFiles.VitCheckpoint,
+                                      "--tasks", "dsprites-loc", "--epochs", "1", "--methods", "linear,bitfit", "--precision", "auto", "--quiet");
+            Assert.True(r.ExitCode == 0, r.Stderr + r.Stdout);
+            Assert.Single(r.Stderr.Split('\n'), l => l.Contains("precision auto: bf16"));
+            using var store = ResultsStores.Open(Path.Combine(outDir, "results.db"));
+            var runs = store.Runs();
+            Assert.NotEmpty(runs);
+            Assert.All(runs, run => Assert.Equal("bf16", JsonNode.Parse(run.Spec.TrainingJson)!["precision"]?.GetValue<string>()));
+        }
+        finally { Directory.Delete(dir, recursive: true); }
+    }
+
     [Theory]
     [InlineData(30.0, 10.0, "bf16")]
     [InlineData(10.0, 30.0, "fp32")]

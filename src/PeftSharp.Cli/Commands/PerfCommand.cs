@@ -16,6 +16,9 @@ public sealed class PerfCommand : ICommand
         peftsharp perf [--model PRESET | --config JSON] [--methods linear,full,lora,...] [--batch 64] [--steps 6]
                        [--warmup 2] [--threads N] [--device cpu|cuda] [--precision fp32|bf16|auto] [--json]
                        [--in-process] [--profile] [--grad-checkpointing] [--paired] [--set key=value ...]
+        peftsharp perf --gemm N [--threads N]
+          --gemm N measures only the machine's GEMM rate: an N×N·N×N product in float32 and bfloat16 (GFLOP/s,
+          printed as JSON), the ceiling scripts/peer-compare.sh reads each figure against.
           Default shape: ViT-Tiny (192 wide, 12 blocks, 3 heads) at 32 px with 4-px patches, batch 64, 10 classes.
           Ratios (method vs full fine-tuning, merged vs bare backbone) are the figures to compare across machines.
           Each method runs in a fresh child process (its own peak RSS, no allocator state carried over) unless
@@ -35,6 +38,7 @@ public sealed class PerfCommand : ICommand
 
     public int Run(CommandLine line)
     {
+        if (line.Get("gemm") != null) return Gemm(line);
         var model = VitConfig.Resolve(line.Get("model") ?? (line.Get("config") == null ? "vit_tiny_patch4_32" : null), line.Get("config"))!
             with { NumClasses = 10 };
         var methods = line.Get("methods")?.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).ToList()
@@ -99,6 +103,23 @@ public sealed class PerfCommand : ICommand
         }
         static string Measured(double value, string unit) => double.IsNaN(value) ? "not measured (--no-baseline)" : $"{value:F1} {unit}";
         Console.WriteLine($"bare backbone inference {Measured(report.BareInferImagesPerSecond, "img/s")}; sgemm {Measured(report.SgemmGflops, "GFLOP/s")}; {report.Threads} threads; {Autocast.Name(report.Precision)}");
+        return 0;
+    }
+
+    /// <summary>perf --gemm N: the float32 and bf16 GEMM rates of this machine, as JSON.</summary>
+    static int Gemm(CommandLine line)
+    {
+        int n = line.Int("gemm", 0), threads = line.Int("threads", Environment.ProcessorCount);
+        line.RejectUnknown();
+        if (n < 1 || threads < 1) throw new PeftSharpException("perf: --gemm and --threads must be >= 1");
+        TorchSharp.torch.set_num_threads(threads);
+        var rates = PerfBenchmark.GemmRates(n, PeftSharp.Precision.Float32, PeftSharp.Precision.BFloat16);
+        var json = new System.Text.Json.Nodes.JsonObject
+        {
+            ["gemm_n"] = n, ["threads"] = TorchSharp.torch.get_num_threads(),
+            ["fp32_gflops"] = Math.Round(rates[0], 1), ["bf16_gflops"] = Math.Round(rates[1], 1),
+        };
+        Console.WriteLine(json.ToJsonString());
         return 0;
     }
 

@@ -343,18 +343,26 @@ public static class PerfBenchmark
     }
 
     /// <summary>Measured single-precision matrix-multiply rate (1024³, median of 5).</summary>
-    public static double Sgemm(int n = 1024)
+    public static double Sgemm(int n = 1024) => GemmRates(n, Precision.Float32)[0];
+
+    /// <summary>GFLOP/s of an n×n·n×n product in each precision (operands stored in it: bf16 is the kernels'
+    /// rate, not autocast's casts), the precisions timed in turn so a busy machine slows them alike; the median
+    /// of 7 timed products after 2 warm-up ones. The ceiling a model's figures are read against (peer-compare.sh).</summary>
+    public static double[] GemmRates(int n, params Precision[] precisions)
     {
-        using var a = randn(n, n);
-        using var b = randn(n, n);
-        var times = new List<double>();
-        for (int i = 0; i < 7; i++)
-        {
-            var watch = Stopwatch.StartNew();
-            using var c = a.matmul(b);
-            times.Add(watch.Elapsed.TotalSeconds);
-        }
-        times.Sort();
-        return 2.0 * n * n * n / times[3] / 1e9;
+        using var scope = NewDisposeScope();
+        using var _ = inference_mode();
+        var a = randn(n, n);
+        var b = randn(n, n);
+        var operands = precisions.Select(p => p == Precision.BFloat16 ? (a.to(ScalarType.BFloat16), b.to(ScalarType.BFloat16)) : (a, b)).ToArray();
+        var times = precisions.Select(_ => new List<double>()).ToArray();
+        for (int i = 0; i < 9; i++)
+            for (int k = 0; k < operands.Length; k++)
+            {
+                var watch = Stopwatch.StartNew();
+                operands[k].Item1.matmul(operands[k].Item2).Dispose();
+                if (i >= 2) times[k].Add(watch.Elapsed.TotalSeconds);
+            }
+        return times.Select(t => 2.0 * n * n * n / Median(t) / 1e9).ToArray();
     }
 }

@@ -81,6 +81,20 @@ public class PerfAndBenchCommandTests
     }
 
     [Fact]
+    public void Perf_gemm_measures_only_the_two_gemm_rates_at_the_given_size_and_rejects_a_size_below_one()
+    {
+        var r = CliRunner.Run("perf", "--gemm", "64", "--threads", "1");
+        Assert.True(r.ExitCode == 0, r.Stderr);
+        var json = JsonNode.Parse(r.Stdout)!.AsObject();
+        Assert.Equal(new[] { "gemm_n", "threads", "fp32_gflops", "bf16_gflops" }, json.Select(kv => kv.Key));   // no methods measured
+        Assert.Equal(64, json["gemm_n"]!.GetValue<int>());
+        Assert.Equal(1, json["threads"]!.GetValue<int>());
+        Assert.True(json["fp32_gflops"]!.GetValue<double>() > 0 && json["bf16_gflops"]!.GetValue<double>() > 0);
+
+        CliRunner.AssertOneLineError(CliRunner.Run("perf", "--gemm", "0"), "perf: --gemm and --threads must be >= 1");
+    }
+
+    [Fact]
     public void Perf_table_marks_what_was_not_measured_instead_of_printing_NaN()
     {
         var r = CliRunner.Run("perf", "--config", """{"img_size": 32, "patch_size": 8, "embed_dim": 32, "depth": 2, "num_heads": 2}""",

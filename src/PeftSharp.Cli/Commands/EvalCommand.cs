@@ -25,10 +25,11 @@ public sealed class EvalCommand : ICommand
           --normalization that disagrees with the record is an error. Without --checkpoint the adapter's recorded
           base is used (else the shipped backbone); an adapter is refused on a base other than its own unless
           --force-base. --merge folds the adapter into the weights first (mergeable methods).
-        """ + "\n" + SharedOptions.SplitUsage;
+        """ + "\n" + DenseCli.EvalUsage + "\n" + SharedOptions.SplitUsage;
 
     public int Run(CommandLine line)
     {
+        if (DenseCli.Applies(line, eval: true)) return DenseCli.Eval(line);
         var task = SharedOptions.Task(line);
         string split = line.Get("split") ?? task.TestName;
         var source = ClassifierOptions(line);

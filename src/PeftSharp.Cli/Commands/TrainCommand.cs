@@ -18,10 +18,11 @@ public sealed class TrainCommand : ICommand
           An interrupted run resumes from its last finished epoch (unless --no-resume); an identical finished run
           on the same images is not retrained. --save-adapter writes the adapter files (with the base checkpoint,
           preprocessing and class names), which eval, predict and merge read.
-        """ + "\n" + SharedOptions.SplitUsage + SharedOptions.Usage;
+        """ + "\n" + DenseCli.TrainUsage + "\n" + SharedOptions.SplitUsage + SharedOptions.Usage;
 
     public int Run(CommandLine line)
     {
+        if (DenseCli.Applies(line)) return DenseCli.Train(line);
         var task = SharedOptions.Task(line);
         string method = line.Require("method");
         string? trainSplit = line.Get("train-split"), evalSplit = line.Get("eval-split");

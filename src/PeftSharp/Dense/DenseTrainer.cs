@@ -21,7 +21,7 @@ public sealed record DenseEvaluation(double Primary, JsonObject Metrics, IReadOn
 
 /// <summary>
 /// Trains a <see cref="DenseModel"/>: the PEFT method's parameters in the backbone and the whole head, through the
-/// spine's <see cref="OptimizerSteps"/> (AdamW over those tensors only, the per-epoch cosine schedule with warm-up,
+/// spine's <see cref="OptimizerSteps"/> (AdamW over those tensors only, a per-step warm-up and cosine,
 /// clipping, the divergence guard, a native step scope); segmentation by pixel cross-entropy
 /// (255 ignored), detection by FCOS's losses. Frozen leading blocks run without autograd.
 /// </summary>
@@ -56,24 +56,29 @@ public sealed class DenseTrainer
         return peft.TrainableParameters().Select(p => p.Parameter).Concat(model.decode_head.parameters()).ToList();
     }
 
-    public DenseTrainResult Fit(DenseSplit train, IProgress<TrainProgress>? progress = null, CancellationToken cancel = default)
+    /// <summary>Trains for the options' epochs. With a <paramref name="checkpoint"/>, the state after each epoch (the
+    /// method's tensors, the head, AdamW's moments, the RNG) is saved there and a run that finds one resumes after its
+    /// last epoch, to the same result as a run that was never interrupted.</summary>
+    public DenseTrainResult Fit(DenseSplit train, IProgress<TrainProgress>? progress = null, TrainCheckpoint? checkpoint = null, CancellationToken cancel = default)
     {
-        using var steps = OptimizerSteps.For(TrainableParameters(), options);
+        int perEpoch = (train.Count + options.BatchSize - 1) / options.BatchSize;
+        using var steps = new OptimizerSteps(TrainableParameters(), options.Lr, options.WeightDecay, Schedule(options, perEpoch), options.GradClip);
         var losses = new List<double>();
+        var head = HeadState();
+        if (checkpoint?.TryRestore(peft, steps.Optimizer, out int start, losses, out _, head) != true) start = 0;
         var watch = Stopwatch.StartNew();
         long images = 0;
         NativeHeap.CollectStepGarbage();
         long? baseline = NativeHeap.AllocatedBytes(), peak = baseline;
-        int perEpoch = (train.Count + options.BatchSize - 1) / options.BatchSize;
-        for (int epoch = 0; epoch < options.Epochs; epoch++)
+        for (int epoch = start; epoch < options.Epochs; epoch++)
         {
-            double lr = steps.Schedule(epoch);
             model.train();
             var order = Order(train.Count, epoch);
             double sum = 0;
             for (int step = 0; step < perEpoch; step++)
             {
                 cancel.ThrowIfCancellationRequested();
+                double lr = steps.Schedule(epoch * perEpoch + step);
                 var batch = order[(step * options.BatchSize)..Math.Min(order.Length, (step + 1) * options.BatchSize)];
                 // The heap is sampled once the forward pass holds every activation its backward needs.
                 double value = steps.Step(() =>
@@ -88,11 +93,22 @@ public sealed class DenseTrainer
                 progress?.Report(new TrainProgress(epoch + 1, options.Epochs, step + 1, perEpoch, value, lr, images / Math.Max(watch.Elapsed.TotalSeconds, 1e-9)));
             }
             losses.Add(sum / Math.Max(1, perEpoch));
+            checkpoint?.Save(peft, steps.Optimizer, epoch + 1, losses, outside: head);
         }
         model.eval();
         double seconds = watch.Elapsed.TotalSeconds;
         return new DenseTrainResult(losses, seconds, images / Math.Max(seconds, 1e-9), peak is long p && baseline is long b0 ? p - b0 : null);
     }
+
+    /// <summary>The learning rate per step: a linear warm-up over the warm-up epochs' steps, then a cosine to the
+    /// minimum. Dense runs here are a few epochs long, where a per-epoch schedule moves in coarse jumps (and a warm-up
+    /// epoch would hold a whole epoch at the warm-up lr).</summary>
+    public static WarmupThenCosine Schedule(TrainOptions options, int stepsPerEpoch) =>
+        new(options.Lr, options.Epochs * stepsPerEpoch, Math.Min(options.WarmupEpochs, options.Epochs) * stepsPerEpoch, options.MinLr);
+
+    /// <summary>The head's tensors under their state-dict names (prefix "decode_head."), as a checkpoint keeps them.</summary>
+    Dictionary<string, Tensor> HeadState() =>
+        model.decode_head.state_dict().ToDictionary(kv => "decode_head." + kv.Key, kv => kv.Value);
 
     static long? Max(long? a, long? b) => a is long x && b is long y ? Math.Max(x, y) : a ?? b;
 

@@ -92,6 +92,15 @@ public static class AdapterFiles
         LoadTensors(model, weightsPath, name => name);
     }
 
+    /// <summary>The method spec and hyperparameters a PeftSharp adapter folder records (to apply the same method to a
+    /// base before <see cref="LoadInto"/>).</summary>
+    public static (string Method, Dictionary<string, string> Settings) ReadMethod(string directory)
+    {
+        var (config, configPath, _) = ReadConfig(directory);
+        if (config["peft_type"] is not null) throw new PeftSharpException($"{configPath}: a Hugging Face peft adapter; load it with Load");
+        return MethodOf(config, configPath, "vit");
+    }
+
     /// <summary>What an adapter folder says about itself: its method, the base it was trained on, the preprocessing
     /// it expects and its classes (nulls where it does not say, as in older files and Hugging Face peft's).</summary>
     public sealed record AdapterInfo(string Directory, string Method, string? BaseCheckpoint, string? BaseSha256,

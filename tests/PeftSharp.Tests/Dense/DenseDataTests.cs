@@ -7,13 +7,7 @@ namespace PeftSharp.Tests.Dense;
 /// line naming the file and the field for each kind of bad input.</summary>
 public class DenseDataTests
 {
-    static readonly Lazy<string> Root = new(() =>
-    {
-        string dir = TestFiles.TempDir("dense-data");
-        DenseSuite.Materialize(dir, DenseSuite.GarmentsSeg);
-        DenseSuite.Materialize(dir, DenseSuite.DigitsDet);
-        return dir;
-    });
+    static readonly Lazy<string> Root = new(() => Path.GetDirectoryName(DenseTestData.Full(DenseSuite.Segmentation))!);
 
     static string Copy(string task)
     {

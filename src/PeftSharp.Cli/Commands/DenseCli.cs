@@ -17,13 +17,13 @@ static class DenseCli
 
     public const string TrainUsage = """
         peftsharp train --task garments-seg|digits-det [--suite-dir DIR] --method ID [backbone] [training options]
-        peftsharp train --data DENSE_DIR --method ID [--image-size N (64)] [--head uper|linear] [--train-split NAME (train)]
+        peftsharp train --data DENSE_DIR --method ID [--image-size N (64)] [--head uper|linear] [--head-lr X (the lr)] [--train-split NAME (train)]
                         [--eval-split NAME (test)] [--save-adapter DIR] [--no-resume] [backbone] [training options]
           Dense prediction (docs/dense.md): DENSE_DIR is a segmentation folder (classes.txt, images/<split>/,
           annotations/<split>/*.png of class indices, 255 = ignore) or a COCO folder (annotations/instances_<split>.json,
           <split>/ images); --task materialises a built-in task under --suite-dir (default ./peftsharp-dense-suite).
           The backbone takes the method, the head (UperNet-lite or linear for segmentation, FCOS for detection) always
-          trains; the score is mIoU or COCO box AP on the eval split. --save-adapter writes the method, the head, the
+          trains (at --head-lr if given); the score is mIoU or COCO box AP on the eval split. --save-adapter writes the method, the head, the
           input size, normalisation and class names, which eval reads.
         """;
 
@@ -65,6 +65,7 @@ static class DenseCli
         var settings = SharedOptions.Settings(line);
         int imageSize = line.Int("image-size", builtIn?.ImageSize ?? DefaultImageSize);
         string head = line.Get("head") ?? "uper";
+        double? headLr = line.OptionalDouble("head-lr");
         string? saveAdapter = line.Get("save-adapter");
         bool resume = !line.Flag("no-resume");
         var keepWeights = SharedOptions.KeepWeights(line);
@@ -81,7 +82,7 @@ static class DenseCli
             throw new PeftSharpException("head", $"detection has one head, fcos (got '{head}')");
         if (saveAdapter != null) WritableFolder.Require(saveAdapter, "the adapter files");
 
-        var job = DenseRunRequest.Create(task, method, settings, train, backbone, trainSplit, evalSplit, imageSize, task.Kind == DenseKind.Segmentation ? head : "uper");
+        var job = DenseRunRequest.Create(task, method, settings, train, backbone, trainSplit, evalSplit, imageSize, task.Kind == DenseKind.Segmentation ? head : "uper", headLr: headLr);
         bool saved = false;
         var record = ConsoleObserver.Run(quiet, observer =>
         {

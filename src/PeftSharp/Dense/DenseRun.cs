@@ -49,16 +49,19 @@ public sealed record DenseRunRequest(RunSpec Spec, BackboneSpec Backbone, IReadO
     public int? EvalImages { get; init; }
     /// <summary>In a joined training split, take the first N of its "val" part (null: as many as of the others).</summary>
     public int? ValImages { get; init; }
+    /// <summary>The head's learning rate (null: the run's lr, as the method's tensors).</summary>
+    public double? HeadLr { get; init; }
 
     /// <summary>The run's identity: the training settings, the task family, the head and the data's fingerprint are
     /// part of the key, so a dense run never shares a key with a classification run or with other images.</summary>
     public static DenseRunRequest Create(DenseTask task, string method, IReadOnlyDictionary<string, string>? settings, TrainOptions train,
                                          BackboneSpec backbone, string trainSplit, string evalSplit, int imageSize, string segHead = "uper", string? sweepId = null,
-                                         int? trainImages = null, int? evalImages = null, int? valImages = null)
+                                         int? trainImages = null, int? evalImages = null, int? valImages = null, double? headLr = null,
+                                         RunStage stage = RunStage.Single)
     {
         settings ??= new Dictionary<string, string>();
         var data = new JsonObject { ["images"] = task.Fingerprint(trainSplit.Split('+').Append(evalSplit).Distinct().ToArray()) };
-        var spec = RunSpecs.Trained(RunStage.Single, task.Name, trainSplit, evalSplit, method, settings, train, data,
+        var spec = RunSpecs.Trained(stage, task.Name, trainSplit, evalSplit, method, settings, train, data,
                                     backbone.ModelJson, backbone.CheckpointIdentity(), sweepId, family: task.Family);
         var training = JsonNode.Parse(spec.TrainingJson)!.AsObject();
         training["image_size"] = imageSize;
@@ -66,8 +69,9 @@ public sealed record DenseRunRequest(RunSpec Spec, BackboneSpec Backbone, IReadO
         if (trainImages is int n) training["train_images"] = n;
         if (evalImages is int m) training["eval_images"] = m;
         if (valImages is int v && trainSplit.Contains('+')) training["val_images"] = v;
+        if (headLr is double h) training["head_lr"] = h;
         spec = spec with { TrainingJson = training.ToJsonString() };
-        return new DenseRunRequest(spec, backbone, settings, train, task, imageSize, segHead) { TrainImages = trainImages, EvalImages = evalImages, ValImages = valImages };
+        return new DenseRunRequest(spec, backbone, settings, train, task, imageSize, segHead) { TrainImages = trainImages, EvalImages = evalImages, ValImages = valImages, HeadLr = headLr };
     }
 
     /// <summary>The backbone at the task's input size (the position table resampled as timm does), without a
@@ -109,7 +113,7 @@ public static class DenseRuns
             backbone.to(device);
             model.decode_head.to(device);
             var peft = PeftModel.Create(backbone, spec.Method, request.Settings);
-            var trainer = new DenseTrainer(model, peft, request.Train, device);
+            var trainer = new DenseTrainer(model, peft, request.Train, device, request.HeadLr);
             var trained = trainer.Fit(train, progress, checkpoint);
             var evaluation = DenseTrainer.Evaluate(model, eval, Data.Normalization.FromName(request.Train.Normalization), device, request.Train.EvalBatchSize ?? 64);
             return new DenseRunProduct(model, peft, trained, evaluation, eval);

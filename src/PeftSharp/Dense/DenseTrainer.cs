@@ -33,8 +33,13 @@ public sealed class DenseTrainer
     readonly Device device;
     readonly Normalization normalization;
 
-    public DenseTrainer(DenseModel model, PeftModel peft, TrainOptions options, Device device)
+    readonly double? headLr;
+
+    /// <param name="headLr">The head's learning rate (null: the options' lr, as the method's tensors).</param>
+    public DenseTrainer(DenseModel model, PeftModel peft, TrainOptions options, Device device, double? headLr = null)
     {
+        if (headLr is double h && !(h > 0 && double.IsFinite(h))) throw new PeftSharpException("head_lr", $"the head's learning rate must be a positive number (got {h})");
+        this.headLr = headLr;
         // A pre-pass (GPS, SCT, SPT, NOAH) reads an image classifier's training split and loss; dense runs have neither,
         // so such a method would train its data-free default selection: refused, not silently done.
         if (peft.NeedsPrePass)
@@ -62,10 +67,15 @@ public sealed class DenseTrainer
     public DenseTrainResult Fit(DenseSplit train, IProgress<TrainProgress>? progress = null, TrainCheckpoint? checkpoint = null, CancellationToken cancel = default)
     {
         int perEpoch = (train.Count + options.BatchSize - 1) / options.BatchSize;
-        using var steps = new OptimizerSteps(TrainableParameters(), options.Lr, options.WeightDecay, Schedule(options, perEpoch), options.GradClip);
+        foreach (var parameter in model.decode_head.parameters()) parameter.requires_grad = true;
+        var method = peft.TrainableParameters().Select(p => p.Parameter).ToList();
+        var head = model.decode_head.parameters().ToList();
+        // The head trains at its own rate when one is given: its ReLU towers die at the rates the method's few tensors want.
+        using var steps = OptimizerSteps.Grouped(new (IReadOnlyList<Parameter>, double)[] { (method, 1.0), (head, (headLr ?? options.Lr) / options.Lr) },
+                                             options.Lr, options.WeightDecay, Schedule(options, perEpoch), options.GradClip);
         var losses = new List<double>();
-        var head = HeadState();
-        if (checkpoint?.TryRestore(peft, steps.Optimizer, out int start, losses, out _, head) != true) start = 0;
+        var headState = HeadState();
+        if (checkpoint?.TryRestore(peft, steps.Optimizer, out int start, losses, out _, headState) != true) start = 0;
         var watch = Stopwatch.StartNew();
         long images = 0;
         NativeHeap.CollectStepGarbage();
@@ -93,7 +103,7 @@ public sealed class DenseTrainer
                 progress?.Report(new TrainProgress(epoch + 1, options.Epochs, step + 1, perEpoch, value, lr, images / Math.Max(watch.Elapsed.TotalSeconds, 1e-9)));
             }
             losses.Add(sum / Math.Max(1, perEpoch));
-            checkpoint?.Save(peft, steps.Optimizer, epoch + 1, losses, outside: head);
+            checkpoint?.Save(peft, steps.Optimizer, epoch + 1, losses, outside: headState);
         }
         model.eval();
         double seconds = watch.Elapsed.TotalSeconds;

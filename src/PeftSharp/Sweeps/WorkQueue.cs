@@ -39,7 +39,7 @@ public sealed class WorkQueue
     public const int DefaultMaxAttempts = 3;
 
     readonly SqlResultsStore store;
-    readonly Dictionary<string, TunePlan> plans = new();
+    readonly Dictionary<string, ISweepPlan> plans = new();
 
     public WorkQueue(SqlResultsStore store, int maxAttempts = DefaultMaxAttempts)
     {
@@ -72,12 +72,12 @@ public sealed class WorkQueue
         foreach (var request in requests)
         {
             var spec = SweepSpecJson.Anchored(request);
-            var plan = TunePlan.Create(spec);
+            var plan = SweepPlans.Create(spec);
             plans[plan.SweepId] = plan;
             var stage = plan.SkipsSearch ? RunStage.Final : RunStage.Search;
             var runs = plan.SkipsSearch
                 ? spec.Seeds.Select(seed => (Point: 0, Seed: seed)).ToList()
-                : Enumerable.Range(0, plan.Points.Count).Select(p => (Point: p, Seed: plan.SearchSeed)).ToList();
+                : Enumerable.Range(0, plan.PointCount).Select(p => (Point: p, Seed: plan.SearchSeed)).ToList();
             int added = store.Write(tx =>
             {
                 store.Execute(QueueSql.InsertSweep, tx, ("@sweep_id", plan.SweepId), ("@plan", planName),
@@ -91,17 +91,23 @@ public sealed class WorkQueue
         return new PlanResult(planName, sweepIds, queued, already);
     }
 
-    int Enqueue(DbTransaction tx, TunePlan plan, string planName, RunStage stage, int point, int seed) =>
+    int Enqueue(DbTransaction tx, ISweepPlan plan, string planName, RunStage stage, int point, int seed) =>
         store.Execute(QueueSql.Enqueue, tx, ("@run_key", plan.RunSpec(stage, point, seed).Key), ("@sweep_id", plan.SweepId),
                       ("@plan", planName), ("@stage", RunNames.Of(stage)), ("@point", (long)point), ("@seed", (long)seed));
 
     /// <summary>The sweep's plan, rebuilt from its stored request (once per queue instance).</summary>
-    public TunePlan PlanOf(string sweepId)
+    public ISweepPlan PlanOf(string sweepId)
     {
         if (plans.TryGetValue(sweepId, out var plan)) return plan;
         string json = store.Query(QueueSql.SweepSpec, r => r.GetString(0), ("@sweep_id", sweepId)).SingleOrDefault()
                       ?? throw new PeftSharpException($"{store.Location}: no sweep '{sweepId}' in the queue");
-        return plans[sweepId] = TunePlan.Create(SweepSpecJson.Read(json));
+        return plans[sweepId] = SweepPlans.Create(SweepSpecJson.Read(json));
+    }
+
+    /// <summary>Frees the data the plans keep between their runs (a worker calls this when it stops).</summary>
+    public void ReleasePlanData()
+    {
+        foreach (var plan in plans.Values) plan.Dispose();
     }
 
     // ---- claiming ------------------------------------------------------------------------------------------------

@@ -11,7 +11,7 @@ namespace PeftSharp.Training;
 /// run's identity and request. <see cref="StudyProtocol"/> executes them in one process; PeftSharp.Sweeps queues the
 /// same runs (the same keys) for workers.
 /// </summary>
-public sealed class TunePlan
+public sealed class TunePlan : Sweeps.ISweepPlan
 {
     TunePlan(TuneSpec spec, ImageTask task)
     {
@@ -83,6 +83,31 @@ public sealed class TunePlan
     public (DataLoader Train, DataLoader Eval) Loaders(RunStage stage) => stage == RunStage.Search
         ? (StudyProtocol.Loader(Splits.SearchTrain, ImageSize, Spec.Train, shuffle: true), StudyProtocol.Loader(Splits.SearchVal, ImageSize, Spec.Train, shuffle: false))
         : (StudyProtocol.Loader(Splits.FinalTrain, ImageSize, Spec.Train, shuffle: true), StudyProtocol.Loader(Task.Test, ImageSize, Spec.Train, shuffle: false));
+
+    public int PointCount => Points.Count;
+
+    (RunStage Stage, DataLoader Train, DataLoader Eval)? loaders;
+
+    /// <summary>The run of a stage's point and seed; consecutive runs of one stage share its loaders (their images
+    /// decoded once), which <see cref="Dispose"/> frees.</summary>
+    public IRunJob Job(RunStage stage, int point, int seed)
+    {
+        if (loaders is not { } l || l.Stage != stage)
+        {
+            Dispose();
+            var (train, eval) = Loaders(stage);
+            loaders = l = (stage, train, eval);
+        }
+        return Request(stage, point, seed, l.Train, l.Eval);
+    }
+
+    public void Dispose()
+    {
+        if (loaders is not { } l) return;
+        l.Train.Dispose();
+        l.Eval.Dispose();
+        loaders = null;
+    }
 
     public string Label(RunStage stage, int point, int seed) => stage == RunStage.Search
         ? $"{Task.Name} {Spec.Method} search {point + 1}/{Points.Count}"

@@ -81,6 +81,8 @@ static class DenseCli
         if (task.Kind == DenseKind.Detection && line.Get("head") != null && head != "fcos")
             throw new PeftSharpException("head", $"detection has one head, fcos (got '{head}')");
         if (saveAdapter != null) WritableFolder.Require(saveAdapter, "the adapter files");
+        // Every split is read and checked before anything trains: bad input is one line naming the file and field.
+        foreach (var split in trainSplit.Split('+').Append(evalSplit).Distinct()) task.Split(split, imageSize);
 
         var job = DenseRunRequest.Create(task, method, settings, train, backbone, trainSplit, evalSplit, imageSize, task.Kind == DenseKind.Segmentation ? head : "uper", headLr: headLr);
         bool saved = false;

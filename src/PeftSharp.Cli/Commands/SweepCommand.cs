@@ -19,6 +19,9 @@ public sealed class SweepCommand : ICommand
           train800/val200 (or, for a one-point grid, the final runs directly). When a sweep's search runs are all
           done, the next worker queues the retraining of the best configuration on train800val200 (test).
           Prints the plan's name (default: derived from its sweeps); planning it again queues nothing new.
+          A dense TASK_DIR (segmentation or COCO folder, docs/dense.md) queues dense runs: search on train/val, the
+          best retrained on train+val and scored on test; [--image-size N (64)] [--head uper|linear] [--head-lr X]
+          [--test-images N].
         peftsharp sweep status --db FILE|URL [--sweep PLAN] [--runs]
           Pending, running, finished and failed runs per sweep (--runs lists every queued run).
         peftsharp sweep slurm --db FILE|URL --workers N [--sweep PLAN] [--partition P] [--time T] [--gres G]
@@ -46,7 +49,12 @@ public sealed class SweepCommand : ICommand
     {
         var tasks = List(line, "data");
         var methods = List(line, "method");
-        var requests = (from task in tasks from method in methods select SharedOptions.Tune(line, task, method)).ToList();
+        // A dense folder (segmentation or COCO) makes dense runs with these settings (docs/dense.md).
+        var dense = new Training.DenseSweep(line.Int("image-size", DenseCli.DefaultImageSize), line.Get("head") ?? "uper", line.OptionalDouble("head-lr"),
+                                            line.Get("test-images") is null ? null : line.Int("test-images", 0));
+        var requests = (from task in tasks from method in methods select SharedOptions.Tune(line, task, method))
+            .Select(r => Directory.Exists(r.TaskDirectory) && (Dense.SegmentationFolder.Looks(r.TaskDirectory) || Dense.CocoDataset.Looks(r.TaskDirectory))
+                ? r with { Dense = dense, SplitRule = null } : r).ToList();
         string? name = line.Get("name");
         line.Flag("quiet");
         line.Get("device");   // accepted for symmetry with tune; workers choose their own device

@@ -77,9 +77,11 @@ public sealed record DenseBenchProfile
         return this;
     }
 
+    bool Searches => Lrs.Count > 1 || MethodLrs.Values.Any(l => l.Count > 1);
+
     public string Description() =>
-        $"search lr ∈ {{{string.Join(", ", Lrs.Select(G))}}}" + string.Concat(MethodLrs.Select(m => $" ({m.Key}: {{{string.Join(", ", m.Value.Select(G))}}})")) +
-        (Lrs.Count > 1 || MethodLrs.Values.Any(l => l.Count > 1) ? " on train → val, retrain the best on train+val, score test" : " (one lr per method: train on train+val, score test)") + $"; {Epochs} epochs ({WarmupEpochs} warm-up), batch {BatchSize}, AdamW wd 1e-4, drop path 0.1" +
+        (Searches ? "search lr ∈ " : "lr ") + $"{{{string.Join(", ", Lrs.Select(G))}}}" + string.Concat(MethodLrs.Select(m => $" ({m.Key}: {{{string.Join(", ", m.Value.Select(G))}}})")) +
+        (Searches ? " on train → val, retrain the best on train+val, score test" : " (one lr per method: train on train+val, score test)") + $"; {Epochs} epochs ({WarmupEpochs} warm-up), batch {BatchSize}, AdamW wd 1e-4, drop path 0.1" +
         (TrainImages is int n ? $"; the first {n} training and {ValImages} validation images" : "") +
         (TestImages is int t ? $", the first {t} test images" : "") + $"; {SegHead} segmentation head" +
         string.Concat(HeadLrs.Select(h => $", {(h.Key == DenseKind.Segmentation ? "segmentation" : "detection")} head lr {G(h.Value)}"));
@@ -90,7 +92,12 @@ public sealed record DenseBenchProfile
 /// <summary>One (task, method) cell: the test metric of the final run (at the lr chosen on val) and its run.</summary>
 public sealed record DenseBenchCell(string Task, DenseKind Kind, string Method, double? Test, double? Val, double? ChosenLr, RunRecord? Final, string? Error, double Seconds);
 
-public sealed record DenseBenchOutcome(DenseBenchProfile Profile, IReadOnlyList<DenseBenchCell> Cells, double Seconds, string Checkpoint, string SuiteDir, string DatabasePath);
+public sealed record DenseBenchOutcome(DenseBenchProfile Profile, IReadOnlyList<DenseBenchCell> Cells, double Seconds, string Checkpoint, string SuiteDir, string DatabasePath)
+{
+    /// <summary>Inference speed of the plain backbone, LoRA unmerged and LoRA merged (<see cref="DenseInferenceSpeed"/>), with the head of the first task.</summary>
+    public IReadOnlyList<DenseSpeed> Speeds { get; init; } = Array.Empty<DenseSpeed>();
+    public string SpeedSetting { get; init; } = "";
+}
 
 /// <summary>
 /// The dense benchmark: materialises the built-in dense tasks, and for every task and method searches the lrs on
@@ -119,7 +126,15 @@ public sealed class DenseBenchmark(DenseBenchProfile profile, string outDir, str
             foreach (var method in profile.Methods)
                 cells.Add(Cell(executor, task, info, method, backbone, normalization));
         }
-        return new DenseBenchOutcome(profile, cells, watch.Elapsed.TotalSeconds, Path.GetFileName(checkpoint), suiteDir, dbPath);
+        double seconds = watch.Elapsed.TotalSeconds;
+        // Merged inference costs nothing: timed after the runs (not part of the benchmark's time), head of the first task.
+        var first = DenseSuite.Task(profile.Tasks[0]);
+        log?.Report("timing inference: plain backbone, LoRA unmerged, LoRA merged");
+        var speeds = DenseInferenceSpeed.Measure(checkpoint, first.Kind, first.ClassNames.Count, profile.SegHead, first.ImageSize, device);
+        return new DenseBenchOutcome(profile, cells, seconds, Path.GetFileName(checkpoint), suiteDir, dbPath)
+        {
+            Speeds = speeds, SpeedSetting = $"{first.Name} model ({(first.Kind == DenseKind.Segmentation ? profile.SegHead + " head" : "FCOS head")}), batch 32 at {first.ImageSize} px, median of 7 interleaved rounds of 4 batches",
+        };
     }
 
     TrainOptions Options(string normalization, double lr) => new()

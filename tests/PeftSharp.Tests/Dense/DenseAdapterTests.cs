@@ -9,7 +9,7 @@ namespace PeftSharp.Tests.Dense;
 /// dense run interrupted after an epoch resumes to the result of a run that never stopped.</summary>
 public class DenseAdapterTests
 {
-    static readonly Lazy<string> Data = new(() => DenseTestData.Small(DenseSuite.Segmentation, 8));
+    static readonly Lazy<string> Data = new(() => DenseTestData.Small(DenseSuite.Segmentation, 4));
 
     static DenseRunRequest Job(TrainOptions train, string method = "lora") =>
         DenseRunRequest.Create(DenseTask.Open(Data.Value), method, null, train, new BackboneSpec(null, null, TestFiles.VitCheckpoint), "train", "test", 64, segHead: "uper");
@@ -18,7 +18,7 @@ public class DenseAdapterTests
     public void The_saved_adapter_evaluates_to_the_training_score_exactly_merged_or_not()
     {
         string dir = TestFiles.TempDir("dense-adapter-run"), adapter = Path.Combine(dir, "adapter");
-        var job = Job(new TrainOptions { Epochs = 2, WarmupEpochs = 0, BatchSize = 4, Lr = 3e-3, DropPath = 0.1 });
+        var job = Job(new TrainOptions { Epochs = 2, WarmupEpochs = 0, BatchSize = 2, Lr = 3e-3, DropPath = 0.1 });
         using var db = ResultsDb.Open(Path.Combine(dir, "results.db"));
         var record = new RunExecutor(db, CPU).Execute(job, "dense lora", (product, r) =>
         {
@@ -75,7 +75,7 @@ public class DenseAdapterTests
     {
         string dir = TestFiles.TempDir("dense-resume");
         // Two steps per epoch, drop path on (the RNG state must come back too).
-        var job = Job(new TrainOptions { Epochs = 3, WarmupEpochs = 1, BatchSize = 4, Lr = 3e-3, DropPath = 0.1 });
+        var job = Job(new TrainOptions { Epochs = 3, WarmupEpochs = 1, BatchSize = 2, Lr = 3e-3, DropPath = 0.1 });
         static Dictionary<string, Tensor> Weights(DenseRunProduct p) =>
             p.Model.decode_head.state_dict().Select(kv => ("decode_head." + kv.Key, kv.Value))
              .Concat(p.Peft.TrainableParameters().Select(t => (t.Name, (Tensor)t.Parameter))).ToDictionary(kv => kv.Item1, kv => kv.Item2);

@@ -7,7 +7,11 @@ namespace PeftSharp.Tests.Dense;
 /// line naming the file and the field for each kind of bad input.</summary>
 public class DenseDataTests
 {
-    static readonly Lazy<string> Root = new(() => Path.GetDirectoryName(DenseTestData.Full(DenseSuite.Segmentation))!);
+    static readonly Lazy<string> Root = new(() =>
+    {
+        DenseTestData.Full(DenseSuite.Detection);
+        return Path.GetDirectoryName(DenseTestData.Full(DenseSuite.Segmentation))!;
+    });
 
     static string Copy(string task)
     {

@@ -7,15 +7,11 @@ namespace PeftSharp.Tests.Dense;
 /// each split, in the same formats) for tests that train: reading a whole split decodes hundreds of PNGs.</summary>
 public static class DenseTestData
 {
-    static readonly Lazy<string> Root = new(() =>
-    {
-        string dir = TestFiles.TempDir("dense-suite");
-        DenseSuite.Materialize(dir, DenseSuite.GarmentsSeg);
-        DenseSuite.Materialize(dir, DenseSuite.DigitsDet);
-        return dir;
-    });
+    static readonly string Root = TestFiles.TempDir("dense-suite");
+    static readonly Dictionary<string, Lazy<string>> Tasks = DenseSuite.Tasks.ToDictionary(t => t.Name, t => new Lazy<string>(() => DenseSuite.Materialize(Root, t)));
 
-    public static string Full(string task) => Path.Combine(Root.Value, task);
+    /// <summary>The whole built-in task (materialised on first use; every task under one root).</summary>
+    public static string Full(string task) => Tasks[task].Value;
 
     /// <summary>A fresh folder with the first <paramref name="images"/> images of train, val and test of a built-in task.</summary>
     public static string Small(string task, int images)

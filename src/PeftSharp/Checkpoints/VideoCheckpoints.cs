@@ -29,6 +29,29 @@ public static class VideoCheckpoints
         return new LoadedModel<VideoVisionTransformer>(model, report, KeyConvention.Timm, configSource);
     }
 
+    /// <summary>Whether a checkpoint file holds a video ViT (a 5-D tubelet kernel) rather than an image ViT.</summary>
+    public static bool IsVideo(string path)
+    {
+        if (!File.Exists(path)) throw new PeftSharpException($"{path}: checkpoint file not found");
+        using var file = SafeTensorsFile.Open(path);
+        return VideoMaeKeys.IsVideoMae(new SafeTensorsSource(file));
+    }
+
+    /// <summary>The clip side a checkpoint's model takes: a video checkpoint's img_size (from its "config" metadata), an
+    /// image ViT's image size (what an inflated model keeps).</summary>
+    public static int ImageSize(string path)
+    {
+        if (!IsVideo(path))
+        {
+            using var image = ModelCheckpoints.LoadVit(path).Model;
+            return image.Config.ImgSize;
+        }
+        using var file = SafeTensorsFile.Open(path);
+        if (!file.Metadata.TryGetValue("config", out var json))
+            throw new PeftSharpException($"{path}: no 'config' metadata in the video checkpoint, so its clip size is unknown");
+        return VideoVitConfig.FromJson(json, $"{path} metadata 'config'").ImgSize;
+    }
+
     /// <summary>Saves under VideoMAE's key names, with the architecture as "config" metadata.</summary>
     public static void SaveVideoMae(string path, VideoVisionTransformer model, IReadOnlyDictionary<string, string>? metadata = null)
     {

@@ -33,7 +33,7 @@ static class VideoCli
         bool inflate = !VideoCheckpoints.IsVideo(checkpoint);
         int frames = line.Int("frames", 4), tubelet = line.Int("tubelet", 2);
         var sampler = new ClipSampler(ClipSampler.ParseMode(line.Get("sampling") ?? "segment"), frames, line.Int("interval", 4));
-        int size = line.Get("size") is null ? VideoCheckpoints.ImageSize(checkpoint) : line.Int("size", 0);
+        int size = line.Get("size") is null ? VideoCheckpoints.ImageSize(checkpoint, frames) : line.Int("size", 0);
         var transform = new ClipTransform
         {
             Size = size, ShortSide = line.Int("short-side", 0), TestClips = line.Int("test-clips", 1), TestCrops = line.Int("test-crops", 1), Flip = line.Flag("flip"),
@@ -58,7 +58,7 @@ static class VideoCli
         // Bad clips fail here, before any training: every list is read and checked against the sampler.
         foreach (var split in task.HasVal ? new[] { "train", "val", "test" } : new[] { "train", "test" }) task.Split(split, sampler, transform).CheckVideoFiles();
 
-        var job = new VideoRunJob(task, method, settings, train, new VideoBackbone(checkpoint, inflate, frames, tubelet), new VideoDataOptions(sampler, transform));
+        var job = new VideoRunJob(task, method, settings, train, new VideoBackbone(checkpoint, inflate, frames, tubelet) { ImgSize = size }, new VideoDataOptions(sampler, transform));
         bool saved = false;
         var record = ConsoleObserver.Run(quiet, observer =>
         {

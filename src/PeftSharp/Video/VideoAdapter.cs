@@ -126,7 +126,7 @@ public static class VideoAdapter
                 : $"{baseFile}: checkpoint file not found");
         if (!forceBase && info.BaseSha256 is string recorded && FileHashes.Sha256(baseFile) is var actual && actual != recorded)
             throw new PeftSharpException($"{baseFile}: not the base this adapter was trained on ({configPath} field 'base_model.checkpoint_sha256' is {recorded[..Math.Min(12, recorded.Length)]}…, this file's SHA-256 is {actual[..12]}…); force it with force-base");
-        var backbone = info.Backbone with { Checkpoint = baseFile };
+        var backbone = info.Backbone with { Checkpoint = baseFile, ImgSize = info.Data.Transform.Size };
         var model = backbone.Load(info.ClassNames.Count, 0);
         try
         {

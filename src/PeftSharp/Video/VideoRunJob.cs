@@ -16,12 +16,14 @@ namespace PeftSharp.Video;
 /// backbone), or a VideoMAE-named video checkpoint.</summary>
 public sealed record VideoBackbone(string Checkpoint, bool Inflate, int Frames, int Tubelet)
 {
+    /// <summary>The clip side, for a .pth checkpoint whose training args do not record it (not part of the run's identity:
+    /// the clip transform records it).</summary>
+    public int? ImgSize { get; init; }
+
     public VideoVisionTransformer Load(int numClasses, double dropPath)
     {
         if (Inflate) return VideoCheckpoints.Inflate(Checkpoint, Frames, Tubelet, numClasses, dropPath);
-        var config = VideoCheckpoints.LoadVideoMae(Checkpoint, strict: false).Model;   // read the architecture
-        var c = config.Config;
-        config.Dispose();
+        var c = VideoCheckpoints.ReadConfig(Checkpoint, ImgSize, Frames);
         if (c.NumFrames != Frames) throw new PeftSharpException($"{Checkpoint}: the video checkpoint takes {c.NumFrames} frames, the run samples {Frames}");
         var loaded = VideoCheckpoints.LoadVideoMae(Checkpoint, c with { DropPathRate = dropPath }).Model;
         if (c.NumClasses != numClasses) loaded.ResetClassifier(numClasses);

@@ -29,36 +29,18 @@ static class VideoCli
         var task = Task(line);
         string method = line.Require("method");
         var settings = SharedOptions.Settings(line);
-        string checkpoint = line.Get("checkpoint") ?? ShippedModels.RequireDefaultVit();
-        bool inflate = !VideoCheckpoints.IsVideo(checkpoint);
-        int frames = line.Int("frames", 4), tubelet = line.Int("tubelet", 2);
-        var sampler = new ClipSampler(ClipSampler.ParseMode(line.Get("sampling") ?? "segment"), frames, line.Int("interval", 4));
-        int size = line.Get("size") is null ? VideoCheckpoints.ImageSize(checkpoint, frames) : line.Int("size", 0);
-        var transform = new ClipTransform
-        {
-            Size = size, ShortSide = line.Int("short-side", 0), TestClips = line.Int("test-clips", 1), TestCrops = line.Int("test-crops", 1), Flip = line.Flag("flip"),
-        };
-        int epochs = line.Int("epochs", 4);
-        var train = new TrainOptions
-        {
-            Epochs = epochs, BatchSize = line.Int("batch-size", 16), EvalBatchSize = line.Int("eval-batch-size", 50),
-            Lr = line.Double("lr", 1e-3), WeightDecay = line.Double("wd", 1e-4), WarmupEpochs = line.Int("warmup", Math.Min(1, epochs - 1)),
-            LabelSmoothing = line.Double("label-smoothing", 0), DropPath = line.Double("drop-path", 0), GradClip = line.OptionalDouble("grad-clip"),
-            Seed = line.Int("seed", 42),
-            Normalization = line.Get("normalization") ?? ModelCheckpoints.ReadNormalization(checkpoint) ?? "none",
-        };
+        var protocol = Protocol(line);
         string? saveAdapter = line.Get("save-adapter");
         bool resume = !line.Flag("no-resume"), quiet = line.Flag("quiet");
         var keepWeights = SharedOptions.KeepWeights(line);
         var device = Devices.Parse(line.Get("device"));
         using var db = SharedOptions.OpenDb(line);
         line.RejectUnknown();
-        if (frames % tubelet != 0) throw new PeftSharpException("frames", $"{frames} frames do not split into tubelets of {tubelet}");
         if (saveAdapter != null) WritableFolder.Require(saveAdapter, "the adapter files");
         // Bad clips fail here, before any training: every list is read and checked against the sampler.
-        foreach (var split in task.HasVal ? new[] { "train", "val", "test" } : new[] { "train", "test" }) task.Split(split, sampler, transform).CheckVideoFiles();
+        foreach (var split in task.HasVal ? new[] { "train", "val", "test" } : new[] { "train", "test" }) task.Split(split, protocol.Data.Sampler, protocol.Data.Transform).CheckVideoFiles();
 
-        var job = new VideoRunJob(task, method, settings, train, new VideoBackbone(checkpoint, inflate, frames, tubelet) { ImgSize = size }, new VideoDataOptions(sampler, transform));
+        var job = new VideoRunJob(task, method, settings, protocol.Train, protocol.Backbone, protocol.Data);
         bool saved = false;
         var record = ConsoleObserver.Run(quiet, observer =>
         {
@@ -88,6 +70,72 @@ static class VideoCli
             return 2;
         }
         Console.WriteLine($"adapter saved to {saveAdapter}{(saved ? "" : $" (from run {record.Id} in {db.Location})")}");
+        return 0;
+    }
+
+    /// <summary>The base, clip and training options of a video run (what a video sweep stores beside its task, method,
+    /// lrs and seeds).</summary>
+    static Sweeps.VideoSweepSpec Protocol(CommandLine line)
+    {
+        string checkpoint = line.Get("checkpoint") ?? ShippedModels.RequireDefaultVit();
+        bool inflate = !VideoCheckpoints.IsVideo(checkpoint);
+        int frames = line.Int("frames", 4), tubelet = line.Int("tubelet", 2);
+        if (frames < 1 || tubelet < 1 || frames % tubelet != 0) throw new PeftSharpException("frames", $"{frames} frames do not split into tubelets of {tubelet}");
+        int epochs = line.Int("epochs", 4);
+        var spec = new Sweeps.VideoSweepSpec
+        {
+            Checkpoint = checkpoint, Inflate = inflate, Frames = frames, Tubelet = tubelet,
+            Sampling = ClipSampler.ParseMode(line.Get("sampling") ?? "segment").ToString().ToLowerInvariant(), Interval = line.Int("interval", 4),
+            Size = line.Get("size") is null ? VideoCheckpoints.ImageSize(checkpoint, frames) : line.Int("size", 0),
+            ShortSide = line.Int("short-side", 0), TestClips = line.Int("test-clips", 1), TestCrops = line.Int("test-crops", 1), Flip = line.Flag("flip"),
+            Train = new TrainOptions
+            {
+                Epochs = epochs, BatchSize = line.Int("batch-size", 16), EvalBatchSize = line.Int("eval-batch-size", 50),
+                Lr = line.Double("lr", 1e-3), WeightDecay = line.Double("wd", 1e-4), WarmupEpochs = line.Int("warmup", Math.Min(1, epochs - 1)),
+                LabelSmoothing = line.Double("label-smoothing", 0), DropPath = line.Double("drop-path", 0), GradClip = line.OptionalDouble("grad-clip"),
+                Seed = line.Int("seed", 42),
+                Normalization = Data.Normalization.FromName(line.Get("normalization") ?? ModelCheckpoints.ReadNormalization(checkpoint) ?? "none").Name,
+            }.Validate(),
+        };
+        return spec;
+    }
+
+    public const string SweepUsage = """
+        peftsharp sweep plan --family video --db FILE|URL --data TASK_DIR|video-motion|video-appearance[,...] --method ID[,ID...]
+                             [--lrs 3e-3,1e-2] [--seeds 42,43,44] [--task-root video-tasks] [--name PLAN] [video options as for train]
+          Queues one video run per task × method × lr × seed (each records its val top-1, which chooses the lr, and
+          its test top-1); workers ('peftsharp worker', 'sweep slurm') run them like any run. A built-in task name
+          renders that task under --task-root with the bench's clip counts unless the folder is there.
+        """;
+
+    /// <summary>sweep plan --family video: the video sweeps of every task × method.</summary>
+    public static int SweepPlan(CommandLine line)
+    {
+        string taskRoot = line.Get("task-root") ?? "video-tasks";
+        var profile = VideoBenchProfile.Get("default");
+        var tasks = (line.Get("data") ?? throw new PeftSharpException("data", "sweep plan --family video: give --data TASK_DIR[,...]"))
+            .Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)
+            .Select(t => !Directory.Exists(t) && VideoTasks.Names.Contains(t)
+                ? VideoTasks.Ensure(t, taskRoot, profile.TrainPerClassOf(t), profile.ValPerClass, profile.TestPerClass).Directory : t).ToList();
+        var methods = line.Require("method").Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
+        var settings = SharedOptions.Settings(line);
+        var lrs = line.Doubles("lrs", [line.Double("lr", 1e-3)]);
+        int[] seeds = line.Get("seeds") is string text
+            ? text.Split(',').Select(s => int.TryParse(s, NumberStyles.Integer, CultureInfo.InvariantCulture, out int v) ? v : throw new PeftSharpException("seeds", $"--seeds expects integers, got '{s}'")).ToArray()
+            : [line.Int("seed", 42)];
+        var protocol = Protocol(line);
+        string? name = line.Get("name");
+        line.Flag("quiet");
+        line.Get("device");
+        using var db = SharedOptions.OpenDb(line);
+        line.RejectUnknown(maxPositional: 1);
+        var sweeps = (from task in tasks from method in methods
+                      select protocol with { TaskDirectory = task, Method = method, Settings = settings, Lrs = lrs, Seeds = seeds }).ToList();
+        var result = new Sweeps.WorkQueue(db).Plan(name, sweeps);
+        Console.WriteLine($"plan {result.Plan}: {result.SweepIds.Count} video sweep(s), {result.Queued} run(s) queued" +
+                          (result.AlreadyQueued > 0 ? $", {result.AlreadyQueued} already queued" : "") + $" in {db.Location}");
+        foreach (var sweep in result.SweepIds) Console.WriteLine($"  {sweep}");
+        Console.WriteLine($"start workers: peftsharp worker --db DB --sweep {result.Plan}");
         return 0;
     }
 

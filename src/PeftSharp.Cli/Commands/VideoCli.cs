@@ -14,7 +14,7 @@ static class VideoCli
     public const string TrainUsage = """
         peftsharp train --family video --method ID (--data TASK_DIR | --train-list FILE [--test-list FILE] [--val-list FILE]
                         --root DIR (--classes N | --class-names FILE)) [--checkpoint FILE] [--frames 4] [--tubelet 2]
-                        [--sampling segment|dense] [--interval 4] [--size PX] [--short-side PX] [--test-clips 1]
+                        [--sampling segment|dense] [--interval 4 (dense)] [--size PX] [--short-side PX] [--test-clips 1]
                         [--test-crops 1] [--flip] [--epochs 4] [--batch-size 16] [--eval-batch-size 50] [--lr 1e-3]
                         [--wd 1e-4] [--warmup 1] [--seed 42] [--save-adapter DIR] [--no-resume] [--db FILE|URL]
           A video classifier: TASK_DIR has classes.txt, train.txt and test.txt (val.txt optional) listing clips
@@ -82,10 +82,12 @@ static class VideoCli
         int frames = line.Int("frames", 4), tubelet = line.Int("tubelet", 2);
         if (frames < 1 || tubelet < 1 || frames % tubelet != 0) throw new PeftSharpException("frames", $"{frames} frames do not split into tubelets of {tubelet}");
         int epochs = line.Int("epochs", 4);
+        var mode = ClipSampler.ParseMode(line.Get("sampling") ?? "segment");
         var spec = new Sweeps.VideoSweepSpec
         {
             Checkpoint = checkpoint, Inflate = inflate, Frames = frames, Tubelet = tubelet,
-            Sampling = ClipSampler.ParseMode(line.Get("sampling") ?? "segment").ToString().ToLowerInvariant(), Interval = line.Int("interval", 4),
+            // The interval only matters to dense sampling (segment sampling keeps ClipSampler's 1, as the bench does).
+            Sampling = mode.ToString().ToLowerInvariant(), Interval = line.Int("interval", mode == SamplingMode.Dense ? 4 : 1),
             Size = line.Get("size") is null ? VideoCheckpoints.ImageSize(checkpoint, frames) : line.Int("size", 0),
             ShortSide = line.Int("short-side", 0), TestClips = line.Int("test-clips", 1), TestCrops = line.Int("test-crops", 1), Flip = line.Flag("flip"),
             Train = new TrainOptions

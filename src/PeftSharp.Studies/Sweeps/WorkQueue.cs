@@ -64,6 +64,9 @@ public sealed partial class WorkQueue
     public PlanResult Plan(string? planName, IEnumerable<TuneSpec> requests)
     {
         var list = requests.ToList();
+        // The queue hands out a grid's runs independently; halving's rungs depend on the previous rung's scores.
+        if (list.FirstOrDefault(r => r.Halving != null) is { } halving)
+            throw new PeftSharpException("search", $"{halving.Method}: the sweep queue searches whole grids; successive halving runs in one process (tune or bench with halving)");
         planName ??= DefaultPlanName(list);
         ArgumentException.ThrowIfNullOrWhiteSpace(planName);
         requests = list;

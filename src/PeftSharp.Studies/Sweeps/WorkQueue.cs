@@ -33,7 +33,7 @@ public sealed record PlanResult(string Plan, IReadOnlyList<string> SweepIds, int
 /// unique). On PostgreSQL, claimers skip each other's rows (FOR UPDATE SKIP LOCKED); on SQLite the write
 /// transaction lets one claimer in at a time.
 /// </summary>
-public sealed class WorkQueue
+public sealed partial class WorkQueue
 {
     /// <summary>A run that lost this many workers (each died mid-run) fails instead of being claimed again.</summary>
     public const int DefaultMaxAttempts = 3;
@@ -102,8 +102,8 @@ public sealed class WorkQueue
     public TunePlan PlanOf(string sweepId)
     {
         if (plans.TryGetValue(sweepId, out var plan)) return plan;
-        string json = store.Query(QueueSql.SweepSpec, r => r.GetString(0), ("@sweep_id", sweepId)).SingleOrDefault()
-                      ?? throw new PeftSharpException($"{store.Location}: no sweep '{sweepId}' in the queue");
+        string json = SpecJson(sweepId);
+        if (VideoSweepSpec.IsVideo(json)) throw new InvalidOperationException($"sweep '{sweepId}' is a video sweep (VideoPlanOf)");
         return plans[sweepId] = TunePlan.Create(SweepSpecJson.Read(json));
     }
 

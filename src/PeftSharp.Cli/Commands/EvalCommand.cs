@@ -25,10 +25,17 @@ public sealed class EvalCommand : ICommand
           --normalization that disagrees with the record is an error. Without --checkpoint the adapter's recorded
           base is used (else the shipped backbone); an adapter is refused on a base other than its own unless
           --force-base. --merge folds the adapter into the weights first (mergeable methods).
+        peftsharp eval --adapter VIDEO_ADAPTER_DIR (--data TASK_DIR [--split test] | --list FILE [--root DIR]) [--merge]
+                       [--checkpoint FILE] [--force-base] [--batch-size N]
+          A video adapter (from train --family video) is evaluated with the frames, sampling, crop, views,
+          normalisation and classes it records: top-1/top-5 over the clips.
         """ + "\n" + DenseCli.EvalUsage + "\n" + SharedOptions.SplitUsage;
 
     public int Run(CommandLine line)
     {
+        // A video adapter says so in its config: the clips, sampling and classes come from it.
+        if (line.Get("adapter") is string adapter && Tuners.AdapterFiles.ReadKind(adapter) == Video.VideoAdapter.Kind) return VideoCli.Eval(line);
+        // A dense adapter, a built-in dense task or a COCO/mask folder: mIoU or box AP.
         if (DenseCli.Applies(line, eval: true)) return DenseCli.Eval(line);
         var task = SharedOptions.Task(line);
         string split = line.Get("split") ?? task.TestName;
@@ -54,7 +61,7 @@ public sealed class EvalCommand : ICommand
         var result = Evaluator.Evaluate(classifier.Model, loader, device, precision: precision);
         var m = result.Metrics;
         var spec = RunSpecs.Evaluation(task.Name, split, classifier.Method, batchSize, new JsonObject { ["config"] = classifier.Model.Config.ToJson() }.ToJsonString(),
-                                       RunSpec.CheckpointIdentity(classifier.Checkpoint), classifier.EvaluationIdentity(merge, precision, data, task));
+                                       PeftSharp.Checkpoints.CheckpointIdentity.Of(classifier.Checkpoint), classifier.EvaluationIdentity(merge, precision, data, task));
         // The same evaluation of the same files is stored once.
         var record = RunExecutor.RecordEvaluation(db, spec, result, task.Directory);
         Console.WriteLine($"{task.Name} {split}: top-1 {m.Top1.ToString("F2", CultureInfo.InvariantCulture)}% over {m.Count} images, loss {m.Loss:F4}, ECE {m.ExpectedCalibrationError:F4} ({result.ImagesPerSecond:F0} img/s; {classifier.Preprocessing} from {classifier.PreprocessingSource}; run {record.Id})");

@@ -25,10 +25,15 @@ public sealed class PredictCommand : ICommand
                           [--checkpoint CLIP.safetensors] [--adapter DIR] [--top N] [--format ...] IMAGE|FOLDER|LIST.txt ...
           CLIP zero-shot: each class is the mean text feature of its prompts (one per --template; default
           "a photo of a {}."); without --checkpoint the shipped CLIP model. --adapter applies a `clip train` adapter.
+        peftsharp predict --adapter VIDEO_ADAPTER_DIR [--top N] [--format table|json] CLIP_DIR|VIDEO_FILE ...
+          A video adapter classifies rawframe folders (every image in name order) and video files (ffmpeg) with
+          the sampling and views it records.
         """;
 
     public int Run(CommandLine line)
     {
+        // A video adapter says so in its config: the clips, sampling and classes come from it.
+        if (line.Get("adapter") is string adapter && Tuners.AdapterFiles.ReadKind(adapter) == Video.VideoAdapter.Kind) return VideoCli.Predict(line);
         bool clip = line.Flag("clip");
         var source = EvalCommand.ClassifierOptions(line);
         var classes = line.Get("classes")?.Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries)

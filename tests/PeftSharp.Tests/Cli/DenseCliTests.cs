@@ -26,8 +26,6 @@ public class DenseCliTests
         Assert.True(eval.ExitCode == 0, eval.Stderr + eval.Stdout);
         Assert.Equal(Miou(train.Stdout), Miou(eval.Stdout));
         Assert.Contains("background", eval.Stdout);   // the per-class table, by the adapter's class names
-        var merged = CliRunner.Run("eval", "--adapter", adapter, "--data", data, "--merge");
-        Assert.Equal(Miou(train.Stdout), Miou(merged.Stdout));
 
         // The adapter is a segmentation model: a detection folder is refused.
         var wrong = CliRunner.Run("eval", "--adapter", adapter, "--data", DenseTestData.Small(DenseSuite.Detection, 2));

@@ -47,16 +47,21 @@ public sealed class SweepCommand : ICommand
 
     static int Plan(CommandLine line)
     {
-        if (line.Get("family") is string family && family != "classification")
-            return family == "video" ? VideoCli.SweepPlan(line) : throw new PeftSharpException("family", $"sweep plan: unknown family '{family}' (classification, video)");
+        // Dense folders are recognised by their layout, so --family dense needs nothing more.
+        if (line.Get("family") is string family && family is not ("classification" or "dense"))
+            return family == "video" ? VideoCli.SweepPlan(line) : throw new PeftSharpException("family", $"sweep plan: unknown family '{family}' (classification, video, dense)");
         var tasks = List(line, "data");
         var methods = List(line, "method");
-        // A dense folder (segmentation or COCO) makes dense runs with these settings (docs/dense.md).
-        var dense = new Training.DenseSweep(line.Int("image-size", DenseCli.DefaultImageSize), line.Get("head") ?? "uper", line.OptionalDouble("head-lr"),
-                                            line.Get("test-images") is null ? null : line.Int("test-images", 0));
-        var requests = (from task in tasks from method in methods select SharedOptions.Tune(line, task, method))
-            .Select(r => Directory.Exists(r.TaskDirectory) && (Dense.SegmentationFolder.Looks(r.TaskDirectory) || Dense.CocoDataset.Looks(r.TaskDirectory))
-                ? r with { Dense = dense, SplitRule = null } : r).ToList();
+        var requests = (from task in tasks from method in methods select SharedOptions.Tune(line, task, method)).ToList();
+        // A dense folder (segmentation or COCO) makes dense runs with these settings (docs/dense.md); the options are
+        // read only then, so a classification plan refuses them as unknown.
+        static bool IsDense(string dir) => Directory.Exists(dir) && (Dense.SegmentationFolder.Looks(dir) || Dense.CocoDataset.Looks(dir));
+        if (requests.Any(r => IsDense(r.TaskDirectory)))
+        {
+            var dense = new Training.DenseSweep(line.Int("image-size", DenseCli.DefaultImageSize), line.Get("head") ?? "uper", line.OptionalDouble("head-lr"),
+                                                line.Get("test-images") is null ? null : line.Int("test-images", 0));
+            requests = requests.Select(r => IsDense(r.TaskDirectory) ? r with { Dense = dense, SplitRule = null } : r).ToList();
+        }
         string? name = line.Get("name");
         line.Flag("quiet");
         line.Get("device");   // accepted for symmetry with tune; workers choose their own device

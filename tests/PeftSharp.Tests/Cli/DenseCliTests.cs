@@ -59,4 +59,18 @@ public class DenseCliTests
         CliRunner.AssertOneLineError(r, "is beyond the 3 classes");
         Assert.Contains(Path.Combine(data, "annotations", "train"), r.Stderr);
     }
+
+    [Fact]
+    public void Sweep_plan_queues_dense_runs_for_a_dense_folder()
+    {
+        string data = DenseTestData.Small(DenseSuite.Segmentation, 2), dir = TestFiles.TempDir("dense-cli-sweep");
+        var r = CliRunner.Run("sweep", "plan", "--db", Path.Combine(dir, "results.db"), "--data", data, "--method", "bitfit", "--grid", "none",
+                              "--lrs", "1e-3,1e-2", "--wds", "1e-4", "--checkpoint", TestFiles.VitCheckpoint, "--epochs", "1", "--head", "linear", "--head-lr", "3e-2");
+        Assert.True(r.ExitCode == 0, r.Stderr + r.Stdout);
+        Assert.Contains("1 sweep(s), 2 run(s) queued", r.Stdout);
+        using var db = PeftSharp.Results.ResultsDb.Open(Path.Combine(dir, "results.db"));
+        var plan = new PeftSharp.Sweeps.WorkQueue(db).PlanOf(Assert.Single(new PeftSharp.Sweeps.WorkQueue(db).Progress()).SweepId);
+        Assert.Equal(new PeftSharp.Training.DenseSweep(64, "linear", 3e-2), plan.Spec.Dense);
+        Assert.Equal("dense-seg", plan.RunSpec(PeftSharp.Results.RunStage.Search, 0, 42).Family);
+    }
 }

@@ -115,4 +115,49 @@ public class MultiAdapterTests
         }
         finally { Directory.Delete(root, recursive: true); }
     }
+
+    [Fact]
+    public void Predict_with_several_adapters_gives_each_adapter_its_own_answer_and_refuses_another_base_in_one_line()
+    {
+        string root = TestFiles.TempDir("multi-adapter-cli");
+        try
+        {
+            string checkpoint = SaveBase(Path.Combine(root, "base.safetensors"), 1);
+            string other = SaveBase(Path.Combine(root, "other.safetensors"), 2);
+            string pets = SaveAdapter(Path.Combine(root, "pets"), checkpoint, "lora", new() { ["rank"] = "2" }, 3, 11);
+            string cars = SaveAdapter(Path.Combine(root, "cars"), checkpoint, "dora", new() { ["rank"] = "2" }, 5, 12);
+            string elsewhere = SaveAdapter(Path.Combine(root, "elsewhere"), other, "lora", new() { ["rank"] = "2" }, 3, 13);
+            string photos = UserPath.ClassFolders.Create(Path.Combine(root, "photos"), perClass: 2, size: 16);
+
+            var both = Cli.CliRunner.Run("predict", "--checkpoint", checkpoint, "--adapter", pets, "--adapter", cars, "--format", "json", "--top", "2", photos);
+            Assert.True(both.ExitCode == 0, both.Stderr);
+            var rows = System.Text.Json.Nodes.JsonNode.Parse(both.Stdout)!.AsArray();
+            Assert.Equal(2 * 8, rows.Count);
+            foreach (var adapter in new[] { pets, cars })
+            {
+                string name = Path.GetFileName(adapter);
+                var alone = Cli.CliRunner.Run("predict", "--checkpoint", checkpoint, "--adapter", adapter, "--format", "json", "--top", "2", photos);
+                Assert.True(alone.ExitCode == 0, alone.Stderr);
+                var expected = System.Text.Json.Nodes.JsonNode.Parse(alone.Stdout)!.AsArray();
+                var mine = rows.Where(r => r!["adapter"]!.GetValue<string>() == name).ToList();
+                Assert.Equal(expected.Count, mine.Count);
+                for (int i = 0; i < mine.Count; i++)
+                {
+                    Assert.Equal(expected[i]!["file"]!.GetValue<string>(), mine[i]!["file"]!.GetValue<string>());
+                    for (int k = 0; k < 2; k++)
+                    {
+                        var (e, a) = (expected[i]!["top"]![k]!, mine[i]!["top"]![k]!);
+                        Assert.Equal(e["class"]!.GetValue<string>(), a["class"]!.GetValue<string>());
+                        Assert.StartsWith(name + "-", a["class"]!.GetValue<string>());
+                        Assert.Equal(e["probability"]!.GetValue<double>(), a["probability"]!.GetValue<double>(), 1e-6);
+                    }
+                }
+            }
+
+            var refused = Cli.CliRunner.Run("predict", "--checkpoint", checkpoint, "--adapter", pets, "--adapter", elsewhere, photos);
+            Cli.CliRunner.AssertOneLineError(refused, "adapter 'elsewhere'");
+            Assert.Equal(2, refused.ExitCode);
+        }
+        finally { Directory.Delete(root, recursive: true); }
+    }
 }

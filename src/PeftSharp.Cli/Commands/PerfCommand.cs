@@ -30,6 +30,10 @@ public sealed class PerfCommand : ICommand
           training steps less the resident memory before them (runtime, libtorch, model, batch); "saved" is what
           a training forward leaves allocated for the backward (native heap bytes in use, without the freed blocks
           the heap keeps, so it does not move with fragmentation as the resident figure does).
+        peftsharp perf --multi-adapter N [--methods lora,dora] [--model ...] [--batch 64] [--steps 6] [--set key=value ...]
+          Many adapters on one backbone: N adapters (the methods in turn) with their own heads, one mixed batch whose
+          examples go to the tasks in turn, against one merged model per task running its own examples; timed
+          alternately in one process, the ratio is the figure to compare.
         """;
 
     public int Run(CommandLine line)
@@ -39,6 +43,8 @@ public sealed class PerfCommand : ICommand
         var methods = line.Get("methods")?.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).ToList()
                       ?? TunerRegistry.ImageMethods.Select(m => m.Id).ToList();
         foreach (var m in methods) TunerRegistry.Parse(m);
+        int? multiAdapter = line.Get("multi-adapter") is null ? null : line.Int("multi-adapter", 0);
+        if (multiAdapter is not null && line.Get("methods") is null) methods = ["lora"];
         var options = new PerfOptions
         {
             Model = model, Methods = methods, Batch = line.Int("batch", 64), Steps = line.Int("steps", 6),
@@ -65,6 +71,7 @@ public sealed class PerfCommand : ICommand
         if (options.Batch < 1 || options.Steps < 1 || options.WarmupSteps < 0 || threads < 1)
             throw new PeftSharpException("perf: --batch, --steps and --threads must be >= 1, --warmup >= 0");
         TorchSharp.torch.set_num_threads(threads);
+        if (multiAdapter is int tasks) return MultiAdapter(options, tasks, json);
 
         var report = PerfBenchmark.Run(options, json ? null : new Progress<string>(Console.WriteLine),
                                        inProcess ? null : method => MeasureInChild(method, childArgs.Concat(SetArguments(options.SettingsFor(method))).ToList()));
@@ -96,6 +103,22 @@ public sealed class PerfCommand : ICommand
         }
         static string Measured(double value, string unit) => double.IsNaN(value) ? "not measured (--no-baseline)" : $"{value:F1} {unit}";
         Console.WriteLine($"bare backbone inference {Measured(report.BareInferImagesPerSecond, "img/s")}; sgemm {Measured(report.SgemmGflops, "GFLOP/s")}; {report.Threads} threads");
+        return 0;
+    }
+
+    static int MultiAdapter(PerfOptions options, int tasks, bool json)
+    {
+        if (tasks < 1) throw new PeftSharpException($"perf: --multi-adapter must be at least 1 (got {tasks})");
+        var report = MultiAdapterPerf.Run(options, tasks);
+        if (json)
+        {
+            Console.WriteLine(report.ToJson().ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
+            return 0;
+        }
+        Console.WriteLine($"{tasks} adapters ({string.Join(", ", report.Methods)}) on one backbone, mixed batch of {report.Batch}, {report.Threads} threads:");
+        Console.WriteLine($"  mixed batch, shared backbone  {report.MixedImagesPerSecond,9:F1} img/s  {report.SharedParameters,14:N0} parameters");
+        Console.WriteLine($"  one merged model per task     {report.PerTaskImagesPerSecond,9:F1} img/s  {report.PerTaskParameters,14:N0} parameters");
+        Console.WriteLine($"  mixed / per task {report.Ratio:F3} (timed alternately in this process)");
         return 0;
     }
 

@@ -321,7 +321,7 @@ public static class PerfBenchmark
 
     /// <summary>Images per second of each step from the median of its timed runs after warm-up; the steps take
     /// turns, so drift on a shared machine affects them alike.</summary>
-    static double[] Rates(PerfOptions o, params Action[] steps)
+    internal static double[] Rates(PerfOptions o, params Action[] steps)
     {
         for (int i = 0; i < o.WarmupSteps; i++) foreach (var step in steps) step();
         var times = steps.Select(_ => new List<double>()).ToArray();

@@ -143,20 +143,23 @@ public sealed class MultiAdapterModel : nn.Module
             if (!groups.TryGetValue(adapterNames[i], out var list)) groups[adapterNames[i]] = list = [];
             list.Add(i);
         }
+        // The batch ordered by adapter (one gather of the images), so that every layer reads each adapter's examples
+        // as a contiguous slice rather than gathering and scattering rows at every layer.
         var device = backbone.pos_embed.device;
-        var indices = groups.Select(g => (g.Key, Examples: tensor(g.Value.ToArray(), device: device))).ToList();
-        routing.Groups = indices;
+        var order = groups.Values.SelectMany(g => g).ToArray();
+        bool sorted = order.Select((e, i) => e == i).All(x => x);
+        using var orderTensor = sorted ? null : tensor(order, device: device);
+        var input = images.to(device);
+        if (orderTensor is not null) input = input.index_select(0, orderTensor);
+        long start = 0;
+        routing.Groups = groups.Select(g => { var r = (g.Key, start, (long)g.Value.Count); start += g.Value.Count; return r; }).ToList();
         try
         {
-            var tokens = backbone.ForwardFeatures(images.to(device), out var layout, 0, config.Depth, pooledOnly: true);
+            var tokens = backbone.ForwardFeatures(input, out var layout, 0, config.Depth, pooledOnly: true);
             var pooled = backbone.ForwardHead(tokens, layout, preLogits: true);
-            return indices.Select(g => new AdapterLogits(g.Key, groups[g.Key].ToArray(), heads[g.Key].forward(pooled.index_select(0, g.Examples)))).ToList();
+            return routing.Groups.Select(g => new AdapterLogits(g.Adapter, groups[g.Adapter].ToArray(), heads[g.Adapter].forward(pooled.narrow(0, g.Start, g.Count)))).ToList();
         }
-        finally
-        {
-            routing.Groups = [];
-            foreach (var (_, examples) in indices) examples.Dispose();
-        }
+        finally { routing.Groups = []; }
     }
 
     /// <summary>Logits of every example through one adapter.</summary>

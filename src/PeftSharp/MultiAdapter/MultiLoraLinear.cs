@@ -6,11 +6,12 @@ using static TorchSharp.torch;
 
 namespace PeftSharp.MultiAdapter;
 
-/// <summary>Which examples of the batch being run go to which adapter: (adapter name, example indices [k] on the
-/// model's device). Set by <see cref="MultiAdapterModel"/> around one forward; read by every <see cref="MultiLoraLinear"/>.</summary>
+/// <summary>Which examples of the batch being run go to which adapter: (adapter name, first example, count), the batch
+/// ordered by adapter so each adapter's examples are one contiguous slice. Set by <see cref="MultiAdapterModel"/>
+/// around one forward; read by every <see cref="MultiLoraLinear"/>.</summary>
 public sealed class AdapterRouting
 {
-    public IReadOnlyList<(string Adapter, Tensor Examples)> Groups { get; internal set; } = [];
+    public IReadOnlyList<(string Adapter, long Start, long Count)> Groups { get; internal set; } = [];
 }
 
 /// <summary>
@@ -72,22 +73,24 @@ public sealed class MultiLoraLinear : ModuleWrapper
     public override Tensor forward(Tensor x)
     {
         var linear = InnermostLinear;
-        var y = base_layer.forward(x);
-        foreach (var (adapter, examples) in routing.Groups)
+        var y = base_layer.forward(x).contiguous();
+        long outFeatures = y.shape[^1];
+        foreach (var (adapter, start, count) in routing.Groups)
         {
             if (!lora.TryGetValue(adapter, out var branch)) continue;
-            // Rows of this adapter's examples ([k, tokens, in]): dim 0 is the batch in every ViT Linear.
-            var rows = x.index_select(0, examples);
-            var update = rows.matmul(branch.lora_A.t()).matmul(branch.lora_B.t());
+            // This adapter's examples are a slice of dim 0 (the batch in every ViT Linear): its rows and outputs are
+            // views, and the update accumulates into the base output in place.
+            var rows = x.narrow(0, start, count).reshape(-1, x.shape[^1]);
+            var own = y.narrow(0, start, count).view(-1, outFeatures);
+            var lowRank = rows.mm(branch.lora_A.t());
             if (branch.dora_rescale is Tensor rescale)
             {
-                var own = y.index_select(0, examples);
+                // b + m/‖W'‖ ⊙ (W x + s·B A x), from the base output W x + b.
                 if (linear.bias is Tensor b) own.sub_(b);
-                own.add_(update).mul_(rescale);
+                own.addmm_(lowRank, branch.lora_B.t()).mul_(rescale);
                 if (linear.bias is Tensor bias) own.add_(bias);
-                y.index_copy_(0, examples, own);
             }
-            else y.index_add_(0, examples, update, 1);
+            else own.addmm_(lowRank, branch.lora_B.t());
         }
         return y;
     }

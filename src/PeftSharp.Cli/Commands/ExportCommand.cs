@@ -37,12 +37,22 @@ public sealed class ExportCommand : ICommand
         if (clip != (tower != null)) throw new PeftSharpException(clip ? "export --clip: name the tower to export (--tower image or --tower text)" : "export: --tower goes with --clip");
         WritableFolder.Require(Path.GetDirectoryName(Path.GetFullPath(output))!, "the ONNX model");
         if (clip) return ExportClip(source, tower!, output);
+        if (source.Checkpoint is string file && LooksLikeClip(file))
+            throw new PeftSharpException($"{file}: a CLIP checkpoint; export one of its towers (--clip --tower image or --tower text)");
 
         using var classifier = Classifier.Load(source);
         classifier.MergeAndUnload();
         OnnxExport.Save(classifier.Model, output, classifier.Metadata());
         Console.WriteLine($"{output}: {classifier.Method} on {Path.GetFileName(classifier.Checkpoint)} as ONNX opset {OnnxExport.Opset} ({classifier.NumClasses} classes, {classifier.Preprocessing}; {new FileInfo(output).Length / 1e6:F1} MB)");
         return 0;
+    }
+
+    /// <summary>open_clip's text-tower keys, which no ViT checkpoint has.</summary>
+    static bool LooksLikeClip(string path)
+    {
+        if (!File.Exists(path)) return false;
+        using var file = SafeTensorsFile.Open(path);
+        return file.Contains("text_projection") || file.Contains("positional_embedding");
     }
 
     static int ExportClip(ClassifierSource source, string tower, string output)

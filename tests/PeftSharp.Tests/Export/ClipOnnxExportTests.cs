@@ -127,6 +127,9 @@ public class ClipOnnxExportTests
             var badTower = Cli.CliRunner.Run("export", "--clip", "--tower", "audio", "--checkpoint", checkpoint, "--onnx", text);
             Cli.CliRunner.AssertOneLineError(badTower, "--tower must be image or text");
             Assert.Equal(2, badTower.ExitCode);
+            var asVit = Cli.CliRunner.Run("export", "--checkpoint", checkpoint, "--onnx", text);
+            Cli.CliRunner.AssertOneLineError(asVit, "a CLIP checkpoint; export one of its towers");
+            Assert.Equal(2, asVit.ExitCode);
         }
         finally { Directory.Delete(dir, recursive: true); }
     }

@@ -11,7 +11,7 @@ public sealed class PerfCommand : ICommand
 {
     public string Name => "perf";
     public string Summary => "measure training/inference images/s, merged vs bare, peak memory, per method";
-    public IEnumerable<string> Flags => new[] { "help", "json", "in-process", "no-baseline", "profile", "grad-checkpointing", "paired" };
+    public IEnumerable<string> Flags => new[] { "help", "json", "in-process", "no-baseline", "profile", "grad-checkpointing", "paired", "onnx" };
     public string Usage => """
         peftsharp perf [--model PRESET | --config JSON] [--methods linear,full,lora,...] [--batch 64] [--steps 6]
                        [--warmup 2] [--threads N] [--device cpu|cuda] [--precision fp32|bf16] [--json]
@@ -34,6 +34,9 @@ public sealed class PerfCommand : ICommand
           Many adapters on one backbone: N adapters (the methods in turn) with their own heads, one mixed batch whose
           examples go to the tasks in turn, against one merged model per task running its own examples; timed
           alternately in one process, the ratio is the figure to compare.
+        peftsharp perf --onnx [--methods lora] [--model ...] [--batch 64] [--steps 6] [--threads N]
+          Deployment: the same merged ViT (the method applied with a random update, then merged) run by PeftSharp and,
+          exported to ONNX, by ONNX Runtime's CPU provider with as many threads; same batch, timed alternately.
         """;
 
     public int Run(CommandLine line)
@@ -44,7 +47,10 @@ public sealed class PerfCommand : ICommand
                       ?? TunerRegistry.ImageMethods.Select(m => m.Id).ToList();
         foreach (var m in methods) TunerRegistry.Parse(m);
         int? multiAdapter = line.Get("multi-adapter") is null ? null : line.Int("multi-adapter", 0);
-        if (multiAdapter is not null && line.Get("methods") is null) methods = ["lora"];
+        bool onnx = line.Flag("onnx");
+        if ((multiAdapter is not null || onnx) && line.Get("methods") is null) methods = ["lora"];
+        if (multiAdapter is not null && onnx) throw new PeftSharpException("perf: --multi-adapter and --onnx are separate measurements; run one at a time");
+        if (onnx && methods.Count != 1) throw new PeftSharpException($"perf --onnx: measures one merged model; give one method (--methods lora), got {methods.Count}");
         var options = new PerfOptions
         {
             Model = model, Methods = methods, Batch = line.Int("batch", 64), Steps = line.Int("steps", 6),
@@ -72,6 +78,7 @@ public sealed class PerfCommand : ICommand
             throw new PeftSharpException("perf: --batch, --steps and --threads must be >= 1, --warmup >= 0");
         TorchSharp.torch.set_num_threads(threads);
         if (multiAdapter is int tasks) return MultiAdapter(options, tasks, json);
+        if (onnx) return OnnxRuntime(options, methods[0], json);
 
         var report = PerfBenchmark.Run(options, json ? null : new Progress<string>(Console.WriteLine),
                                        inProcess ? null : method => MeasureInChild(method, childArgs.Concat(SetArguments(options.SettingsFor(method))).ToList()));
@@ -103,6 +110,21 @@ public sealed class PerfCommand : ICommand
         }
         static string Measured(double value, string unit) => double.IsNaN(value) ? "not measured (--no-baseline)" : $"{value:F1} {unit}";
         Console.WriteLine($"bare backbone inference {Measured(report.BareInferImagesPerSecond, "img/s")}; sgemm {Measured(report.SgemmGflops, "GFLOP/s")}; {report.Threads} threads");
+        return 0;
+    }
+
+    static int OnnxRuntime(PerfOptions options, string method, bool json)
+    {
+        var report = OnnxRuntimePerf.Run(options, method);
+        if (json)
+        {
+            Console.WriteLine(report.ToJson().ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
+            return 0;
+        }
+        Console.WriteLine($"merged {method} ViT, batch {report.Batch}, {report.Threads} threads:");
+        Console.WriteLine($"  PeftSharp (TorchSharp)         {report.OursImagesPerSecond,9:F1} img/s");
+        Console.WriteLine($"  ONNX Runtime {report.OnnxRuntimeVersion,-17} {report.OnnxRuntimeImagesPerSecond,9:F1} img/s");
+        Console.WriteLine($"  PeftSharp / ONNX Runtime {report.Ratio:F3} (timed alternately in this process)");
         return 0;
     }
 

@@ -36,7 +36,7 @@ public static class MultiAdapterPerf
 {
     public static MultiAdapterPerfReport Run(PerfOptions o, int tasks)
     {
-        if (tasks < 1) throw new PeftSharpException("tasks", $"expected at least one task, got {tasks}");
+        if (tasks < 1) throw new PeftSharpException("multi_adapter", $"expected at least one task, got {tasks}");
         if (o.Batch < tasks) throw new PeftSharpException("batch", $"a batch of {o.Batch} cannot hold an example of each of {tasks} tasks");
         var methods = o.Methods.Count > 0 ? o.Methods : ["lora"];
         var config = o.Model with { DropPathRate = 0 };

@@ -19,7 +19,7 @@ public sealed record AdapterLogits(string Adapter, long[] Examples, Tensor Logit
 public sealed class MultiAdapterModel : nn.Module
 {
     public VisionTransformer backbone;
-    public ModuleDict<nn.Module<Tensor, Tensor>> heads;
+    public AdapterModules<nn.Module<Tensor, Tensor>> heads;
     readonly AdapterRouting routing = new();
     readonly VitConfig config;
 
@@ -33,13 +33,13 @@ public sealed class MultiAdapterModel : nn.Module
         config = plainBackbone.Config;
         plainBackbone.ResetClassifier(0);
         backbone = plainBackbone;
-        heads = new ModuleDict<nn.Module<Tensor, Tensor>>();
+        heads = new AdapterModules<nn.Module<Tensor, Tensor>>();
         RegisterComponents();
         backbone.eval();
         foreach (var p in parameters()) p.requires_grad = false;
     }
 
-    public IReadOnlyList<string> AdapterNames => heads.Keys.ToList();
+    public IReadOnlyList<string> AdapterNames => heads.Names;
 
     /// <summary>The width of <paramref name="adapter"/>'s head (its classes; the embedding width for a head-less adapter).</summary>
     public int NumClasses(string adapter) => heads[adapter] is Linear l ? (int)l.weight!.shape[0] : config.EmbedDim;
@@ -54,7 +54,7 @@ public sealed class MultiAdapterModel : nn.Module
         string where = $"adapter '{name}'";
         if (string.IsNullOrWhiteSpace(name) || name.Contains('.'))
             throw new PeftSharpException($"{where}: expected a non-empty name without '.'");
-        if (heads.ContainsKey(name)) throw new PeftSharpException($"{where}: an adapter of this name is already loaded");
+        if (heads.Contains(name)) throw new PeftSharpException($"{where}: an adapter of this name is already loaded");
         if (adapter.Root is not VisionTransformer vit)
             throw new PeftSharpException($"{where}: an adapter for a {adapter.Root.GetType().Name}; a multi-adapter model holds ViT adapters");
         var other = adapter.Tuners.Select(t => t.Method).FirstOrDefault(m => m is not (Lora or Dora));
@@ -87,7 +87,7 @@ public sealed class MultiAdapterModel : nn.Module
             };
             shared.Add(name, new LoraBranch(layer));
         }
-        heads.Add((name, CopyHead(vit.head)));
+        heads.Add(name, CopyHead(vit.head));
         foreach (var p in parameters()) p.requires_grad = false;
     }
 
@@ -138,7 +138,7 @@ public sealed class MultiAdapterModel : nn.Module
         var groups = new Dictionary<string, List<long>>();
         for (int i = 0; i < adapterNames.Count; i++)
         {
-            if (!heads.ContainsKey(adapterNames[i]))
+            if (!heads.Contains(adapterNames[i]))
                 throw new PeftSharpException($"adapter names: example {i} names '{adapterNames[i]}', which is not loaded (loaded: {string.Join(", ", AdapterNames)})");
             if (!groups.TryGetValue(adapterNames[i], out var list)) groups[adapterNames[i]] = list = [];
             list.Add(i);

@@ -14,6 +14,28 @@ public sealed class AdapterRouting
     public IReadOnlyList<(string Adapter, long Start, long Count)> Groups { get; internal set; } = [];
 }
 
+/// <summary>Modules by adapter name, registered as children as they are added (TorchSharp's ModuleDict registers only
+/// what it holds when constructed, so later additions would miss state_dict, parameters() and .to(device)).</summary>
+public sealed class AdapterModules<T> : nn.Module where T : nn.Module
+{
+    readonly List<string> names = [];
+    readonly Dictionary<string, T> byName = [];
+
+    public AdapterModules() : base("AdapterModules") { }
+
+    public IReadOnlyList<string> Names => names;
+    public bool Contains(string name) => byName.ContainsKey(name);
+    public T this[string name] => byName[name];
+    public bool TryGetValue(string name, out T module) => byName.TryGetValue(name, out module!);
+
+    public void Add(string name, T module)
+    {
+        register_module(name, module);
+        names.Add(name);
+        byName[name] = module;
+    }
+}
+
 /// <summary>
 /// One adapter's low-rank update of one Linear, frozen for inference: s·B A with B over all output rows (zero rows
 /// outside a q/k/v selection), and for DoRA the per-row rescale m / ‖W + s·B A‖ (the norm fixed at load, as in DoRA's
@@ -58,17 +80,17 @@ public sealed class LoraBranch : nn.Module
 /// </summary>
 public sealed class MultiLoraLinear : ModuleWrapper
 {
-    public ModuleDict<LoraBranch> lora;
+    public AdapterModules<LoraBranch> lora;
     readonly AdapterRouting routing;
 
     public MultiLoraLinear(Linear baseLayer, AdapterRouting routing) : base("MultiLoraLinear", baseLayer)
     {
         this.routing = routing;
-        lora = new ModuleDict<LoraBranch>();
+        lora = new AdapterModules<LoraBranch>();
         RegisterComponents();
     }
 
-    public void Add(string adapter, LoraBranch branch) => lora.Add((adapter, branch));
+    public void Add(string adapter, LoraBranch branch) => lora.Add(adapter, branch);
 
     public override Tensor forward(Tensor x)
     {

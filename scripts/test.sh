@@ -22,12 +22,17 @@ failed=$(grep -E "^ +Failed: +[0-9]+$" "$log" | tail -1 | grep -oE "[0-9]+")
 rm -f "$log"
 # The Slurm smoke test (well under a minute once slurm-wlm is installed): a real sbatch job array of two workers on a
 # single-node Slurm. It says "SKIPPED: slurm not available: <reason>" where Slurm cannot be installed or started.
-# Only on a full run: extra arguments (a --filter) mean a developer runs a part.
+# Only on a full run: extra arguments (a --filter) mean a developer runs a part. Then the package smoke test.
 if [ $# -eq 0 ]; then
   smoke=$(./scripts/slurm-smoke.sh 2>&1)
   smoke_status=$?
   echo "$smoke" | tail -4
   [ "$smoke_status" -eq 0 ] || status=1
+  # The library package restored from a folder feed by examples/QuickStart, which runs the README's quick start.
+  package=$(./scripts/package-smoke.sh 2>&1)
+  package_status=$?
+  echo "$package" | tail -3
+  [ "$package_status" -eq 0 ] || status=1
 fi
 if [ -n "$passed" ]; then
   echo "tests: ${passed} passed, ${failed:-0} failed"

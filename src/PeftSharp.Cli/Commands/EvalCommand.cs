@@ -53,7 +53,7 @@ public sealed class EvalCommand : ICommand
         var result = Evaluator.Evaluate(classifier.Model, loader, device, precision: precision);
         var m = result.Metrics;
         var spec = RunSpecs.Evaluation(task.Name, split, classifier.Method, batchSize, new JsonObject { ["config"] = classifier.Model.Config.ToJson() }.ToJsonString(),
-                                       RunSpec.CheckpointIdentity(classifier.Checkpoint), classifier.EvaluationIdentity(merge, precision, data, task));
+                                       PeftSharp.Checkpoints.CheckpointIdentity.Of(classifier.Checkpoint), classifier.EvaluationIdentity(merge, precision, data, task));
         // The same evaluation of the same files is stored once.
         var record = RunExecutor.RecordEvaluation(db, spec, result, task.Directory);
         Console.WriteLine($"{task.Name} {split}: top-1 {m.Top1.ToString("F2", CultureInfo.InvariantCulture)}% over {m.Count} images, loss {m.Loss:F4}, ECE {m.ExpectedCalibrationError:F4} ({result.ImagesPerSecond:F0} img/s; {classifier.Preprocessing} from {classifier.PreprocessingSource}; run {record.Id})");

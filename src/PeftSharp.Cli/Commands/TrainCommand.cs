@@ -42,8 +42,7 @@ public sealed class TrainCommand : ICommand
         bool saved = false;
         var record = ConsoleObserver.Run(quiet, observer =>
         {
-            var executor = new RunExecutor(db, device, observer) { KeepWeights = keepWeights };
-            if (!resume) new TrainCheckpoint(Path.Combine(executor.CheckpointRoot, spec.Key)).Delete();
+            var executor = new RunExecutor(db, device, observer) { KeepWeights = keepWeights, Resume = resume };
             return executor.Execute(run.Request, $"{task.Name} {method}", (product, r) =>
             {
                 if (saveAdapter != null)

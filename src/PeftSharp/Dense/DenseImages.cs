@@ -24,8 +24,8 @@ internal static class DenseImages
         for (int y = 0; y < size; y++)
             for (int x = 0; x < size; x++)
                 for (int c = 0; c < 3; c++)
-                    output[(y * size + x) * 3 + c] = Suite.PixelOps.ClampByte(
-                        Suite.PixelOps.Sample(image.Pixels, image.Width, image.Height, 3, c, (x + 0.5) * sx, (y + 0.5) * sy));
+                    output[(y * size + x) * 3 + c] = PixelOps.ClampByte(
+                        PixelOps.Sample(image.Pixels, image.Width, image.Height, 3, c, (x + 0.5) * sx, (y + 0.5) * sy));
         return output;
     }
 

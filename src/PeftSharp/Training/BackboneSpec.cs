@@ -49,7 +49,7 @@ public sealed record BackboneSpec(string? Preset, string? ConfigJson, string? Ch
     }.ToJsonString();
 
     /// <summary>"file sha256:…" of the checkpoint, or "random-init".</summary>
-    public string CheckpointIdentity() => Results.RunSpec.CheckpointIdentity(Checkpoint);
+    public string CheckpointIdentity() => Checkpoints.CheckpointIdentity.Of(Checkpoint);
 
     /// <summary>The architecture (read from the checkpoint's config when nothing else is given), without weights.</summary>
     public VitConfig Config() =>

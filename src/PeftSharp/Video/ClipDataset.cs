@@ -1,5 +1,4 @@
 using PeftSharp.Data;
-using PeftSharp.Suite;
 
 namespace PeftSharp.Video;
 

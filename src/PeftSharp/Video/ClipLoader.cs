@@ -1,3 +1,4 @@
+using PeftSharp.Data;
 using System.Collections.Concurrent;
 using System.Diagnostics;
 using static TorchSharp.torch;
@@ -69,7 +70,7 @@ public sealed class ClipLoader
     /// <summary>A generator seed from (seed, epoch, clip) that is the same in every process (HashCode.Combine is
     /// randomised per process, which made a run's clip order and frames differ from process to process).</summary>
     static int SeedOf(int seed, int epoch, int clip) =>
-        (int)(Suite.SuiteRng.Mix((ulong)(uint)seed, (ulong)(uint)epoch, (ulong)(uint)clip) & int.MaxValue);
+        (int)(SuiteRng.Mix((ulong)(uint)seed, (ulong)(uint)epoch, (ulong)(uint)clip) & int.MaxValue);
 
     public IEnumerable<ClipBatch> Epoch(int epoch)
     {

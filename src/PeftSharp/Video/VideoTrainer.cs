@@ -1,7 +1,6 @@
+using PeftSharp.Evaluation;
 using System.Diagnostics;
-using PeftSharp.Benchmarks;
 using PeftSharp.Models;
-using PeftSharp.Results;
 using PeftSharp.Training;
 using PeftSharp.Tuners;
 using TorchSharp;
@@ -41,7 +40,7 @@ public static class VideoTrainer
         if (checkpoint?.TryRestore(peft, steps.Optimizer, out start, losses) != true) start = 0;
         int first = FirstTrainableBlock(peft, model.Config.Depth);
         model.GradCheckpointing = options.GradCheckpointing;
-        PerfBenchmark.ResetPeakRss();
+        ProcessMemory.ResetPeakRss();
         double waitBefore = train.WaitSeconds;
         var watch = Stopwatch.StartNew();
         int stepCount = 0;
@@ -70,7 +69,7 @@ public static class VideoTrainer
         model.eval();
         double seconds = watch.Elapsed.TotalSeconds;
         return new VideoTrainResult(losses, seconds, train.WaitSeconds - waitBefore, stepCount, clips / Math.Max(seconds, 1e-9),
-                                    PerfBenchmark.PeakRss(), first);
+                                    ProcessMemory.PeakRss(), first);
     }
 
     /// <summary>The learning rate per step: a linear warm-up over the warm-up epochs' steps, then a cosine to the

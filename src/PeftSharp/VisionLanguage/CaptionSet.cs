@@ -89,7 +89,7 @@ public sealed class CaptionSet
         for (int i = 0; i < Count; i++)
         {
             string file = $"{i:D5}.png";
-            File.WriteAllBytes(Path.Combine(directory, file), Suite.Png.Encode(Suite.SuiteImage.Rgb(ImageSize, ImageSize, Pixels[i])));
+            File.WriteAllBytes(Path.Combine(directory, file), Png.Encode(ImageSize, ImageSize, gray: false, Pixels[i]));
             tsv.Append(file).Append('\t').Append(Captions[i]).Append('\n');
         }
         File.WriteAllText(Path.Combine(directory, CaptionsFile), tsv.ToString());

@@ -69,8 +69,8 @@ public class DefaultBackboneTests
     static double NearestCentroidTop1(VisionTransformer model, VtabTask task)
     {
         var options = new TrainOptions { Normalization = "inception", BatchSize = 250 };
-        using var train = StudyProtocol.Loader(task.Train800Val200, model.Config.ImgSize, options, shuffle: false);
-        using var test = StudyProtocol.Loader(task.Test, model.Config.ImgSize, options, shuffle: false);
+        using var train = TrainingData.Loader(task.Train800Val200, model.Config.ImgSize, options, shuffle: false);
+        using var test = TrainingData.Loader(task.Test, model.Config.ImgSize, options, shuffle: false);
         model.eval();
         using var _ = inference_mode();
         (Tensor Features, Tensor Labels) Embed(PeftSharp.Data.DataLoader loader)

@@ -18,6 +18,10 @@ public class ReadmeQuickStartTests
         int start = readme.IndexOf("```csharp\n", section, StringComparison.Ordinal) + "```csharp\n".Length;
         string code = readme[start..readme.IndexOf("```", start, StringComparison.Ordinal)];
         Assert.InRange(code.Split('\n', StringSplitOptions.RemoveEmptyEntries).Length, 3, 10);
+        // The same lines are the example application built against the package, and the package's own README.
+        string root = Path.GetDirectoryName(FindReadme())!;
+        Assert.Equal(code, File.ReadAllText(Path.Combine(root, "examples", "QuickStart", "Program.cs")));
+        Assert.Contains("```csharp\n" + code + "```", File.ReadAllText(Path.Combine(root, "src", "PeftSharp", "PACKAGE.md")));
 
         string dir = TestFiles.TempDir("quick-start");
         try
@@ -55,6 +59,10 @@ public class ReadmeQuickStartTests
         var emitted = compilation.Emit(image);
         var errors = emitted.Diagnostics.Where(d => d.Severity == DiagnosticSeverity.Error).ToList();
         Assert.True(emitted.Success, "the quick start does not compile:\n" + string.Join("\n", errors));
+        // It needs the library package alone: nothing of the study runner (results store, suite, benchmarks).
+        var used = compilation.GetUsedAssemblyReferences().Select(r => Path.GetFileNameWithoutExtension(r.Display)).ToList();
+        Assert.Contains("PeftSharp", used);
+        Assert.DoesNotContain("PeftSharp.Studies", used);
         return Assembly.Load(image.ToArray());
     }
 

@@ -155,9 +155,9 @@ public sealed class ResultsDbTests : IDisposable
     {
         string file = Path.Combine(dir, "weights.safetensors");
         File.WriteAllText(file, "abc");
-        Assert.Equal("weights.safetensors sha256:ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad", RunSpec.CheckpointIdentity(file));
-        Assert.Equal("random-init", RunSpec.CheckpointIdentity(null));
-        Assert.Throws<PeftSharpException>(() => RunSpec.CheckpointIdentity(Path.Combine(dir, "missing.safetensors")));
+        Assert.Equal("weights.safetensors sha256:ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad", PeftSharp.Checkpoints.CheckpointIdentity.Of(file));
+        Assert.Equal("random-init", PeftSharp.Checkpoints.CheckpointIdentity.Of(null));
+        Assert.Throws<PeftSharpException>(() => PeftSharp.Checkpoints.CheckpointIdentity.Of(Path.Combine(dir, "missing.safetensors")));
     }
 
     // ---- resumability --------------------------------------------------------------------------------------------

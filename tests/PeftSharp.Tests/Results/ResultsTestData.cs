@@ -1,3 +1,4 @@
+using PeftSharp.Evaluation;
 using Microsoft.Data.Sqlite;
 using PeftSharp.Results;
 

@@ -110,4 +110,60 @@ public sealed class RunSpineTests : IDisposable
         Assert.Single(db.Runs(new RunFilter(Family: "dense-seg")));
         Assert.Empty(db.Runs(new RunFilter(Family: RunSpec.Classification)));
     }
+
+    /// <summary>Sees whether the executor handed it a checkpoint with something to resume from.</summary>
+    sealed class CheckpointProbe(RunSpec spec) : IRunJob
+    {
+        public bool SawCheckpoint;
+        public RunSpec Spec { get; } = spec;
+        public string DatasetPath => "/nowhere";
+
+        public RunProduct Run(Device device, IProgress<TrainProgress>? progress, TrainCheckpoint? checkpoint)
+        {
+            SawCheckpoint = Directory.Exists(checkpoint!.Directory) && Directory.EnumerateFileSystemEntries(checkpoint.Directory).Any();
+            var vit = TunerTestKit.Backbone();
+            var peft = PeftModel.Create(vit, "linear", new Dictionary<string, string>());
+            return new RunProduct(new RunOutcome { Top1 = 0.5, MetricsJson = "{}", TrainableParams = 0 }, [], peft, null, vit);
+        }
+    }
+
+    [Fact]
+    public void Without_resume_a_begun_run_drops_its_old_checkpoint_but_a_run_another_process_holds_keeps_it()
+    {
+        using var db = ResultsDb.Open(Path.Combine(dir, "r.db"));
+        var root = Path.Combine(dir, "checkpoints");
+        var spec = Spec(method: "linear");
+        string Leftover(RunSpec s)
+        {
+            string folder = Path.Combine(root, s.Key);
+            Directory.CreateDirectory(folder);
+            File.WriteAllText(Path.Combine(folder, "epoch.safetensors"), "left by a killed attempt");
+            return folder;
+        }
+
+        // Another process holds the run: an executor that must not resume waits and leaves that process's checkpoint.
+        string held = Leftover(spec);
+        var other = db.TryBeginRun(spec, new RunContext { DatasetPath = "/nowhere", CodeVersion = "test" }, "elsewhere:1:1", TimeSpan.FromMinutes(5));
+        Assert.True(other.Begun);
+        var waiting = new RunExecutor(db, CPU, checkpointRoot: root) { Resume = false, Poll = TimeSpan.FromMilliseconds(20) };
+        var probe = new CheckpointProbe(spec);
+        var waiter = Task.Run(() => waiting.Execute(probe, "held"));
+        Thread.Sleep(200);
+        Assert.True(File.Exists(Path.Combine(held, "epoch.safetensors")));
+        db.FinishRun(other.Id, new RunOutcome { Top1 = 0.25, MetricsJson = "{}", TrainableParams = 0 }, []);
+        Assert.Equal(0.25, waiter.Result.Top1);
+        Assert.False(probe.SawCheckpoint);
+
+        // A run it begins itself starts from scratch; with resume (the default) the checkpoint is handed on.
+        var fresh = Spec(1, method: "linear");
+        Leftover(fresh);
+        var scratch = new CheckpointProbe(fresh);
+        new RunExecutor(db, CPU, checkpointRoot: root) { Resume = false }.Execute(scratch, "fresh");
+        Assert.False(scratch.SawCheckpoint);
+        var resumed = Spec(2, method: "linear");
+        Leftover(resumed);
+        var carried = new CheckpointProbe(resumed);
+        new RunExecutor(db, CPU, checkpointRoot: root).Execute(carried, "resumed");
+        Assert.True(carried.SawCheckpoint);
+    }
 }

@@ -28,7 +28,8 @@ public sealed record OnnxRuntimePerfReport(VitConfig Model, string Method, int B
 /// <summary>
 /// The deployment comparison: a ViT with <c>method</c> applied (random non-zero update) and merged, run by us
 /// (inference mode) and exported with <see cref="OnnxExport"/> and run by ONNX Runtime's CPU provider (all graph
-/// optimisations, as many intra-op threads as libtorch has, sequential execution). Both are given the same batch.
+/// optimisations, as many intra-op threads as libtorch has, sequential execution, the same thread wait policy).
+/// Both are given the same batch.
 /// </summary>
 public static class OnnxRuntimePerf
 {
@@ -58,6 +59,10 @@ public static class OnnxRuntimePerf
                 IntraOpNumThreads = get_num_threads(), InterOpNumThreads = 1,
                 ExecutionMode = ExecutionMode.ORT_SEQUENTIAL, GraphOptimizationLevel = GraphOptimizationLevel.ORT_ENABLE_ALL,
             };
+            // ONNX Runtime's threads wait as libtorch's do (OpenMpWait): they spin only when OMP_WAIT_POLICY is ACTIVE.
+            // On a shared machine a spinning waiter burns the time slice its partner needs.
+            bool spin = string.Equals(Environment.GetEnvironmentVariable(OpenMpWait.Variable), "ACTIVE", StringComparison.OrdinalIgnoreCase);
+            sessionOptions.AddSessionConfigEntry("session.intra_op.allow_spinning", spin ? "1" : "0");
             using var session = new InferenceSession(path, sessionOptions);
             var inputs = new[] { NamedOnnxValue.CreateFromTensor(OnnxExport.InputName, input) };
             Action ours = () =>

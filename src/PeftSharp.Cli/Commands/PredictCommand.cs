@@ -3,6 +3,7 @@ using System.Globalization;
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using PeftSharp.Inference;
+using PeftSharp.Models;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -26,7 +27,7 @@ public sealed class PredictCommand : ICommand
           CLIP zero-shot: each class is the mean text feature of its prompts (one per --template; default
           "a photo of a {}."); without --checkpoint the shipped CLIP model. --adapter applies a `clip train` adapter.
         peftsharp predict --adapter DIR --adapter DIR ... [--checkpoint FILE] [--force-base] [--top N] [--format ...]
-                          [--batch-size N] IMAGE|FOLDER|LIST.txt ...
+                          [--batch-size N] [--device cpu|cuda] IMAGE|FOLDER|LIST.txt ...
           Several LoRA/DoRA adapters for different tasks on one backbone: every image goes to every adapter in one
           mixed batch, and each adapter (named by its folder) gives its own top classes. The adapters must record the
           same base checkpoint and preprocessing.
@@ -38,14 +39,20 @@ public sealed class PredictCommand : ICommand
         var adapters = line.GetAll("adapter");
         string? checkpoint = line.Get("checkpoint");
         bool forceBase = line.Flag("force-base");
+        var config = VitConfig.Resolve(line.Get("model"), line.Get("config"));
         int top = line.Int("top", 5), batchSize = line.Int("batch-size", 64);
         string format = line.Get("format") ?? "table";
+        var device = Devices.Parse(line.Get("device"));
+        foreach (var option in new[] { "clip", "classes", "classes-file", "template", "normalization", "precision" })
+            if (line.Flag(option) || line.GetAll(option).Count > 0)
+                throw new PeftSharpException($"predict: --{option} does not go with several adapters (each adapter records its preprocessing; the mixed batch runs in fp32)");
         line.RejectUnknown(maxPositional: int.MaxValue);
         if (format is not ("table" or "json" or "csv")) throw new PeftSharpException($"predict: --format must be table, json or csv (got '{format}')");
         if (batchSize < 1) throw new PeftSharpException($"predict: --batch-size must be at least 1 (got {batchSize})");
         if (line.Positional.Count == 0) throw new PeftSharpException("predict: name at least one image file, folder or .txt list");
         var files = ImageFiles.Collect(line.Positional);
-        using var classifier = PeftSharp.MultiAdapter.MultiAdapterClassifier.Load(checkpoint, adapters, forceBase: forceBase);
+        using var classifier = PeftSharp.MultiAdapter.MultiAdapterClassifier.Load(checkpoint, adapters, config, forceBase);
+        classifier.Model.to(device);
         var predictions = classifier.Predict(files, top, batchSize);
         // One row per image and adapter.
         var rows = predictions.SelectMany(perAdapter => perAdapter).ToList();

@@ -155,11 +155,19 @@ public sealed class MultiAdapterModel : nn.Module
         routing.Groups = groups.Select(g => { var r = (g.Key, start, (long)g.Value.Count); start += g.Value.Count; return r; }).ToList();
         try
         {
-            var tokens = backbone.ForwardFeatures(input, out var layout, 0, config.Depth, pooledOnly: true);
-            var pooled = backbone.ForwardHead(tokens, layout, preLogits: true);
-            return routing.Groups.Select(g => new AdapterLogits(g.Adapter, groups[g.Adapter].ToArray(), heads[g.Adapter].forward(pooled.narrow(0, g.Start, g.Count)))).ToList();
+            using var tokens = backbone.ForwardFeatures(input, out var layout, 0, config.Depth, pooledOnly: true);
+            using var pooled = backbone.ForwardHead(tokens, layout, preLogits: true);
+            return routing.Groups.Select(g =>
+            {
+                var own = pooled.narrow(0, g.Start, g.Count);   // not disposed: an Identity head returns it
+                return new AdapterLogits(g.Adapter, groups[g.Adapter].ToArray(), heads[g.Adapter].forward(own));
+            }).ToList();
         }
-        finally { routing.Groups = []; }
+        finally
+        {
+            routing.Groups = [];
+            if (orderTensor is not null) input.Dispose();   // the reordered copy is ours; the caller's images stay theirs
+        }
     }
 
     /// <summary>Logits of every example through one adapter.</summary>

@@ -154,6 +154,9 @@ public class MultiAdapterTests
                 }
             }
 
+            var precision = Cli.CliRunner.Run("predict", "--checkpoint", checkpoint, "--adapter", pets, "--adapter", cars, "--precision", "bf16", photos);
+            Cli.CliRunner.AssertOneLineError(precision, "--precision does not go with several adapters");
+            Assert.Equal(2, precision.ExitCode);
             var refused = Cli.CliRunner.Run("predict", "--checkpoint", checkpoint, "--adapter", pets, "--adapter", elsewhere, photos);
             Cli.CliRunner.AssertOneLineError(refused, "adapter 'elsewhere'");
             Assert.Equal(2, refused.ExitCode);

@@ -30,6 +30,12 @@ public static class SharedOptions
           --grid study (default) searches the method's grid from the study; --grid none uses defaults/--set;
           repeated --grid key=v1,v2 give an explicit grid. --lrs (1e-3,1e-2) and --wds (1e-4,1e-3) are the lr and
           weight-decay grids; --seeds 42,43,... retrains the chosen configuration once per seed.
+          --search halving (default grid): successive halving over the grid. Every configuration trains a short run
+          (rung 1), the best 1/ETA by val top-1 at its last epoch (ties: lower lr, wd) train a run ETA times longer,
+          until one is left; it is retrained as the grid's choice would be. --eta N (2) is the reduction factor,
+          --last-rung F (0.25) the last rung's budget as a fraction of a full run's training images (epochs x
+          images; below one epoch, one epoch over a prefix of the images). Rungs are stored as search runs (results
+          shows 'search rung 1/2'); rerunning reuses finished rungs.
         """;
 
     public static IEnumerable<string> Flags => new[] { "help", "augment", "quiet", "no-feature-cache", "grad-checkpointing" };
@@ -132,9 +138,26 @@ public static class SharedOptions
             MethodGrid = Grid(line.GetAll("grid"), method, settings),
             Lrs = line.Doubles("lrs", [1e-3, 1e-2]),
             WeightDecays = line.Doubles("wds", [1e-4, 1e-3]),
-            Train = Train(line, backbone),
+            Train = Train(line, backbone), Halving = Search(line),
             Seeds = line.Get("seeds") is string seeds ? seeds.Split(',').Select(s => int.TryParse(s, out int v) ? v : throw new PeftSharpException($"{line.Verb}: --seeds expects integers, got '{s}'")).ToArray() : new[] { line.Int("seed", 42) },
         };
+    }
+
+    /// <summary>--search grid|halving with --eta and --last-rung: the halving search, or null for the whole grid.</summary>
+    public static HalvingSearch? Search(CommandLine line, HalvingSearch? fallback = null)
+    {
+        string? search = line.Get("search");
+        bool tuned = line.Get("eta") != null || line.Get("last-rung") != null;
+        switch (search)
+        {
+            case null when !tuned: return fallback;
+            case "grid" when !tuned: return null;
+            case "grid": throw new PeftSharpException($"{line.Verb}: --eta and --last-rung tune --search halving, not a grid search");
+            case null or "halving":
+                var d = fallback ?? new HalvingSearch();
+                return new HalvingSearch(line.Int("eta", d.Eta), line.Double("last-rung", d.TopFraction)).Validate();
+            default: throw new PeftSharpException($"{line.Verb}: --search must be grid or halving (got '{search}')");
+        }
     }
 
     static Dictionary<string, string[]> Grid(IReadOnlyList<string> grids, string method, IReadOnlyDictionary<string, string> settings)

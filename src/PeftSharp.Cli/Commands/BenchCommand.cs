@@ -9,10 +9,11 @@ public sealed class BenchCommand : ICommand
 {
     public string Name => "bench";
     public string Summary => "tune every method on the mini-VTAB suite (study protocol) and write an HTML/Markdown report";
-    public IEnumerable<string> Flags => new[] { "help", "quick", "full", "quiet" };
+    public IEnumerable<string> Flags => new[] { "help", "quick", "full", "quiet", "queue" };
     public string Usage => $"""
-        peftsharp bench [--profile quick|default|full | --quick | --full] [--seeds N] [--out DIR] [--checkpoint FILE]
+        peftsharp bench [--profile quick|default|standard|full | --quick | --full] [--queue] [--seeds N] [--out DIR] [--checkpoint FILE]
                         [--methods a,b,...] [--tasks a,b,...] [--epochs N] [--update-readme README.md]
+                        [--search grid|halving [--eta N] [--last-rung F]] [--precision fp32|bf16|auto]
                         [--device cpu|cuda] [--quiet]
         peftsharp bench --family video [--profile quick|default] [--methods a,b] [--tasks video-motion,video-appearance]
                         [--epochs N] [--out DIR] [--checkpoint FILE]
@@ -35,7 +36,16 @@ public sealed class BenchCommand : ICommand
             quick    3 tasks, 4 methods, 2 lrs (and LoRA's rank), shrunken splits; about 2 minutes
             default  6 tasks (2 per group), the study's 16 methods, 2 lrs x 2 values of each capacity knob,
                      2 epochs on the first 160 of train800 / 40 of val200; within 15 minutes on 2 cores
+            standard all 10 tasks, the study's 16 methods, whole train800/val200, lr 1e-3 and 1e-2 x each capacity
+                     knob, 20 epochs (2 warm-up), batch 64, the choice retrained with 2 seeds; hours (docs/bench.md)
             full     all 10 tasks and every image method, 100 epochs, lr x wd x the study's grids, whole splits
+          --queue puts every run of the profile in DIR/results.db's sweep queue (plan bench-PROFILE) instead of
+          training: start 'peftsharp worker --db DIR/results.db' processes (here or on other machines sharing the
+          folder), then run the same bench command without --queue for the report (it finds the runs finished).
+          --search halving searches each cell by successive halving (see 'peftsharp tune --help') instead of
+          training every grid point fully; the report's header says so.
+          --precision auto times a float32 and a bfloat16 product of the backbone's shape on this CPU once (cached
+          per machine), keeps the faster for every run and says which; each run's key records the precision used.
           --seeds N retrains each chosen configuration with N seeds (42, 43, ...); the report gives 95 % intervals
           and which methods differ significantly from the best (paired bootstrap over test images and seeds).
         """;
@@ -49,14 +59,23 @@ public sealed class BenchCommand : ICommand
         var profile = Profile(line);
         if (line.Get("methods") is string methods) profile = profile with { Methods = List(methods) };
         if (line.Get("tasks") is string tasks) profile = profile with { Tasks = List(tasks) };
-        profile = (profile with { Epochs = line.Int("epochs", profile.Epochs), Seeds = line.Int("seeds", profile.Seeds) }).Validate();
+        profile = (profile with { Epochs = line.Int("epochs", profile.Epochs), Seeds = line.Int("seeds", profile.Seeds), Halving = SharedOptions.Search(line, profile.Halving) }).Validate();
         string outDir = line.Get("out") ?? "peftsharp-report";
         string checkpoint = line.Get("checkpoint") ?? ShippedModels.RequireDefaultVit();
+        // auto is decided once, for the backbone's shape at the profile's batch, and every run records the result.
+        profile = profile with { Precision = SharedOptions.Precision(line, () => ModelCheckpoints.ReadVitConfig(checkpoint), profile.BatchSize) };
         string? readme = line.Get("update-readme");
         var device = Devices.Parse(line.Get("device"));
-        bool quiet = line.Flag("quiet");
+        bool quiet = line.Flag("quiet"), queue = line.Flag("queue");
         line.RejectUnknown();
 
+        if (queue)
+        {
+            var plan = new SuiteBenchmark(profile, outDir, checkpoint).Queue(new Progress<string>(s => Console.WriteLine(s)));
+            Console.WriteLine($"plan {plan.Plan}: {plan.SweepIds.Count} cells, {plan.Queued} run(s) queued" + (plan.AlreadyQueued > 0 ? $", {plan.AlreadyQueued} already queued" : "") +
+                              $" in {Path.Combine(outDir, "results.db")}; start workers with: peftsharp worker --db {Path.Combine(outDir, "results.db")}");
+            return 0;
+        }
         var outcome = ConsoleObserver.Run(quiet, observer =>
             new SuiteBenchmark(profile, outDir, checkpoint).Run(device, observer, new Progress<string>(s => Console.WriteLine(s))));
         var report = new BenchReport(outcome);

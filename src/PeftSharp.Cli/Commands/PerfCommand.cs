@@ -14,7 +14,7 @@ public sealed class PerfCommand : ICommand
     public IEnumerable<string> Flags => new[] { "help", "json", "in-process", "no-baseline", "profile", "grad-checkpointing", "paired", "onnx" };
     public string Usage => """
         peftsharp perf [--model PRESET | --config JSON] [--methods linear,full,lora,...] [--batch 64] [--steps 6]
-                       [--warmup 2] [--threads N] [--device cpu|cuda] [--precision fp32|bf16] [--json]
+                       [--warmup 2] [--threads N] [--device cpu|cuda] [--precision fp32|bf16|auto] [--json]
                        [--in-process] [--profile] [--grad-checkpointing] [--paired] [--set key=value ...]
           Default shape: ViT-Tiny (192 wide, 12 blocks, 3 heads) at 32 px with 4-px patches, batch 64, 10 classes.
           Ratios (method vs full fine-tuning, merged vs bare backbone) are the figures to compare across machines.
@@ -25,7 +25,8 @@ public sealed class PerfCommand : ICommand
           backward, optimizer, freeing the step's tensors and garbage) and reports their medians. --set applies a
           hyperparameter to each method that has it (dropout=0 matches a peer LoRA without dropout).
           --precision bf16 trains and infers under libtorch's bfloat16 autocast (fast on CPUs with AVX-512 BF16
-          or AMX; PyTorch's torch.autocast("cpu") is the peer of it). --grad-checkpointing trains with checkpointed
+          or AMX; PyTorch's torch.autocast("cpu") is the peer of it); auto times both for the model's largest
+          product on this CPU and measures the faster (the report's "precision" is the one used). --grad-checkpointing trains with checkpointed
           blocks (activations recomputed in the backward). "train mem" is the peak resident memory of the first two
           training steps less the resident memory before them (runtime, libtorch, model, batch); "saved" is what
           a training forward leaves allocated for the backward (native heap bytes in use, without the freed blocks
@@ -55,7 +56,6 @@ public sealed class PerfCommand : ICommand
         {
             Model = model, Methods = methods, Batch = line.Int("batch", 64), Steps = line.Int("steps", 6),
             WarmupSteps = line.Int("warmup", 2), Device = Devices.Parse(line.Get("device")),
-            Precision = Autocast.ParsePrecision(line.Get("precision")),
             Settings = SharedOptions.Settings(line),
         };
         int threads = line.Int("threads", Environment.ProcessorCount);
@@ -68,15 +68,26 @@ public sealed class PerfCommand : ICommand
         if (options.Profile) childArgs.Add("--profile");
         if (options.GradCheckpointing) childArgs.Add("--grad-checkpointing");
         if (options.PairedWithFull) childArgs.Add("--paired");
+        // auto is decided once here (the model's shape at --batch); the children measure the precision it chose.
+        options = options with { Precision = Precision(line, model, options.Batch, options.Device) };
+        childArgs.AddRange(new[] { "--precision", Autocast.Name(options.Precision) });
         foreach (var key in options.Settings.Keys)
             if (!methods.Any(m => options.SettingsFor(m).ContainsKey(key)))
                 throw new PeftSharpException($"--set {key} is a hyperparameter of none of the measured methods ({string.Join(", ", methods)})");
-        foreach (var key in new[] { "model", "config", "device", "precision" })
+        foreach (var key in new[] { "model", "config", "device" })
             if (line.Get(key) is string value) childArgs.AddRange(new[] { "--" + key, value });
         line.RejectUnknown();
         if (options.Batch < 1 || options.Steps < 1 || options.WarmupSteps < 0 || threads < 1)
             throw new PeftSharpException("perf: --batch, --steps and --threads must be >= 1, --warmup >= 0");
         TorchSharp.torch.set_num_threads(threads);
+        if (multiAdapter is not null || onnx)
+        {
+            // These measure inference in fp32 in this process; the training options would be ignored, so they are refused.
+            string what = onnx ? "--onnx" : "--multi-adapter";
+            foreach (var flag in new[] { "profile", "paired", "grad-checkpointing", "no-baseline", "in-process" })
+                if (line.Flag(flag)) throw new PeftSharpException($"perf {what}: --{flag} does not apply (an inference measurement in this process)");
+            if (options.Precision != PeftSharp.Precision.Float32) throw new PeftSharpException($"perf {what}: measures fp32 inference; leave --precision out");
+        }
         if (multiAdapter is int tasks) return MultiAdapter(options, tasks, json);
         if (onnx) return OnnxRuntime(options, methods[0], json);
 
@@ -109,7 +120,7 @@ public sealed class PerfCommand : ICommand
             }
         }
         static string Measured(double value, string unit) => double.IsNaN(value) ? "not measured (--no-baseline)" : $"{value:F1} {unit}";
-        Console.WriteLine($"bare backbone inference {Measured(report.BareInferImagesPerSecond, "img/s")}; sgemm {Measured(report.SgemmGflops, "GFLOP/s")}; {report.Threads} threads");
+        Console.WriteLine($"bare backbone inference {Measured(report.BareInferImagesPerSecond, "img/s")}; sgemm {Measured(report.SgemmGflops, "GFLOP/s")}; {report.Threads} threads; {Autocast.Name(report.Precision)}");
         return 0;
     }
 
@@ -142,6 +153,16 @@ public sealed class PerfCommand : ICommand
         Console.WriteLine($"  one merged model per task     {report.PerTaskImagesPerSecond,9:F1} img/s  {report.PerTaskParameters,14:N0} parameters");
         Console.WriteLine($"  mixed / per task {report.Ratio:F3} (timed alternately in this process)");
         return 0;
+    }
+
+    /// <summary>--precision; auto's choice is said on stderr (stdout may carry the JSON report).</summary>
+    static Precision Precision(CommandLine line, VitConfig model, int batch, TorchSharp.torch.Device device)
+    {
+        string? name = line.Get("precision");
+        if (!string.Equals(name?.Trim(), "auto", StringComparison.OrdinalIgnoreCase)) return Autocast.ParsePrecision(name);
+        var choice = Training.PrecisionProbe.Choose(model, batch, device);
+        Console.Error.WriteLine($"peftsharp perf: {choice}");
+        return choice.Precision;
     }
 
     static IEnumerable<string> SetArguments(IReadOnlyDictionary<string, string> settings) =>

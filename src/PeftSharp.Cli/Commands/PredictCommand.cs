@@ -31,6 +31,9 @@ public sealed class PredictCommand : ICommand
           Several LoRA/DoRA adapters for different tasks on one backbone: every image goes to every adapter in one
           mixed batch, and each adapter (named by its folder) gives its own top classes. The adapters must record the
           same base checkpoint and preprocessing.
+        peftsharp predict --adapter VIDEO_ADAPTER_DIR [--top N] [--format table|json] CLIP_DIR|VIDEO_FILE ...
+          A video adapter classifies rawframe folders (every image in name order) and video files (ffmpeg) with
+          the sampling and views it records.
         """;
 
     /// <summary>Several adapters on one backbone: each image through every adapter, one mixed batch per batch of images.</summary>
@@ -69,6 +72,8 @@ public sealed class PredictCommand : ICommand
     public int Run(CommandLine line)
     {
         if (line.GetAll("adapter").Count > 1) return RunMultiAdapter(line);
+        // A video adapter says so in its config: the clips, sampling and classes come from it.
+        if (line.Get("adapter") is string adapter && Tuners.AdapterFiles.ReadKind(adapter) == Video.VideoAdapter.Kind) return VideoCli.Predict(line);
         bool clip = line.Flag("clip");
         var source = EvalCommand.ClassifierOptions(line);
         var classes = line.Get("classes")?.Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries)

@@ -12,7 +12,7 @@ public sealed class StudyCommand : ICommand
     public string Usage => $"""
         peftsharp study NAME [--quick | --full] [--out DIR] [--db FILE] [--checkpoint FILE] [--no-train] [--json]
                         [--tasks a,b,...] [--methods a,b,...] [--epochs N] [--sizes n,m,...] [--data DIR]
-                        [--device cpu|cuda] [--quiet]
+                        [--precision fp32|bf16|auto] [--device cpu|cuda] [--quiet]
           NAME is one of:
         {string.Join("\n", StudyCatalog.All.Select(s => $"    {s.Name,-11} {s.Summary}"))}
           Reads the runs a study needs from the results database (default DIR/results.db) and trains only the
@@ -39,6 +39,8 @@ public sealed class StudyCommand : ICommand
             Checkpoint = line.Get("checkpoint") ?? study.DefaultCheckpoint(), TrainMissing = !line.Flag("no-train"),
             DataDir = line.Get("data"),
         };
+        // auto is decided once (the backbone's shape at the profile's batch) and recorded in every run's key.
+        options = options with { Precision = SharedOptions.Precision(line, () => ModelCheckpoints.ReadVitConfig(options.Checkpoint), Benchmarks.BenchProfile.Get(profile).BatchSize) };
         var overrides = new StudyOverrides(List(line.Get("tasks")), List(line.Get("methods")), line.Get("epochs") is null ? null : line.Int("epochs", 0),
                                            List(line.Get("sizes"))?.Select(n => Size(n)).ToList());
         var device = Devices.Parse(line.Get("device"));

@@ -11,7 +11,7 @@ public sealed class SweepCommand : ICommand
 {
     public string Name => "sweep";
     public string Summary => "queue a sweep's runs for workers (plan), show its progress (status), write a Slurm job (slurm)";
-    public IEnumerable<string> Flags => SharedOptions.Flags.Append("runs");
+    public IEnumerable<string> Flags => SharedOptions.Flags.Append("runs").Append("flip");
     public string Usage => """
         peftsharp sweep plan --db FILE|URL --data TASK_DIR[,TASK_DIR...] --method ID[,ID...] [--name PLAN]
                              [backbone] [grid and training options as for tune]
@@ -28,7 +28,7 @@ public sealed class SweepCommand : ICommand
           not written into it: the job then reads the database from $PEFTSHARP_DB (export it before sbatch).
           --peftsharp is how compute nodes run peftsharp (default: this program, as it was started here).
           --db defaults to $PEFTSHARP_DB.
-        """ + "\n" + SharedOptions.GridUsage + SharedOptions.Usage;
+        """ + "\n" + SharedOptions.GridUsage + SharedOptions.Usage + VideoCli.SweepUsage;
 
     public int Run(CommandLine line)
     {
@@ -44,6 +44,8 @@ public sealed class SweepCommand : ICommand
 
     static int Plan(CommandLine line)
     {
+        if (line.Get("family") is string family && family != "classification")
+            return family == "video" ? VideoCli.SweepPlan(line) : throw new PeftSharpException("family", $"sweep plan: unknown family '{family}' (classification, video)");
         var tasks = List(line, "data");
         var methods = List(line, "method");
         var requests = (from task in tasks from method in methods select SharedOptions.Tune(line, task, method)).ToList();

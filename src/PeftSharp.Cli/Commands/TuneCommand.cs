@@ -34,7 +34,8 @@ public sealed class TuneCommand : ICommand
         }
 
         var result = ConsoleObserver.Run(quiet, observer => new StudyProtocol(new RunExecutor(db, device, observer) { KeepWeights = keepWeights }).Tune(spec));
-        Console.WriteLine($"sweep {result.SweepId}: {result.Search.Count} search runs ({result.Search.Count(r => r.Status == RunStatus.Failed)} failed)");
+        Console.WriteLine($"sweep {result.SweepId}: {result.Search.Count} search runs ({result.Search.Count(r => r.Status == RunStatus.Failed)} failed)" +
+                          (spec.Halving is { } halving ? $", {halving}: {result.SearchImages.ToString("N0", CultureInfo.InvariantCulture)} training images" : ""));
         if (result.Search.Count == 0 && result.Final.Count > 0)
             Console.WriteLine($"one configuration: no search, retrained on {result.Final[0].Spec.TrainSplit} directly");
         else if (result.Best == null)

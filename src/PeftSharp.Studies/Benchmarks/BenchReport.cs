@@ -154,7 +154,7 @@ public sealed class BenchReport
     {
         var p = outcome.Profile;
         string Code(string s) => markdown ? $"`{s}`" : s;
-        return $"Profile {Code(p.Name)}: {TaskNames.Count} tasks × {p.Methods.Count} methods; {p.Description()}. Backbone {Code(outcome.Checkpoint)}, {outcome.Device}, {outcome.Seconds / 60:F1} min end to end (runs found finished in the database are reused, not retrained; the training time of all its runs is {outcome.Cells.Sum(c => c.TrainSeconds) / 60:F1} min). Machine: {outcome.Machine}.";
+        return $"Profile {Code(p.Name)}: {TaskNames.Count} tasks × {p.Methods.Count} methods; {p.Description()}. Backbone {Code(outcome.Checkpoint)}, {outcome.Device}, {outcome.Seconds / 60:F1} min end to end (runs found finished in the database are reused, not retrained; the training time of all its runs is {outcome.Cells.Sum(c => c.TrainSeconds) / 60:F1} min; its searches trained {outcome.Cells.Sum(c => c.SearchImages).ToString("N0", CultureInfo.InvariantCulture)} images, epochs × images). Machine: {outcome.Machine}.";
     }
 
     ReportTable SummaryTable() => new(

@@ -37,6 +37,10 @@ public sealed record BenchProfile
     public int? ValImages { get; init; }
     /// <summary>The chosen configuration is retrained once per seed (42, 43, …); the search uses the first.</summary>
     public int Seeds { get; init; } = 1;
+    /// <summary>Search by successive halving instead of training every grid point fully (null: the whole grid).</summary>
+    public HalvingSearch? Halving { get; init; }
+    /// <summary>Precision of every run's matrix products (part of each run's key when not float32).</summary>
+    public Precision Precision { get; init; } = Precision.Float32;
 
     public IReadOnlyList<double> LrsFor(string method) => MethodLrs.TryGetValue(method, out var lrs) ? lrs : Lrs;
 
@@ -71,8 +75,8 @@ public sealed record BenchProfile
         string data = TrainImages is int n && ValImages is int m
             ? $"search on the first {n} of train800, select on the first {m} of val200, retrain the chosen configuration on those {n + m}, test on all 1000"
             : "search on train800, select on val200, retrain the chosen configuration on train800val200, test on all 1000";
-        string search = SearchesOnVal200 ? GridDescription() : "one configuration per method, so nothing to select: trained on the final split directly";
-        return $"{data}; grid {search}; {Epochs} epochs ({WarmupEpochs} warm-up), batch {BatchSize}; {Seeds} seed{(Seeds == 1 ? "" : "s")} ({string.Join(", ", SeedList)})";
+        string search = SearchesOnVal200 ? GridDescription() + (Halving is { } h ? $", searched by {h}" : "") : "one configuration per method, so nothing to select: trained on the final split directly";
+        return $"{data}; grid {search}; {Epochs} epochs ({WarmupEpochs} warm-up), batch {BatchSize}; {Seeds} seed{(Seeds == 1 ? "" : "s")} ({string.Join(", ", SeedList)}); {Interop.Autocast.Name(Precision)}";
     }
 
     /// <summary>The training settings of every run of the profile, inputs normalised as the backbone was pretrained.</summary>
@@ -80,7 +84,7 @@ public sealed record BenchProfile
     {
         Epochs = Epochs, WarmupEpochs = WarmupEpochs, BatchSize = BatchSize, DropPath = 0.1,
         EvalBatchSize = 256,   // the suite's 32-px backbone evaluates fastest in large batches
-        Normalization = Data.Normalization.FromName(normalization).Name,
+        Normalization = Data.Normalization.FromName(normalization).Name, Precision = Precision,
     };
 
     /// <summary>The tune request of one (task, method) cell: the method's lrs and grid, the profile's seeds and splits.</summary>
@@ -88,7 +92,7 @@ public sealed record BenchProfile
     {
         TaskDirectory = taskDirectory, Backbone = backbone, Method = method, Train = train,
         MethodGrid = GridFor(method), Lrs = LrsFor(method), WeightDecays = WeightDecays,
-        Seeds = SeedList, TrainImages = TrainImages, ValImages = ValImages,
+        Seeds = SeedList, TrainImages = TrainImages, ValImages = ValImages, Halving = Halving,
     };
 
     public static IReadOnlyList<string> AllMethods => TunerRegistry.ImageMethods.Select(m => m.Id).ToList();
@@ -128,12 +132,26 @@ public sealed record BenchProfile
         Lrs = new[] { 1e-3, 1e-2 }, WeightDecays = new[] { 1e-4, 1e-3 }, StudyGrid = true,
     };
 
-    public static IReadOnlyList<string> Names => new[] { "quick", "default", "full" };
+    /// <summary>Between the default and the study: the study's sixteen methods on all ten tasks with the whole
+    /// train800/val200, the study's lrs × each method's capacity knob (one weight decay: the study's second one
+    /// doubles the grid), 20 epochs with 2 of warm-up at the study's batch 64, the chosen configuration retrained with
+    /// two seeds. Full fine-tuning keeps the lower lrs it needs. Hours on 2 cores (docs/bench.md has the estimate);
+    /// run it through the sweep queue or rerun the same command: finished runs are reused.</summary>
+    public static BenchProfile Standard => new()
+    {
+        Name = "standard", Tasks = MiniVtab.Tasks.Select(t => t.Name).ToList(), Methods = TunerRegistry.StudyMethods,
+        Epochs = 20, WarmupEpochs = 2, BatchSize = 64, Lrs = new[] { 1e-3, 1e-2 }, WeightDecays = new[] { 1e-4 },
+        MethodLrs = new Dictionary<string, IReadOnlyList<double>> { ["full"] = new[] { 3e-4, 1e-3 } },
+        MethodGrids = CapacityKnobs, Seeds = 2,
+    };
+
+    public static IReadOnlyList<string> Names => new[] { "quick", "default", "standard", "full" };
 
     public static BenchProfile Get(string name) => name switch
     {
         "quick" => Quick,
         "default" => Default,
+        "standard" => Standard,
         "full" => Full,
         _ => throw new PeftSharpException($"unknown bench profile '{name}'; expected one of {string.Join(", ", Names)}"),
     };
@@ -158,6 +176,8 @@ public sealed record BenchCell(string Task, TaskGroup Group, string Method, stri
     public IReadOnlyList<RunRecord> Finals { get; init; } = Array.Empty<RunRecord>();
     public IReadOnlyList<bool[]> TestCorrect { get; init; } = Array.Empty<bool[]>();
     public int SearchRuns { get; init; }
+    /// <summary>Training images (epochs × images) of all the cell's search runs: its search's compute.</summary>
+    public long SearchImages { get; init; }
     /// <summary>The configuration the final runs trained (the val200 choice, or the only one), in words.</summary>
     public string Configuration { get; init; } = "";
 }
@@ -212,33 +232,48 @@ public sealed class SuiteBenchmark
     public BenchOutcome Run(TorchSharp.torch.Device device, IRunObserver? observer, IProgress<string>? log)
     {
         var watch = Stopwatch.StartNew();
+        var cells = Plan(log);
+        using var db = ResultsDb.Open(Path.Combine(outDir, "results.db"));
+        var protocol = new StudyProtocol(new RunExecutor(db, device, observer, Path.Combine(outDir, "checkpoints")));
+        var results = cells.Select(c => Cell(db, protocol, c.Task, c.Spec, c.BackboneName)).ToList();
+        return new BenchOutcome(profile, results, watch.Elapsed.TotalSeconds, Path.GetFileName(checkpoint), device.ToString());
+    }
+
+    /// <summary>Queues every cell's runs in OUT/results.db for <c>peftsharp worker</c> processes (the sweep queue), as
+    /// plan "bench-PROFILE"; <see cref="Run"/> afterwards finds them finished and writes the report.</summary>
+    public Sweeps.PlanResult Queue(IProgress<string>? log)
+    {
+        var cells = Plan(log);
+        using var db = ResultsDb.Open(Path.Combine(outDir, "results.db"));
+        return new Sweeps.WorkQueue(db).Plan($"bench-{profile.Name}", cells.Select(c => c.Spec));
+    }
+
+    /// <summary>Materialises the suite and lists every cell's tune request: each method on the pretrained backbone, and
+    /// a linear probe on a random-init backbone of the same shape (evidence that the default backbone is pretrained).</summary>
+    List<(MaterializedTask Task, string BackboneName, TuneSpec Spec)> Plan(IProgress<string>? log)
+    {
         if (!File.Exists(checkpoint)) throw new PeftSharpException("checkpoint", $"{checkpoint}: backbone checkpoint not found (pretrain one, or name another checkpoint)");
         var shape = Checkpoints.ModelCheckpoints.ReadVitConfig(checkpoint);   // a damaged file fails here, before any work
         WritableFolder.Require(outDir, "the benchmark's output folder");
         log?.Report($"materialising the mini-VTAB suite in {Path.Combine(outDir, "suite")}");
         var tasks = MiniVtab.Materialize(Path.Combine(outDir, "suite"), taskNames: profile.Tasks);
-        using var db = ResultsDb.Open(Path.Combine(outDir, "results.db"));
-        var protocol = new StudyProtocol(new RunExecutor(db, device, observer, Path.Combine(outDir, "checkpoints")));
         var pretrained = new BackboneSpec(null, null, checkpoint);
         var random = new BackboneSpec(null, shape.ToJson(), null);
         // Inputs are normalised as the backbone was pretrained (its metadata says how), for both backbones alike.
-        string normalization = Checkpoints.ModelCheckpoints.ReadNormalization(checkpoint) ?? "none";
-        var train = profile.Training(normalization);
-        var cells = new List<BenchCell>();
+        var train = profile.Training(Checkpoints.ModelCheckpoints.ReadNormalization(checkpoint) ?? "none");
+        var cells = new List<(MaterializedTask, string, TuneSpec)>();
         foreach (var task in tasks)
         {
             foreach (var method in profile.Methods)
-                cells.Add(Cell(db, protocol, task, method, pretrained, PretrainedBackbone, train));
-            cells.Add(Cell(db, protocol, task, "linear", random, RandomBackbone, train));
+                cells.Add((task, PretrainedBackbone, profile.CellSpec(task.Directory, method, pretrained, train)));
+            cells.Add((task, RandomBackbone, profile.CellSpec(task.Directory, "linear", random, train)));
         }
-        return new BenchOutcome(profile, cells, watch.Elapsed.TotalSeconds, Path.GetFileName(checkpoint), device.ToString());
+        return cells;
     }
 
-    /// <summary>Creates the output folder and proves it is writable, so a bad --out fails before any training.</summary>
-
-    BenchCell Cell(ResultsDb db, StudyProtocol protocol, MaterializedTask task, string method, BackboneSpec backbone, string backboneName, TrainOptions train)
+    BenchCell Cell(ResultsDb db, StudyProtocol protocol, MaterializedTask task, TuneSpec spec, string backboneName)
     {
-        var spec = profile.CellSpec(task.Directory, method, backbone, train);
+        string method = spec.Method;
         var result = protocol.Tune(spec);
         var finals = result.Final.Where(r => r.Status == RunStatus.Finished).ToList();
         double seconds = result.Search.Concat(result.Final).Sum(r => r.Outcome?.TrainSeconds ?? 0);
@@ -249,7 +284,7 @@ public sealed class SuiteBenchmark
         return new BenchCell(task.Name, task.Group, method, backboneName, error == null ? result.Mean : null, result.Best?.Top1 * 100,
                              chosen?.Outcome?.TrainableParams ?? 0, seconds, result.Best, error)
         {
-            Finals = finals, SearchRuns = result.Search.Count,
+            Finals = finals, SearchRuns = result.Search.Count, SearchImages = result.SearchImages,
             TestCorrect = error == null ? finals.Select(r => Correct(db.Predictions(r.Id))).ToList() : Array.Empty<bool[]>(),
             Configuration = chosen == null ? "" : Describe(chosen.Spec),
         };

@@ -76,7 +76,7 @@ public static class RunExport
     {
         new("id", "id", r => Text(r.Id), true, "run id"),
         new("dataset", "dataset", r => r.Spec.Dataset, false, "task name"),
-        new("stage", "stage", StageOf, false, "search, final, single, or eval (an evaluation that trained nothing)"),
+        new("stage", "stage", StageOf, false, "search (with its rung under successive halving: search rung 1/2), final, single, or eval (an evaluation that trained nothing)"),
         new("method", "method", r => r.Spec.Method, false, "method spec"),
         new("hyper", "hyper", r => CompactHypers(r.Spec.HyperJson), false, "the method's hyperparameters (rank=8 alpha=8)"),
         new("lr", "lr", r => Scientific(r.Spec.Lr), true, "learning rate"),
@@ -132,7 +132,13 @@ public static class RunExport
 
     /// <summary>"eval" for a run that trained nothing (its train split is "none": eval, zero-shot), else its stage.
     /// Shown, not stored: the stored stage stays what the run key was made of.</summary>
-    public static string StageOf(RunRecord run) => run.Spec.TrainSplit == "none" ? "eval" : RunNames.Of(run.Spec.Stage);
+    public static string StageOf(RunRecord run) =>
+        run.Spec.TrainSplit == "none" ? "eval" : RunNames.Of(run.Spec.Stage) + (RungOf(run.Spec) is string rung ? $" rung {rung}" : "");
+
+    /// <summary>The successive-halving rung ("1/2") a search run trained in, or null for a grid search's run.</summary>
+    public static string? RungOf(RunSpec spec) =>
+        spec.Stage == RunStage.Search && spec.TrainingJson.Contains("\"rung\"", StringComparison.Ordinal)
+        && JsonNode.Parse(spec.TrainingJson)?["rung"] is JsonValue v && v.TryGetValue(out string? rung) ? rung : null;
 
     /// <summary>One format for every rate, three significant digits: 1.00e-03, 3.93e-05, 1.14e-04, 0.00e+00.</summary>
     public static string Scientific(double value) => value.ToString("0.00e+00", CultureInfo.InvariantCulture);

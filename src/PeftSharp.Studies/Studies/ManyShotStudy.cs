@@ -151,7 +151,7 @@ public sealed class ManyShotStudy : IStudy
         string folder = context.Options.DataDir ?? FashionMnist.DefaultFolder;
         var (train, test) = FashionMnist.Open(folder);
         Validate(profile, train, test);
-        var training = profile.Training(context.Normalization);
+        var training = profile.Training(context.Normalization) with { Precision = context.Options.Precision };
         var cells = new List<ManyShotCell>();
         var identity = new CellIdentity(context, profile, training, FashionMnist.Fingerprint(folder));
         int imageSize = context.Backbone.ImageSize();

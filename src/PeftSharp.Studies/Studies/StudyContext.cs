@@ -17,6 +17,8 @@ public sealed record StudyOptions
     public bool TrainMissing { get; init; } = true;
     /// <summary>A study's own data outside the suite (many-shot: the Fashion-MNIST IDX files); null for its default.</summary>
     public string? DataDir { get; init; }
+    /// <summary>Precision of every run the study trains (recorded in each run's key when not float32).</summary>
+    public Precision Precision { get; init; } = Precision.Float32;
     public string DatabasePath => DbPath ?? Path.Combine(OutDir, "results.db");
 }
 
@@ -63,6 +65,9 @@ public sealed class StudyContext : IDisposable
     /// <summary>The input normalisation the backbone was pretrained with (its checkpoint says), used for every run.</summary>
     public string Normalization { get; }
 
+    /// <summary>A profile's training settings for this study: the backbone's normalisation, the study's precision.</summary>
+    public TrainOptions Training(BenchProfile profile) => profile.Training(Normalization) with { Precision = Options.Precision };
+
     /// <summary>Reports a step that is not a run (those the observer hears).</summary>
     public void Log(string message) => log?.Invoke(message);
 
@@ -95,7 +100,7 @@ public sealed class StudyContext : IDisposable
 
     TuneSpec CellSpec(BenchProfile profile, string task, string method, IReadOnlyDictionary<string, string>? settings)
     {
-        var spec = profile.CellSpec(Task(task).Directory, method, Backbone, profile.Training(Normalization));
+        var spec = profile.CellSpec(Task(task).Directory, method, Backbone, Training(profile));
         return settings == null ? spec : spec with { Settings = settings, MethodGrid = new Dictionary<string, string[]>() };
     }
 

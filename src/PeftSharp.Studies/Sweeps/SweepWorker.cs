@@ -29,7 +29,7 @@ public sealed record WorkerSummary(int Claimed, int Finished, int Failed, int Le
 /// the queue row, and repeats until nothing is left. A worker that dies leaves its row 'running' until the lease runs
 /// out; <see cref="WorkQueue.Refresh"/> (which every worker runs before each claim) then hands it to another.
 /// </summary>
-public sealed class SweepWorker
+public sealed partial class SweepWorker
 {
     readonly WorkQueue queue;
     readonly RunExecutor executor;
@@ -83,6 +83,14 @@ public sealed class SweepWorker
         using var heartbeat = new Timer(_ => Beat(item), null, HeartbeatPeriod, HeartbeatPeriod);
         try
         {
+            var video = WorkVideo(item, out var keyError);
+            if (keyError != null) return Failed(item, keyError);
+            if (video != null)
+            {
+                heartbeat.Dispose();
+                if (!queue.Complete(item, options.WorkerId, video)) return LeaseLost(item);
+                return video.Status == RunStatus.Finished ? QueueStatus.Finished : QueueStatus.Failed;
+            }
             var plan = queue.PlanOf(item.SweepId);
             var (train, eval) = Loaders(plan, item);
             var request = plan.Request(item.Stage, item.Point, item.Seed, train, eval);

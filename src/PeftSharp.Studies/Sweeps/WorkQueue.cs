@@ -33,7 +33,7 @@ public sealed record PlanResult(string Plan, IReadOnlyList<string> SweepIds, int
 /// unique). On PostgreSQL, claimers skip each other's rows (FOR UPDATE SKIP LOCKED); on SQLite the write
 /// transaction lets one claimer in at a time.
 /// </summary>
-public sealed class WorkQueue
+public sealed partial class WorkQueue
 {
     /// <summary>A run that lost this many workers (each died mid-run) fails instead of being claimed again.</summary>
     public const int DefaultMaxAttempts = 3;
@@ -64,6 +64,9 @@ public sealed class WorkQueue
     public PlanResult Plan(string? planName, IEnumerable<TuneSpec> requests)
     {
         var list = requests.ToList();
+        // The queue hands out a grid's runs independently; halving's rungs depend on the previous rung's scores.
+        if (list.FirstOrDefault(r => r.Halving != null) is { } halving)
+            throw new PeftSharpException("search", $"{halving.Method}: the sweep queue searches whole grids; successive halving runs in one process (tune or bench with halving)");
         planName ??= DefaultPlanName(list);
         ArgumentException.ThrowIfNullOrWhiteSpace(planName);
         requests = list;
@@ -99,8 +102,8 @@ public sealed class WorkQueue
     public TunePlan PlanOf(string sweepId)
     {
         if (plans.TryGetValue(sweepId, out var plan)) return plan;
-        string json = store.Query(QueueSql.SweepSpec, r => r.GetString(0), ("@sweep_id", sweepId)).SingleOrDefault()
-                      ?? throw new PeftSharpException($"{store.Location}: no sweep '{sweepId}' in the queue");
+        string json = SpecJson(sweepId);
+        if (VideoSweepSpec.IsVideo(json)) throw new InvalidOperationException($"sweep '{sweepId}' is a video sweep (VideoPlanOf)");
         return plans[sweepId] = TunePlan.Create(SweepSpecJson.Read(json));
     }
 

@@ -33,6 +33,9 @@ public sealed record TuneSpec
     public int? ValImages { get; init; }
     /// <summary>How a class-per-folder tree without splits is split (null: <see cref="Data.SplitRule"/>'s defaults).</summary>
     public SplitRule? SplitRule { get; init; }
+    /// <summary>Search by successive halving instead of training every grid point fully (null: the whole grid). Not part
+    /// of the sweep id: the chosen configuration's final runs are the grid search's runs of that configuration.</summary>
+    public HalvingSearch? Halving { get; init; }
 
     /// <summary>The study's grid for a method: every hyperparameter's grid (methods.md), unless fixed by --set.</summary>
     public static Dictionary<string, string[]> StudyGrid(string methodSpec, IReadOnlyDictionary<string, string> fixedSettings)
@@ -63,6 +66,10 @@ public sealed record TuneSpec
 /// when no search run finished) and its test accuracy per seed.</summary>
 public sealed record TuneResult(string SweepId, RunRecord? Best, IReadOnlyList<RunRecord> Search, IReadOnlyList<RunRecord> Final)
 {
+    /// <summary>The search's compute: training images seen by all its runs (epochs × images, each run counted whether it
+    /// trained now or was read back).</summary>
+    public long SearchImages { get; init; }
+
     public IReadOnlyList<double> TestTop1 => Final.Where(r => r.Top1 != null).Select(r => r.Top1!.Value * 100).ToList();
     public double? Mean => TestTop1.Count > 0 ? TestTop1.Average() : null;
     public double? StdDev => TestTop1.Count > 1 ? Math.Sqrt(TestTop1.Sum(t => (t - Mean!.Value) * (t - Mean.Value)) / (TestTop1.Count - 1)) : null;
@@ -83,18 +90,12 @@ public sealed class StudyProtocol
     public TuneResult Tune(TuneSpec spec)
     {
         var plan = TunePlan.Create(spec);
-        var search = new List<RunRecord>();
-        if (plan.SkipsSearch) return new TuneResult(plan.SweepId, null, search, Final(0));
-        var (train, val) = plan.Loaders(RunStage.Search);
-        using (train)
-        using (val)
+        if (plan.SkipsSearch) return new TuneResult(plan.SweepId, null, new List<RunRecord>(), Final(0));
+        var (search, chosen, best) = spec.Halving is { } halving ? Halve(plan, halving) : Grid(plan);
+        return new TuneResult(plan.SweepId, best, search, chosen is int p ? Final(p) : new List<RunRecord>())
         {
-            for (int i = 0; i < plan.Points.Count; i++)
-                search.Add(executor.Execute(plan.Request(RunStage.Search, i, plan.SearchSeed, train, val), plan.Label(RunStage.Search, i, plan.SearchSeed)));
-        }
-        var best = Best(search);
-        // search[i] is the run of points[i].
-        return new TuneResult(plan.SweepId, best, search, best == null ? new List<RunRecord>() : Final(search.IndexOf(best)));
+            SearchImages = search.Sum(r => (long)r.Spec.Epochs * plan.TrainImages(r.Spec)),
+        };
 
         List<RunRecord> Final(int point)
         {
@@ -103,6 +104,45 @@ public sealed class StudyProtocol
             using (test)
                 return spec.Seeds.Select(seed => executor.Execute(plan.Request(RunStage.Final, point, seed, trainVal, test),
                                                                   plan.Label(RunStage.Final, point, seed))).ToList();
+        }
+    }
+
+    /// <summary>Every grid point trained fully on the search split; the best by <see cref="BestConfiguration"/>.</summary>
+    (List<RunRecord> Search, int? Chosen, RunRecord? Best) Grid(TunePlan plan)
+    {
+        var search = new List<RunRecord>();
+        var (train, val) = plan.Loaders(RunStage.Search);
+        using (train)
+        using (val)
+        {
+            for (int i = 0; i < plan.Points.Count; i++)
+                search.Add(executor.Execute(plan.Request(RunStage.Search, i, plan.SearchSeed, train, val), plan.Label(RunStage.Search, i, plan.SearchSeed)));
+        }
+        var best = Best(search);
+        return (search, best == null ? null : search.IndexOf(best), best);   // search[i] is the run of points[i]
+    }
+
+    /// <summary>Successive halving: each rung's runs through the executor (so a finished rung is read back, never
+    /// retrained), the survivors of the last rung's choice.</summary>
+    (List<RunRecord> Search, int? Chosen, RunRecord? Best) Halve(TunePlan plan, HalvingSearch halving)
+    {
+        var loaders = new Dictionary<int, (DataLoader Train, DataLoader Val)>();
+        try
+        {
+            var (runs, chosen, best) = halving.Select(plan.Points.Count, (point, rung) =>
+            {
+                if (!loaders.TryGetValue(rung.Index, out var pair)) loaders[rung.Index] = pair = plan.RungLoaders(rung);
+                return executor.Execute(plan.RungRequest(point, rung, pair.Train, pair.Val), plan.RungLabel(point, rung));
+            });
+            return (runs.ToList(), chosen, best);
+        }
+        finally
+        {
+            foreach (var (train, val) in loaders.Values)
+            {
+                train.Dispose();
+                val.Dispose();
+            }
         }
     }
 

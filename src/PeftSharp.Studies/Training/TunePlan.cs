@@ -84,6 +84,57 @@ public sealed class TunePlan
         ? (TrainingData.Loader(Splits.SearchTrain, ImageSize, Spec.Train, shuffle: true), TrainingData.Loader(Splits.SearchVal, ImageSize, Spec.Train, shuffle: false))
         : (TrainingData.Loader(Splits.FinalTrain, ImageSize, Spec.Train, shuffle: true), TrainingData.Loader(Task.Test, ImageSize, Spec.Train, shuffle: false));
 
+    /// <summary>A successive-halving rung's run of a point: the search run shortened to the rung's budget (fewer epochs,
+    /// warm-up scaled alike, or one epoch over a prefix of the search images), marked with its rung in the training
+    /// settings so it is never mistaken for a grid search's run.</summary>
+    public RunSpec RungSpec(int point, Rung rung)
+    {
+        var (lr, wd, settings) = Points[point];
+        var (train, images, name) = RungSetup(rung);
+        var spec = RunSpecs.Trained(RunStage.Search, Task.Name, name, Splits.SearchValName, Spec.Method, settings,
+                                    train with { Lr = lr, WeightDecay = wd, Seed = SearchSeed },
+                                    RunSpecs.DataIdentity(images, Splits.SearchVal, Task.Directory), Spec.Backbone.ModelJson, Checkpoint, SweepId);
+        var training = JsonNode.Parse(spec.TrainingJson)!.AsObject();
+        training["rung"] = $"{rung.Index + 1}/{rung.Of}";
+        return spec with { TrainingJson = training.ToJsonString() };
+    }
+
+    /// <summary>The rung's training settings, images and split name.</summary>
+    (TrainOptions Train, ImageDataset Images, string Name) RungSetup(Rung rung)
+    {
+        var (epochs, count) = rung.Budget(Spec.Train.Epochs, Splits.SearchTrain.Count);
+        var train = Spec.Train with
+        {
+            Epochs = epochs, WarmupEpochs = (int)Math.Round((double)Spec.Train.WarmupEpochs * epochs / Spec.Train.Epochs),
+        };
+        return count == Splits.SearchTrain.Count
+            ? (train, Splits.SearchTrain, Splits.SearchTrainName)
+            : (train, DatasetView.Prefix(Splits.SearchTrain, count), $"{Task.TrainName}[:{count}]");   // the search split is train800 or its prefix
+    }
+
+    public RunRequest RungRequest(int point, Rung rung, DataLoader train, DataLoader eval)
+    {
+        var (lr, wd, settings) = Points[point];
+        return new RunRequest(RungSpec(point, rung), Spec.Backbone, settings, RungSetup(rung).Train with { Lr = lr, WeightDecay = wd, Seed = SearchSeed },
+                              train, eval, Task.NumClasses, Task.Directory);
+    }
+
+    /// <summary>The (train, eval) loaders of a rung: the rung's images, the search's validation split.</summary>
+    public (DataLoader Train, DataLoader Eval) RungLoaders(Rung rung)
+    {
+        var setup = RungSetup(rung);
+        return (TrainingData.Loader(setup.Images, ImageSize, setup.Train, shuffle: true), TrainingData.Loader(Splits.SearchVal, ImageSize, Spec.Train, shuffle: false));
+    }
+
+    public string RungLabel(int point, Rung rung) => $"{Task.Name} {Spec.Method} search {rung} {point + 1}/{Points.Count}";
+
+    /// <summary>How many images a stored run of this plan trained on (for a search's compute).</summary>
+    public int TrainImages(RunSpec run) =>
+        run.TrainSplit == Splits.SearchTrainName ? Splits.SearchTrain.Count
+        : run.TrainSplit == Splits.FinalTrainName ? Splits.FinalTrain.Count
+        : run.TrainSplit.StartsWith(Task.TrainName + "[:", StringComparison.Ordinal) ? int.Parse(run.TrainSplit[(Task.TrainName.Length + 2)..^1], System.Globalization.CultureInfo.InvariantCulture)
+        : throw new ArgumentException($"not a split of this plan: {run.TrainSplit}", nameof(run));
+
     public string Label(RunStage stage, int point, int seed) => stage == RunStage.Search
         ? $"{Task.Name} {Spec.Method} search {point + 1}/{Points.Count}"
         : $"{Task.Name} {Spec.Method} final (seed {seed})";

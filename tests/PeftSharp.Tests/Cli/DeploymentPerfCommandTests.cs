@@ -45,6 +45,9 @@ public class DeploymentPerfCommandTests
         var notMergeable = CliRunner.Run("perf", "--config", Config, "--onnx", "--methods", "vpt-shallow", "--batch", "4", "--steps", "1");
         CliRunner.AssertOneLineError(notMergeable, "'vpt-shallow' does not merge");
         Assert.Equal(2, notMergeable.ExitCode);
+        var profile = CliRunner.Run("perf", "--config", Config, "--multi-adapter", "2", "--profile");
+        CliRunner.AssertOneLineError(profile, "--profile does not apply");
+        Assert.Equal(2, profile.ExitCode);
         var both = CliRunner.Run("perf", "--config", Config, "--onnx", "--multi-adapter", "2");
         CliRunner.AssertOneLineError(both, "separate measurements");
         Assert.Equal(2, both.ExitCode);

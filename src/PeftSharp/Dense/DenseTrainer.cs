@@ -79,7 +79,7 @@ public sealed class DenseTrainer
         var watch = Stopwatch.StartNew();
         long images = 0;
         NativeHeap.CollectStepGarbage();
-        long? baseline = NativeHeap.AllocatedBytes(), peak = baseline;
+        long? baseline = NativeHeap.AllocatedBytes(device.type), peak = baseline;
         for (int epoch = start; epoch < options.Epochs; epoch++)
         {
             model.train();
@@ -94,10 +94,10 @@ public sealed class DenseTrainer
                 double value = steps.Step(() =>
                 {
                     var loss = Loss(train, batch);
-                    peak = Max(peak, NativeHeap.AllocatedBytes());
+                    peak = Max(peak, NativeHeap.AllocatedBytes(device.type));
                     return loss;
                 }, $"epoch {epoch + 1}, step {step + 1}");
-                peak = Max(peak, NativeHeap.AllocatedBytes());
+                peak = Max(peak, NativeHeap.AllocatedBytes(device.type));
                 sum += value;
                 images += batch.Length;
                 progress?.Report(new TrainProgress(epoch + 1, options.Epochs, step + 1, perEpoch, value, lr, images / Math.Max(watch.Elapsed.TotalSeconds, 1e-9)));
@@ -152,7 +152,7 @@ public sealed class DenseTrainer
         var detections = new List<List<Detection>>();
         for (int start = 0; start < split.Count; start += batchSize)
         {
-            using var scope = NativeHeap.StepScope();
+            using var scope = NativeHeap.StepScope(device.type);
             var batch = Enumerable.Range(start, Math.Min(batchSize, split.Count - start)).ToArray();
             var images = split.Images(batch, normalization).to(device);
             if (model.Kind == DenseKind.Segmentation)

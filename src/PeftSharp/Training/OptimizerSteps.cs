@@ -93,7 +93,7 @@ public sealed class OptimizerSteps : IDisposable
     /// <returns>The loss's value.</returns>
     public double Step(Func<Tensor> loss, string where)
     {
-        using var stepScope = NativeHeap.StepScope();
+        using var stepScope = NativeHeap.StepScope(Parameters.FirstOrDefault()?.device_type ?? DeviceType.CPU);
         Optimizer.zero_grad();
         var value = loss();
         double scalar = value.item<float>();

@@ -200,7 +200,7 @@ public sealed class Trainer
         foreach (var batch in train.Epoch(0))
         {
             using (batch)
-            using (NativeHeap.StepScope())
+            using (NativeHeap.StepScope(device.type))
             {
                 var tokens = vit.ForwardFeatures(batch.Images.to(device), out var layout, 0, vit.Config.Depth, pooledOnly: true);
                 var pooled = vit.ForwardHead(tokens, layout, preLogits: true).cpu();

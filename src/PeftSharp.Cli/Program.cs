@@ -9,7 +9,7 @@ var verbs = new ICommand[]
 {
     new ForwardCommand(), new InspectCommand(), new MethodsCommand(),
     new TrainCommand(), new EvalCommand(), new PredictCommand(), new MergeCommand(), new ExportCommand(), new TuneCommand(), new ResultsCommand(), new PerfCommand(), new PretrainCommand(), new PretrainClipCommand(), new ClipCommand(), new BenchCommand(), new SuiteCommand(),
-    new SweepCommand(), new WorkerCommand(), new StudyCommand(), new ClipsCommand(),
+    new SweepCommand(), new WorkerCommand(), new StudyCommand(), new ClipsCommand(), new ConvertCommand(),
 };
 
 if (args.Length == 0 || args[0] is "help" or "--help" or "-h")

@@ -25,10 +25,18 @@ public sealed class EvalCommand : ICommand
           --normalization that disagrees with the record is an error. Without --checkpoint the adapter's recorded
           base is used (else the shipped backbone); an adapter is refused on a base other than its own unless
           --force-base. --merge folds the adapter into the weights first (mergeable methods).
-        """ + "\n" + SharedOptions.SplitUsage;
+        peftsharp eval --adapter VIDEO_ADAPTER_DIR (--data TASK_DIR [--split test] | --list FILE [--root DIR]) [--merge]
+                       [--checkpoint FILE] [--force-base] [--batch-size N]
+          A video adapter (from train --family video) is evaluated with the frames, sampling, crop, views,
+          normalisation and classes it records: top-1/top-5 over the clips.
+        """ + "\n" + DenseCli.EvalUsage + "\n" + SharedOptions.SplitUsage;
 
     public int Run(CommandLine line)
     {
+        // A video adapter says so in its config: the clips, sampling and classes come from it.
+        if (line.Get("adapter") is string adapter && Tuners.AdapterFiles.ReadKind(adapter) == Video.VideoAdapter.Kind) return VideoCli.Eval(line);
+        // A dense adapter, a built-in dense task or a COCO/mask folder: mIoU or box AP.
+        if (DenseCli.Applies(line, eval: true)) return DenseCli.Eval(line);
         var task = SharedOptions.Task(line);
         string split = line.Get("split") ?? task.TestName;
         var source = ClassifierOptions(line);

@@ -11,7 +11,7 @@ public sealed class PerfCommand : ICommand
 {
     public string Name => "perf";
     public string Summary => "measure training/inference images/s, merged vs bare, peak memory, per method";
-    public IEnumerable<string> Flags => new[] { "help", "json", "in-process", "no-baseline", "profile", "grad-checkpointing", "paired" };
+    public IEnumerable<string> Flags => new[] { "help", "json", "in-process", "no-baseline", "profile", "grad-checkpointing", "paired", "onnx" };
     public string Usage => """
         peftsharp perf [--model PRESET | --config JSON] [--methods linear,full,lora,...] [--batch 64] [--steps 6]
                        [--warmup 2] [--threads N] [--device cpu|cuda] [--precision fp32|bf16|auto] [--json]
@@ -34,6 +34,13 @@ public sealed class PerfCommand : ICommand
           training steps less the resident memory before them (runtime, libtorch, model, batch); "saved" is what
           a training forward leaves allocated for the backward (native heap bytes in use, without the freed blocks
           the heap keeps, so it does not move with fragmentation as the resident figure does).
+        peftsharp perf --multi-adapter N [--methods lora,dora] [--model ...] [--batch 64] [--steps 6] [--set key=value ...]
+          Many adapters on one backbone: N adapters (the methods in turn) with their own heads, one mixed batch whose
+          examples go to the tasks in turn, against one merged model per task running its own examples; timed
+          alternately in one process, the ratio is the figure to compare.
+        peftsharp perf --onnx [--methods lora] [--model ...] [--batch 64] [--steps 6] [--threads N]
+          Deployment: the same merged ViT (the method applied with a random update, then merged) run by PeftSharp and,
+          exported to ONNX, by ONNX Runtime's CPU provider with as many threads; same batch, timed alternately.
         """;
 
     public int Run(CommandLine line)
@@ -44,6 +51,11 @@ public sealed class PerfCommand : ICommand
         var methods = line.Get("methods")?.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).ToList()
                       ?? TunerRegistry.ImageMethods.Select(m => m.Id).ToList();
         foreach (var m in methods) TunerRegistry.Parse(m);
+        int? multiAdapter = line.Get("multi-adapter") is null ? null : line.Int("multi-adapter", 0);
+        bool onnx = line.Flag("onnx");
+        if ((multiAdapter is not null || onnx) && line.Get("methods") is null) methods = ["lora"];
+        if (multiAdapter is not null && onnx) throw new PeftSharpException("perf: --multi-adapter and --onnx are separate measurements; run one at a time");
+        if (onnx && methods.Count != 1) throw new PeftSharpException($"perf --onnx: measures one merged model; give one method (--methods lora), got {methods.Count}");
         var options = new PerfOptions
         {
             Model = model, Methods = methods, Batch = line.Int("batch", 64), Steps = line.Int("steps", 6),
@@ -72,6 +84,16 @@ public sealed class PerfCommand : ICommand
         if (options.Batch < 1 || options.Steps < 1 || options.WarmupSteps < 0 || threads < 1)
             throw new PeftSharpException("perf: --batch, --steps and --threads must be >= 1, --warmup >= 0");
         TorchSharp.torch.set_num_threads(threads);
+        if (multiAdapter is not null || onnx)
+        {
+            // These measure inference in fp32 in this process; the training options would be ignored, so they are refused.
+            string what = onnx ? "--onnx" : "--multi-adapter";
+            foreach (var flag in new[] { "profile", "paired", "grad-checkpointing", "no-baseline", "in-process" })
+                if (line.Flag(flag)) throw new PeftSharpException($"perf {what}: --{flag} does not apply (an inference measurement in this process)");
+            if (options.Precision != PeftSharp.Precision.Float32) throw new PeftSharpException($"perf {what}: measures fp32 inference; leave --precision out");
+        }
+        if (multiAdapter is int tasks) return MultiAdapter(options, tasks, json);
+        if (onnx) return OnnxRuntime(options, methods[0], json);
 
         var report = PerfBenchmark.Run(options, json ? null : new Progress<string>(Console.WriteLine),
                                        inProcess ? null : method => MeasureInChild(method, childArgs.Concat(SetArguments(options.SettingsFor(method))).ToList()));
@@ -120,6 +142,37 @@ public sealed class PerfCommand : ICommand
             ["fp32_gflops"] = Math.Round(rates[0], 1), ["bf16_gflops"] = Math.Round(rates[1], 1),
         };
         Console.WriteLine(json.ToJsonString());
+        return 0;
+    }
+
+    static int OnnxRuntime(PerfOptions options, string method, bool json)
+    {
+        var report = OnnxRuntimePerf.Run(options, method);
+        if (json)
+        {
+            Console.WriteLine(report.ToJson().ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
+            return 0;
+        }
+        Console.WriteLine($"merged {method} ViT, batch {report.Batch}, {report.Threads} threads:");
+        Console.WriteLine($"  PeftSharp (TorchSharp)         {report.OursImagesPerSecond,9:F1} img/s");
+        Console.WriteLine($"  ONNX Runtime {report.OnnxRuntimeVersion,-17} {report.OnnxRuntimeImagesPerSecond,9:F1} img/s");
+        Console.WriteLine($"  PeftSharp / ONNX Runtime {report.Ratio:F3} (timed alternately in this process)");
+        return 0;
+    }
+
+    static int MultiAdapter(PerfOptions options, int tasks, bool json)
+    {
+        if (tasks < 1) throw new PeftSharpException($"perf: --multi-adapter must be at least 1 (got {tasks})");
+        var report = MultiAdapterPerf.Run(options, tasks);
+        if (json)
+        {
+            Console.WriteLine(report.ToJson().ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
+            return 0;
+        }
+        Console.WriteLine($"{tasks} adapters ({string.Join(", ", report.Methods)}) on one backbone, mixed batch of {report.Batch}, {report.Threads} threads:");
+        Console.WriteLine($"  mixed batch, shared backbone  {report.MixedImagesPerSecond,9:F1} img/s  {report.SharedParameters,14:N0} parameters");
+        Console.WriteLine($"  one merged model per task     {report.PerTaskImagesPerSecond,9:F1} img/s  {report.PerTaskParameters,14:N0} parameters");
+        Console.WriteLine($"  mixed / per task {report.Ratio:F3} (timed alternately in this process)");
         return 0;
     }
 

@@ -3,6 +3,7 @@ using System.Globalization;
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using PeftSharp.Inference;
+using PeftSharp.Models;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -25,10 +26,54 @@ public sealed class PredictCommand : ICommand
                           [--checkpoint CLIP.safetensors] [--adapter DIR] [--top N] [--format ...] IMAGE|FOLDER|LIST.txt ...
           CLIP zero-shot: each class is the mean text feature of its prompts (one per --template; default
           "a photo of a {}."); without --checkpoint the shipped CLIP model. --adapter applies a `clip train` adapter.
+        peftsharp predict --adapter DIR --adapter DIR ... [--checkpoint FILE] [--force-base] [--top N] [--format ...]
+                          [--batch-size N] [--device cpu|cuda] IMAGE|FOLDER|LIST.txt ...
+          Several LoRA/DoRA adapters for different tasks on one backbone: every image goes to every adapter in one
+          mixed batch, and each adapter (named by its folder) gives its own top classes. The adapters must record the
+          same base checkpoint and preprocessing.
+        peftsharp predict --adapter VIDEO_ADAPTER_DIR [--top N] [--format table|json] CLIP_DIR|VIDEO_FILE ...
+          A video adapter classifies rawframe folders (every image in name order) and video files (ffmpeg) with
+          the sampling and views it records.
         """;
+
+    /// <summary>Several adapters on one backbone: each image through every adapter, one mixed batch per batch of images.</summary>
+    static int RunMultiAdapter(CommandLine line)
+    {
+        var adapters = line.GetAll("adapter");
+        string? checkpoint = line.Get("checkpoint");
+        bool forceBase = line.Flag("force-base");
+        var config = VitConfig.Resolve(line.Get("model"), line.Get("config"));
+        int top = line.Int("top", 5), batchSize = line.Int("batch-size", 64);
+        string format = line.Get("format") ?? "table";
+        var device = Devices.Parse(line.Get("device"));
+        foreach (var option in new[] { "clip", "classes", "classes-file", "template", "normalization", "precision" })
+            if (line.Flag(option) || line.GetAll(option).Count > 0)
+                throw new PeftSharpException($"predict: --{option} does not go with several adapters (each adapter records its preprocessing; the mixed batch runs in fp32)");
+        line.RejectUnknown(maxPositional: int.MaxValue);
+        if (format is not ("table" or "json" or "csv")) throw new PeftSharpException($"predict: --format must be table, json or csv (got '{format}')");
+        if (batchSize < 1) throw new PeftSharpException($"predict: --batch-size must be at least 1 (got {batchSize})");
+        if (line.Positional.Count == 0) throw new PeftSharpException("predict: name at least one image file, folder or .txt list");
+        var files = ImageFiles.Collect(line.Positional);
+        using var classifier = PeftSharp.MultiAdapter.MultiAdapterClassifier.Load(checkpoint, adapters, config, forceBase);
+        classifier.Model.to(device);
+        var predictions = classifier.Predict(files, top, batchSize);
+        // One row per image and adapter.
+        var rows = predictions.SelectMany(perAdapter => perAdapter).ToList();
+        var names = rows.Select(r => r.Adapter).ToList();
+        Console.Write(format switch
+        {
+            "json" => Json(rows.Select(r => r.Prediction).ToList(), names),
+            "csv" => Csv(rows.Select(r => r.Prediction).ToList(), names),
+            _ => Table(rows.Select(r => r.Prediction with { File = $"{r.Prediction.File} [{r.Adapter}]" }).ToList()),
+        });
+        return 0;
+    }
 
     public int Run(CommandLine line)
     {
+        if (line.GetAll("adapter").Count > 1) return RunMultiAdapter(line);
+        // A video adapter says so in its config: the clips, sampling and classes come from it.
+        if (line.Get("adapter") is string adapter && Tuners.AdapterFiles.ReadKind(adapter) == Video.VideoAdapter.Kind) return VideoCli.Predict(line);
         bool clip = line.Flag("clip");
         var source = EvalCommand.ClassifierOptions(line);
         var classes = line.Get("classes")?.Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries)
@@ -94,19 +139,25 @@ public sealed class PredictCommand : ICommand
         return text.ToString();
     }
 
-    static string Json(IReadOnlyList<ImagePrediction> predictions) =>
-        new JsonArray(predictions.Select(p => (JsonNode)new JsonObject
+    /// <param name="adapters">With several adapters: the adapter of each prediction.</param>
+    static string Json(IReadOnlyList<ImagePrediction> predictions, IReadOnlyList<string>? adapters = null) =>
+        new JsonArray(predictions.Select((p, i) =>
         {
-            ["file"] = p.File,
-            ["top"] = new JsonArray(p.Top.Select(s => (JsonNode)new JsonObject { ["label"] = s.Label, ["class"] = s.Name, ["probability"] = s.Probability }).ToArray()),
+            var o = new JsonObject { ["file"] = p.File };
+            if (adapters != null) o["adapter"] = adapters[i];
+            o["top"] = new JsonArray(p.Top.Select(s => (JsonNode)new JsonObject { ["label"] = s.Label, ["class"] = s.Name, ["probability"] = s.Probability }).ToArray());
+            return (JsonNode)o;
         }).ToArray()).ToJsonString(new JsonSerializerOptions { WriteIndented = true }) + "\n";
 
-    static string Csv(IReadOnlyList<ImagePrediction> predictions)
+    static string Csv(IReadOnlyList<ImagePrediction> predictions, IReadOnlyList<string>? adapters = null)
     {
-        var text = new System.Text.StringBuilder("file,rank,label,class,probability\n");
-        foreach (var p in predictions)
-            for (int r = 0; r < p.Top.Count; r++)
-                text.Append($"{Quote(p.File)},{r + 1},{p.Top[r].Label},{Quote(p.Top[r].Name)},{p.Top[r].Probability.ToString("R", CultureInfo.InvariantCulture)}\n");
+        var text = new System.Text.StringBuilder(adapters == null ? "file,rank,label,class,probability\n" : "file,adapter,rank,label,class,probability\n");
+        for (int i = 0; i < predictions.Count; i++)
+            for (int r = 0, n = predictions[i].Top.Count; r < n; r++)
+            {
+                var p = predictions[i];
+                text.Append($"{Quote(p.File)},{(adapters == null ? "" : Quote(adapters[i]) + ",")}{r + 1},{p.Top[r].Label},{Quote(p.Top[r].Name)},{p.Top[r].Probability.ToString("R", CultureInfo.InvariantCulture)}\n");
+            }
         return text.ToString();
     }
 

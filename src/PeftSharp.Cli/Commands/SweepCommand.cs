@@ -11,7 +11,7 @@ public sealed class SweepCommand : ICommand
 {
     public string Name => "sweep";
     public string Summary => "queue a sweep's runs for workers (plan), show its progress (status), write a Slurm job (slurm)";
-    public IEnumerable<string> Flags => SharedOptions.Flags.Append("runs");
+    public IEnumerable<string> Flags => SharedOptions.Flags.Append("runs").Append("flip");
     public string Usage => """
         peftsharp sweep plan --db FILE|URL --data TASK_DIR[,TASK_DIR...] --method ID[,ID...] [--name PLAN]
                              [backbone] [grid and training options as for tune]
@@ -19,6 +19,9 @@ public sealed class SweepCommand : ICommand
           train800/val200 (or, for a one-point grid, the final runs directly). When a sweep's search runs are all
           done, the next worker queues the retraining of the best configuration on train800val200 (test).
           Prints the plan's name (default: derived from its sweeps); planning it again queues nothing new.
+          A dense TASK_DIR (segmentation or COCO folder, docs/dense.md) queues dense runs: search on train/val, the
+          best retrained on train+val and scored on test; [--image-size N (64)] [--head uper|linear] [--head-lr X]
+          [--test-images N].
         peftsharp sweep status --db FILE|URL [--sweep PLAN] [--runs]
           Pending, running, finished and failed runs per sweep (--runs lists every queued run).
         peftsharp sweep slurm --db FILE|URL --workers N [--sweep PLAN] [--partition P] [--time T] [--gres G]
@@ -28,7 +31,7 @@ public sealed class SweepCommand : ICommand
           not written into it: the job then reads the database from $PEFTSHARP_DB (export it before sbatch).
           --peftsharp is how compute nodes run peftsharp (default: this program, as it was started here).
           --db defaults to $PEFTSHARP_DB.
-        """ + "\n" + SharedOptions.GridUsage + SharedOptions.Usage;
+        """ + "\n" + SharedOptions.GridUsage + SharedOptions.Usage + VideoCli.SweepUsage;
 
     public int Run(CommandLine line)
     {
@@ -44,9 +47,21 @@ public sealed class SweepCommand : ICommand
 
     static int Plan(CommandLine line)
     {
+        // Dense folders are recognised by their layout, so --family dense needs nothing more.
+        if (line.Get("family") is string family && family is not ("classification" or "dense"))
+            return family == "video" ? VideoCli.SweepPlan(line) : throw new PeftSharpException("family", $"sweep plan: unknown family '{family}' (classification, video, dense)");
         var tasks = List(line, "data");
         var methods = List(line, "method");
         var requests = (from task in tasks from method in methods select SharedOptions.Tune(line, task, method)).ToList();
+        // A dense folder (segmentation or COCO) makes dense runs with these settings (docs/dense.md); the options are
+        // read only then, so a classification plan refuses them as unknown.
+        static bool IsDense(string dir) => Directory.Exists(dir) && (Dense.SegmentationFolder.Looks(dir) || Dense.CocoDataset.Looks(dir));
+        if (requests.Any(r => IsDense(r.TaskDirectory)))
+        {
+            var dense = new Training.DenseSweep(line.Int("image-size", DenseCli.DefaultImageSize), line.Get("head") ?? "uper", line.OptionalDouble("head-lr"),
+                                                line.Get("test-images") is null ? null : line.Int("test-images", 0));
+            requests = requests.Select(r => IsDense(r.TaskDirectory) ? r with { Dense = dense, SplitRule = null } : r).ToList();
+        }
         string? name = line.Get("name");
         line.Flag("quiet");
         line.Get("device");   // accepted for symmetry with tune; workers choose their own device

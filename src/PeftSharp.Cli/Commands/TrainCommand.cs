@@ -10,7 +10,7 @@ public sealed class TrainCommand : ICommand
 {
     public string Name => "train";
     public string Summary => "train one configuration and evaluate it (stored in the results database)";
-    public IEnumerable<string> Flags => SharedOptions.Flags.Append("no-resume");
+    public IEnumerable<string> Flags => SharedOptions.Flags.Append("no-resume").Append("flip");
     public string Usage => """
         peftsharp train --data TASK_DIR --method ID [backbone] [--train-split NAME] [--eval-split NAME]
                         [--save-adapter DIR] [--no-resume] [training options]
@@ -18,10 +18,18 @@ public sealed class TrainCommand : ICommand
           An interrupted run resumes from its last finished epoch (unless --no-resume); an identical finished run
           on the same images is not retrained. --save-adapter writes the adapter files (with the base checkpoint,
           preprocessing and class names), which eval, predict and merge read.
-        """ + "\n" + SharedOptions.SplitUsage + SharedOptions.Usage;
+        """ + "\n" + SharedOptions.SplitUsage + SharedOptions.Usage + VideoCli.TrainUsage + "\n" + DenseCli.TrainUsage;
 
     public int Run(CommandLine line)
     {
+        // A built-in dense task or a COCO/mask folder is dense without --family dense.
+        switch (line.Get("family") ?? (DenseCli.Applies(line) ? "dense" : "classification"))
+        {
+            case "video": return VideoCli.Train(line);
+            case "dense": return DenseCli.Train(line);
+            case "classification": break;
+            case var other: throw new PeftSharpException("family", $"train: unknown family '{other}' (classification, video, dense)");
+        }
         var task = SharedOptions.Task(line);
         string method = line.Require("method");
         string? trainSplit = line.Get("train-split"), evalSplit = line.Get("eval-split");

@@ -188,10 +188,11 @@ public static class PerfBenchmark
         public optim.Optimizer Optimizer => Steps.Optimizer;
         public Trainer Trainer { get; }
         readonly Tensor images, labels;
+        readonly DeviceType device;
 
         public TrainingRig(string method, PerfOptions o, Tensor images, Tensor labels)
         {
-            (this.images, this.labels) = (images, labels);
+            (this.images, this.labels, device) = (images, labels, o.Device.type);
             Model = NewModel(o);
             Peft = PeftModel.Create(Model, method, o.SettingsFor(method));
             Parameters = Peft.TrainableParameters().Select(p => p.Parameter).ToList();
@@ -207,12 +208,12 @@ public static class PerfBenchmark
         /// <summary>A training step that returns the native bytes its forward leaves allocated for the backward.</summary>
         public long? StepMeasuringSavedActivations()
         {
-            using var stepScope = NativeHeap.StepScope();
+            using var stepScope = NativeHeap.StepScope(device);
             Optimizer.zero_grad();
-            long? before = NativeHeap.AllocatedBytes();
+            long? before = NativeHeap.AllocatedBytes(device);
             var loss = Loss();
             NativeHeap.CollectStepGarbage();   // the forward's dead scalar wrappers are not activations
-            long? after = NativeHeap.AllocatedBytes();
+            long? after = NativeHeap.AllocatedBytes(device);
             loss.backward();
             Optimizer.step();
             return after - before;
@@ -280,7 +281,7 @@ public static class PerfBenchmark
         for (int i = 0; i < o.Steps; i++)
         {
             watch.Restart();
-            var stepScope = NativeHeap.StepScope();
+            var stepScope = NativeHeap.StepScope(o.Device.type);
             optimizer.zero_grad();
             Lap(0);
             var value = loss();
@@ -301,7 +302,7 @@ public static class PerfBenchmark
         model.eval();
         return () =>
         {
-            using var stepScope = NativeHeap.StepScope();
+            using var stepScope = NativeHeap.StepScope(o.Device.type);
             using var _ = inference_mode();
             using var precision = Autocast.Enter(o.Precision, o.Device);
             model.forward(images);
@@ -321,7 +322,7 @@ public static class PerfBenchmark
 
     /// <summary>Images per second of each step from the median of its timed runs after warm-up; the steps take
     /// turns, so drift on a shared machine affects them alike.</summary>
-    static double[] Rates(PerfOptions o, params Action[] steps)
+    internal static double[] Rates(PerfOptions o, params Action[] steps)
     {
         for (int i = 0; i < o.WarmupSteps; i++) foreach (var step in steps) step();
         var times = steps.Select(_ => new List<double>()).ToArray();

@@ -21,6 +21,13 @@ public sealed record DenseBenchProfile
     /// <summary>The first N of train and val (null: all).</summary>
     public int? TrainImages { get; init; }
     public int? ValImages { get; init; }
+    /// <summary>The first N test images scored (null: all 240).</summary>
+    public int? TestImages { get; init; }
+    /// <summary>The segmentation head (uper or linear; detection has FCOS).</summary>
+    public string SegHead { get; init; } = "uper";
+    /// <summary>The head's learning rate per task kind (absent: each run's lr): the heads' ReLU towers die at the rates
+    /// the methods' few tensors want, while the linear head wants a high one.</summary>
+    public IReadOnlyDictionary<DenseKind, double> HeadLrs { get; init; } = new Dictionary<DenseKind, double>();
 
     public IReadOnlyList<double> LrsFor(string method) => MethodLrs.TryGetValue(method, out var l) ? l : Lrs;
 
@@ -29,27 +36,29 @@ public sealed record DenseBenchProfile
     public static readonly IReadOnlyList<string> VpetlMethods =
         new[] { "full", "linear", "bitfit", "layernorm", "partial-k", "adapter-houlsby", "adapter-pfeiffer", "lora", "adaptformer" };
 
-    public static DenseBenchProfile Quick => new()
-    {
-        Name = "quick", Tasks = DenseSuite.Tasks.Select(t => t.Name).ToList(), Methods = new[] { "linear", "lora" },
-        Epochs = 2, Lrs = new[] { 3e-3 }, TrainImages = 160, ValImages = 40, BatchSize = 8,
-    };
+    public static DenseBenchProfile Quick => Default with { Name = "quick", Methods = new[] { "linear", "lora" }, Epochs = 1, TrainImages = 120, ValImages = 40, TestImages = 60 };
 
-    /// <summary>V-PETL's dense methods on both tasks with a two-point lr search, cut to fit 15 minutes on 2 cores:
-    /// 3 epochs at batch 8, search on the first 96 training and 48 validation images, the chosen lr retrained on those
-    /// 144 and scored on all 240 test images.</summary>
+    /// <summary>What fits 15 minutes on 2 shared cores: six of V-PETL's dense methods (full, frozen/linear, BitFit,
+    /// Partial-1, LoRA, AdaptFormer), each at the lr the classification bench chose for it on this backbone (no search:
+    /// a search would leave each run a third of the steps), 2 epochs at batch 8 on 360 training + 120 validation
+    /// images (120 steps), scored on the first 120 test images. Segmentation uses the linear head (it learns classes in
+    /// fewer steps than the UperNet-lite head), whose lr is 3e-2; the FCOS head trains at 1e-3.</summary>
     public static DenseBenchProfile Default => new()
     {
-        Name = "default", Tasks = DenseSuite.Tasks.Select(t => t.Name).ToList(), Methods = VpetlMethods,
-        Epochs = 3, Lrs = new[] { 1e-3, 3e-3 }, MethodLrs = new Dictionary<string, IReadOnlyList<double>> { ["full"] = new[] { 3e-4, 1e-3 } },
-        TrainImages = 96, ValImages = 48, BatchSize = 8,
+        Name = "default", Tasks = DenseSuite.Tasks.Select(t => t.Name).ToList(),
+        Methods = new[] { "full", "linear", "bitfit", "partial-k", "lora", "adaptformer" },
+        Epochs = 2, Lrs = new[] { 1e-2 },
+        MethodLrs = new Dictionary<string, IReadOnlyList<double>> { ["full"] = new[] { 3e-4 }, ["partial-k"] = new[] { 1e-3 } },
+        TrainImages = 360, ValImages = 120, TestImages = 120, BatchSize = 8, SegHead = "linear",
+        HeadLrs = new Dictionary<DenseKind, double> { [DenseKind.Segmentation] = 3e-2, [DenseKind.Detection] = 1e-3 },
     };
 
     /// <summary>The whole splits (480 training, 120 validation, 240 test images), 10 epochs with 1 warm-up.</summary>
     public static DenseBenchProfile Full => new()
     {
         Name = "full", Tasks = DenseSuite.Tasks.Select(t => t.Name).ToList(), Methods = VpetlMethods,
-        Epochs = 10, WarmupEpochs = 1, BatchSize = 16, Lrs = new[] { 1e-3, 3e-3 }, MethodLrs = new Dictionary<string, IReadOnlyList<double>> { ["full"] = new[] { 3e-4, 1e-3 } },
+        Epochs = 10, WarmupEpochs = 1, BatchSize = 16, Lrs = new[] { 3e-3, 1e-2 }, MethodLrs = new Dictionary<string, IReadOnlyList<double>> { ["full"] = new[] { 1e-4, 3e-4 } },
+        HeadLrs = new Dictionary<DenseKind, double> { [DenseKind.Segmentation] = 1e-3, [DenseKind.Detection] = 1e-3 },
     };
 
     public static DenseBenchProfile Get(string name) => name switch
@@ -68,10 +77,14 @@ public sealed record DenseBenchProfile
         return this;
     }
 
+    bool Searches => Lrs.Count > 1 || MethodLrs.Values.Any(l => l.Count > 1);
+
     public string Description() =>
-        $"search lr ∈ {{{string.Join(", ", Lrs.Select(G))}}}" + string.Concat(MethodLrs.Select(m => $" ({m.Key}: {{{string.Join(", ", m.Value.Select(G))}}})")) +
-        $" on train → val, retrain the best on train+val, score test; {Epochs} epochs ({WarmupEpochs} warm-up), batch {BatchSize}, AdamW wd 1e-4, drop path 0.1" +
-        (TrainImages is int n ? $"; the first {n} training and {ValImages} validation images" : "");
+        (Searches ? "search lr ∈ " : "lr ") + $"{{{string.Join(", ", Lrs.Select(G))}}}" + string.Concat(MethodLrs.Select(m => $" ({m.Key}: {{{string.Join(", ", m.Value.Select(G))}}})")) +
+        (Searches ? " on train → val, retrain the best on train+val, score test" : " (one lr per method: train on train+val, score test)") + $"; {Epochs} epochs ({WarmupEpochs} warm-up), batch {BatchSize}, AdamW wd 1e-4, drop path 0.1" +
+        (TrainImages is int n ? $"; the first {n} training and {ValImages} validation images" : "") +
+        (TestImages is int t ? $", the first {t} test images" : "") + $"; {SegHead} segmentation head" +
+        string.Concat(HeadLrs.Select(h => $", {(h.Key == DenseKind.Segmentation ? "segmentation" : "detection")} head lr {G(h.Value)}"));
 
     static string G(double v) => v.ToString("G", CultureInfo.InvariantCulture);
 }
@@ -79,7 +92,12 @@ public sealed record DenseBenchProfile
 /// <summary>One (task, method) cell: the test metric of the final run (at the lr chosen on val) and its run.</summary>
 public sealed record DenseBenchCell(string Task, DenseKind Kind, string Method, double? Test, double? Val, double? ChosenLr, RunRecord? Final, string? Error, double Seconds);
 
-public sealed record DenseBenchOutcome(DenseBenchProfile Profile, IReadOnlyList<DenseBenchCell> Cells, double Seconds, string Checkpoint, string SuiteDir, string DatabasePath);
+public sealed record DenseBenchOutcome(DenseBenchProfile Profile, IReadOnlyList<DenseBenchCell> Cells, double Seconds, string Checkpoint, string SuiteDir, string DatabasePath)
+{
+    /// <summary>Inference speed of the plain backbone, LoRA unmerged and LoRA merged (<see cref="DenseInferenceSpeed"/>), with the head of the first task.</summary>
+    public IReadOnlyList<DenseSpeed> Speeds { get; init; } = Array.Empty<DenseSpeed>();
+    public string SpeedSetting { get; init; } = "";
+}
 
 /// <summary>
 /// The dense benchmark: materialises the built-in dense tasks, and for every task and method searches the lrs on
@@ -108,7 +126,15 @@ public sealed class DenseBenchmark(DenseBenchProfile profile, string outDir, str
             foreach (var method in profile.Methods)
                 cells.Add(Cell(executor, task, info, method, backbone, normalization));
         }
-        return new DenseBenchOutcome(profile, cells, watch.Elapsed.TotalSeconds, Path.GetFileName(checkpoint), suiteDir, dbPath);
+        double seconds = watch.Elapsed.TotalSeconds;
+        // Merged inference costs nothing: timed after the runs (not part of the benchmark's time), head of the first task.
+        var first = DenseSuite.Task(profile.Tasks[0]);
+        log?.Report("timing inference: plain backbone, LoRA unmerged, LoRA merged");
+        var speeds = DenseInferenceSpeed.Measure(checkpoint, first.Kind, first.ClassNames.Count, profile.SegHead, first.ImageSize, device);
+        return new DenseBenchOutcome(profile, cells, seconds, Path.GetFileName(checkpoint), suiteDir, dbPath)
+        {
+            Speeds = speeds, SpeedSetting = $"{first.Name} model ({(first.Kind == DenseKind.Segmentation ? profile.SegHead + " head" : "FCOS head")}), batch 32 at {first.ImageSize} px, median of 7 interleaved rounds of 4 batches",
+        };
     }
 
     TrainOptions Options(string normalization, double lr) => new()
@@ -116,6 +142,8 @@ public sealed class DenseBenchmark(DenseBenchProfile profile, string outDir, str
         Epochs = profile.Epochs, WarmupEpochs = profile.WarmupEpochs, BatchSize = profile.BatchSize, Lr = lr, DropPath = 0.1,
         Normalization = normalization, EvalBatchSize = 64, WarmupLr = 1e-6, MinLr = 1e-5,
     };
+
+    double? HeadLr(DenseKind kind) => profile.HeadLrs.TryGetValue(kind, out var lr) ? lr : null;
 
     DenseBenchCell Cell(RunExecutor executor, DenseTask task, DenseTaskInfo info, string method, BackboneSpec backbone, string normalization)
     {
@@ -127,8 +155,8 @@ public sealed class DenseBenchmark(DenseBenchProfile profile, string outDir, str
         if (lrs.Count > 1)
             foreach (var lr in lrs)
             {
-                var request = DenseRunRequest.Create(task, method, settings, Options(normalization, lr), backbone, trainSplit, valSplit, info.ImageSize,
-                                                     trainImages: profile.TrainImages, evalImages: profile.ValImages);
+                var request = DenseRunRequest.Create(task, method, settings, Options(normalization, lr), backbone, trainSplit, valSplit, info.ImageSize, profile.SegHead,
+                                                     trainImages: profile.TrainImages, evalImages: profile.ValImages, headLr: HeadLr(info.Kind));
                 var record = executor.Execute(request, $"{task.Name} {method} lr {lr:G3} (search)");
                 seconds += record.Outcome?.TrainSeconds ?? 0;
                 search.Add(record);
@@ -137,8 +165,8 @@ public sealed class DenseBenchmark(DenseBenchProfile profile, string outDir, str
         double chosen = best?.Spec.Lr ?? lrs[0];
         if (lrs.Count > 1 && best == null)
             return new DenseBenchCell(task.Name, info.Kind, method, null, null, null, null, search.FirstOrDefault(r => r.Error != null)?.Error ?? "no search run finished", seconds);
-        var final = executor.Execute(DenseRunRequest.Create(task, method, settings, Options(normalization, chosen), backbone, "train+val", "test", info.ImageSize,
-                                                                 trainImages: profile.TrainImages, valImages: profile.ValImages),
+        var final = executor.Execute(DenseRunRequest.Create(task, method, settings, Options(normalization, chosen), backbone, "train+val", "test", info.ImageSize, profile.SegHead,
+                                                                 trainImages: profile.TrainImages, valImages: profile.ValImages, evalImages: profile.TestImages, headLr: HeadLr(info.Kind)),
                                      $"{task.Name} {method} lr {chosen:G3} (final)");
         seconds += final.Outcome?.TrainSeconds ?? 0;
         return new DenseBenchCell(task.Name, info.Kind, method, final.Top1, best?.Top1, chosen, final.Status == RunStatus.Finished ? final : null,

@@ -23,13 +23,13 @@ public sealed class DenseReport(DenseBenchOutcome outcome)
     public string Markdown()
     {
         var sb = new StringBuilder();
-        sb.AppendLine($"Dense prediction, profile `{outcome.Profile.Name}`: {outcome.Profile.Description()}. Backbone {outcome.Checkpoint}; total {outcome.Seconds / 60:F1} min.");
+        sb.AppendLine($"Dense prediction, profile `{outcome.Profile.Name}`: {outcome.Profile.Description()}. Backbone {outcome.Checkpoint}; wall time of this invocation {outcome.Seconds / 60:F1} min (runs already in the database are reused, not retrained).");
         foreach (var group in outcome.Cells.GroupBy(c => c.Task))
         {
             var kind = group.First().Kind;
             string metric = kind == DenseKind.Segmentation ? "test mIoU" : "test box AP";
             sb.AppendLine();
-            sb.AppendLine($"**{group.Key}** ({(kind == DenseKind.Segmentation ? "semantic segmentation, UperNet-lite head" : "detection, simple pyramid + FCOS head")})");
+            sb.AppendLine($"**{group.Key}** ({(kind == DenseKind.Segmentation ? $"semantic segmentation, {(outcome.Profile.SegHead == "uper" ? "UperNet-lite" : outcome.Profile.SegHead)} head" : "detection, simple pyramid + FCOS head")})");
             sb.AppendLine();
             string extra = kind == DenseKind.Segmentation ? "aAcc" : "AP50";
             sb.AppendLine($"| Method | {metric} | {extra} | val | lr | Params (method) | Head params | PPT | Peak train memory | Train s |");
@@ -46,6 +46,13 @@ public sealed class DenseReport(DenseBenchOutcome outcome)
                     : $"| {c.Method} | **{P(c.Test)}** | {P(second)} | {P(c.Val)} | {c.ChosenLr?.ToString("G", Inv)} | {parameters.ToString("N0", Inv)} | {head} | {(c.Test is double t ? Ppt.Compute(t, parameters).ToString("F3", Inv) : "–")} | {peak} | {c.Seconds.ToString("F0", Inv)} |");
             }
         }
+        if (outcome.Speeds.Count > 0)
+        {
+            var plain = outcome.Speeds[0].ImagesPerSecond;
+            sb.AppendLine();
+            sb.AppendLine($"Inference ({outcome.SpeedSetting}): " + string.Join(", ", outcome.Speeds.Select(s =>
+                $"{s.Variant} {s.ImagesPerSecond.ToString("F0", Inv)} img/s ({(s.ImagesPerSecond / plain).ToString("F2", Inv)}×)")) + ".");
+        }
         return sb.ToString();
     }
 
@@ -55,6 +62,73 @@ public sealed class DenseReport(DenseBenchOutcome outcome)
     {
         File.WriteAllText(Path.Combine(outDir, "dense-summary.md"), Markdown());
         File.WriteAllText(Path.Combine(outDir, "dense-report.html"), Html());
+        File.WriteAllBytes(Path.Combine(outDir, "dense-pictures.png"), Png());
+    }
+
+    /// <summary>The pictures as one PNG (for documents without inline SVG): per task, the first test images in rows;
+    /// columns ground truth, then each picture method's prediction, labelled above.</summary>
+    public byte[] Png(int images = 3, int scale = 3)
+    {
+        var groups = outcome.Cells.GroupBy(c => c.Task).ToList();
+        int size = DenseSuite.Size * scale, pad = 4, label = 14;
+        int columns = 1 + PictureMethods.Length;
+        int width = columns * (size + pad) + pad, height = groups.Count * (label + images * (size + pad)) + pad;
+        using var bitmap = new SkiaSharp.SKBitmap(width, height);
+        using var canvas = new SkiaSharp.SKCanvas(bitmap);
+        canvas.Clear(SkiaSharp.SKColors.White);
+        using var text = new SkiaSharp.SKPaint { Color = SkiaSharp.SKColors.Black, TextSize = 11, IsAntialias = true };
+        int top = pad;
+        foreach (var group in groups)
+        {
+            var info = DenseSuite.Task(group.Key);
+            var test = DenseTask.Open(Path.Combine(outcome.SuiteDir, group.Key)).Split("test", info.ImageSize);
+            var methods = PictureMethods.Select(m => group.FirstOrDefault(c => c.Method == m && c.Final != null)).ToList();
+            var titles = new[] { $"{group.Key}: truth" }.Concat(methods.Select((c, i) => c == null ? PictureMethods[i] : $"{c.Method} {P(c.Test)}")).ToList();
+            for (int col = 0; col < columns; col++) canvas.DrawText(titles[col], pad + col * (size + pad), top + label - 3, text);
+            top += label;
+            var predictions = methods.Select(c => c?.Final?.Outcome is RunOutcome o ? JsonNode.Parse(o.MetricsJson)?["pictures"] as JsonObject : null).ToList();
+            for (int i = 0; i < Math.Min(images, test.Count); i++)
+            {
+                for (int col = 0; col < columns; col++)
+                {
+                    byte[]? map = null;
+                    List<Detection>? boxes = null;
+                    if (col == 0)
+                    {
+                        map = test.Labels?[i];
+                        boxes = test.Objects?[i].Select(o => new Detection(o.X, o.Y, o.W, o.H, o.Label, 1)).ToList();
+                    }
+                    else if (predictions[col - 1] is JsonObject p)
+                    {
+                        if (p["maps"] is JsonArray maps && i < maps.Count) map = Convert.FromBase64String(maps[i]!.GetValue<string>());
+                        if (p["detections"] is JsonArray dets && i < dets.Count)
+                            boxes = dets[i]!.AsArray().Select(d => new Detection(d![0]!.GetValue<double>(), d[1]!.GetValue<double>(), d[2]!.GetValue<double>(),
+                                                                                 d[3]!.GetValue<double>(), d[4]!.GetValue<int>(), d[5]!.GetValue<double>())).ToList();
+                    }
+                    var pixels = Picture.Blend(test.Pixels[i], map);
+                    float x0 = pad + col * (size + pad), y0 = top + i * (size + pad);
+                    using var image = new SkiaSharp.SKBitmap(new SkiaSharp.SKImageInfo(test.Size, test.Size, SkiaSharp.SKColorType.Rgba8888, SkiaSharp.SKAlphaType.Opaque));
+                    for (int y = 0; y < test.Size; y++)
+                        for (int x = 0; x < test.Size; x++)
+                        {
+                            int q = 3 * (y * test.Size + x);
+                            image.SetPixel(x, y, new SkiaSharp.SKColor(pixels[q], pixels[q + 1], pixels[q + 2]));
+                        }
+                    canvas.DrawBitmap(image, new SkiaSharp.SKRect(x0, y0, x0 + size, y0 + size));
+                    foreach (var d in boxes ?? new List<Detection>())
+                    {
+                        var c = SkiaSharp.SKColor.Parse(Picture.Hex(d.Label + 1));
+                        using var stroke = new SkiaSharp.SKPaint { Color = c, Style = SkiaSharp.SKPaintStyle.Stroke, StrokeWidth = 2 };
+                        canvas.DrawRect((float)(x0 + d.X * scale), (float)(y0 + d.Y * scale), (float)(d.W * scale), (float)(d.H * scale), stroke);
+                        using var tag = new SkiaSharp.SKPaint { Color = c, TextSize = 10, IsAntialias = true, FakeBoldText = true };
+                        canvas.DrawText(test.ClassNames[d.Label], (float)(x0 + d.X * scale + 2), (float)(y0 + d.Y * scale + 10), tag);
+                    }
+                }
+            }
+            top += Math.Min(images, test.Count) * (size + pad);
+        }
+        using var data = SkiaSharp.SKImage.FromBitmap(bitmap).Encode(SkiaSharp.SKEncodedImageFormat.Png, 100);
+        return data.ToArray();
     }
 
     public string Html()
@@ -110,7 +184,8 @@ public static class Picture
 
     public static string Hex(int c) { var p = Palette[c % Palette.Length]; return $"#{p.R:x2}{p.G:x2}{p.B:x2}"; }
 
-    public static string Svg(byte[] rgb, int size, byte[]? classMap, IReadOnlyList<Detection>? boxes, IReadOnlyList<string>? names = null)
+    /// <summary>The image with a class map blended over it (background left clear).</summary>
+    public static byte[] Blend(byte[] rgb, byte[]? classMap)
     {
         var pixels = (byte[])rgb.Clone();
         if (classMap != null)
@@ -123,6 +198,12 @@ public static class Picture
                 pixels[3 * p + 1] = (byte)((pixels[3 * p + 1] + 2 * col.G) / 3);
                 pixels[3 * p + 2] = (byte)((pixels[3 * p + 2] + 2 * col.B) / 3);
             }
+        return pixels;
+    }
+
+    public static string Svg(byte[] rgb, int size, byte[]? classMap, IReadOnlyList<Detection>? boxes, IReadOnlyList<string>? names = null)
+    {
+        var pixels = Blend(rgb, classMap);
         string png = Convert.ToBase64String(SuiteImage.Rgb(size, size, pixels).ToPng());
         int s = size * Scale;
         var sb = new StringBuilder($"<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{s}\" height=\"{s}\" viewBox=\"0 0 {size} {size}\">");

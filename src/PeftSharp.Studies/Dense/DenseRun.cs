@@ -17,14 +17,17 @@ public sealed record DenseRunRequest(RunSpec Spec, BackboneSpec Backbone, IReadO
 {
     public string DatasetPath => Task.Directory;
 
+    /// <summary>The head's name: the segmentation head's, or FCOS for detection.</summary>
+    public string Head => Task.Kind == DenseKind.Segmentation ? SegHead : "fcos";
+
     /// <summary>The executor's entry (<see cref="RunExecutor.Execute(IRunJob, string, Func{RunProduct, RunRecord, RunRecord}?)"/>):
     /// trains and scores, and returns the outcome with the family's primary metric (mIoU or box AP) in Top1, its name
     /// and every other figure in the metrics, the trainable parameters of the method, the head's, the peak training
-    /// memory, and the first test images' predictions (the report draws them). Epoch checkpoints are not written: an
-    /// interrupted dense run starts again (a finished one is reused).</summary>
+    /// memory, and the first test images' predictions (the report draws them). After each epoch the method's tensors
+    /// and the head are checkpointed, so an interrupted run resumes after its last finished epoch.</summary>
     public RunProduct Run(Device device, IProgress<TrainProgress>? progress, TrainCheckpoint? checkpoint)
     {
-        var product = DenseRuns.Train(this, device, progress);
+        var product = DenseRuns.Train(this, device, progress, checkpoint);
         var metrics = product.Evaluation.Metrics;
         metrics["family"] = Task.Family;
         metrics["epoch_losses"] = new JsonArray(product.Training.EpochLosses.Select(l => (JsonNode)JsonValue.Create(l)!).ToArray());
@@ -38,7 +41,7 @@ public sealed record DenseRunRequest(RunSpec Spec, BackboneSpec Backbone, IReadO
             TrainableParams = product.Peft.CountTrainable(), TrainSeconds = product.Training.Seconds,
             EvalSeconds = product.Evaluation.Seconds, ImagesPerSecond = product.Training.ImagesPerSecond,
         };
-        return new RunProduct(outcome, Array.Empty<Prediction>(), product.Peft, dir => DenseRuns.SaveAdapter(product, Spec, dir), product);
+        return new RunProduct(outcome, Array.Empty<Prediction>(), product.Peft, dir => DenseRuns.SaveAdapter(product, this, dir), product);
     }
 
     /// <summary>Train on the first N images of each training split only (null: all).</summary>
@@ -47,16 +50,19 @@ public sealed record DenseRunRequest(RunSpec Spec, BackboneSpec Backbone, IReadO
     public int? EvalImages { get; init; }
     /// <summary>In a joined training split, take the first N of its "val" part (null: as many as of the others).</summary>
     public int? ValImages { get; init; }
+    /// <summary>The head's learning rate (null: the run's lr, as the method's tensors).</summary>
+    public double? HeadLr { get; init; }
 
     /// <summary>The run's identity: the training settings, the task family, the head and the data's fingerprint are
     /// part of the key, so a dense run never shares a key with a classification run or with other images.</summary>
     public static DenseRunRequest Create(DenseTask task, string method, IReadOnlyDictionary<string, string>? settings, TrainOptions train,
                                          BackboneSpec backbone, string trainSplit, string evalSplit, int imageSize, string segHead = "uper", string? sweepId = null,
-                                         int? trainImages = null, int? evalImages = null, int? valImages = null)
+                                         int? trainImages = null, int? evalImages = null, int? valImages = null, double? headLr = null,
+                                         RunStage stage = RunStage.Single)
     {
         settings ??= new Dictionary<string, string>();
         var data = new JsonObject { ["images"] = task.Fingerprint(trainSplit.Split('+').Append(evalSplit).Distinct().ToArray()) };
-        var spec = RunSpecs.Trained(RunStage.Single, task.Name, trainSplit, evalSplit, method, settings, train, data,
+        var spec = RunSpecs.Trained(stage, task.Name, trainSplit, evalSplit, method, settings, train, data,
                                     backbone.ModelJson, backbone.CheckpointIdentity(), sweepId, family: task.Family);
         var training = JsonNode.Parse(spec.TrainingJson)!.AsObject();
         training["image_size"] = imageSize;
@@ -64,25 +70,15 @@ public sealed record DenseRunRequest(RunSpec Spec, BackboneSpec Backbone, IReadO
         if (trainImages is int n) training["train_images"] = n;
         if (evalImages is int m) training["eval_images"] = m;
         if (valImages is int v && trainSplit.Contains('+')) training["val_images"] = v;
+        if (headLr is double h) training["head_lr"] = h;
         spec = spec with { TrainingJson = training.ToJsonString() };
-        return new DenseRunRequest(spec, backbone, settings, train, task, imageSize, segHead) { TrainImages = trainImages, EvalImages = evalImages, ValImages = valImages };
+        return new DenseRunRequest(spec, backbone, settings, train, task, imageSize, segHead) { TrainImages = trainImages, EvalImages = evalImages, ValImages = valImages, HeadLr = headLr };
     }
 
     /// <summary>The backbone at the task's input size (the position table resampled as timm does), without a
     /// classifier, with the run's stochastic depth.</summary>
-    public VisionTransformer LoadBackbone()
-    {
-        var config = VitConfig.Resolve(Backbone.Preset, Backbone.ConfigJson)
-                     ?? (Backbone.Checkpoint != null ? ModelCheckpoints.ReadVitConfig(Backbone.Checkpoint) : throw new PeftSharpException("checkpoint", "no backbone: give a model preset, a config and/or a checkpoint"));
-        if (ImageSize % config.PatchSize != 0)
-            throw new PeftSharpException("image_size", $"dense input size {ImageSize} is not a multiple of the backbone's patch size {config.PatchSize}");
-        config = config with { ImgSize = ImageSize, NumClasses = 0, DropPathRate = Train.DropPath };
-        if (Backbone.Checkpoint == null) return new VisionTransformer(config);
-        var loaded = ModelCheckpoints.LoadVit(Backbone.Checkpoint, config, strict: false);
-        if (loaded.Report.Missing.Count > 0 || loaded.Report.ShapeMismatches.Count > 0)
-            throw new PeftSharpException($"{Backbone.Checkpoint}: not a backbone for this config ({loaded.Report.Describe()})");
-        return loaded.Model;
-    }
+    public VisionTransformer LoadBackbone() =>
+        DenseAdapter.LoadBackbone(Backbone.Preset, Backbone.ConfigJson, Backbone.Checkpoint, ImageSize, Train.DropPath);
 }
 
 /// <summary>A trained dense run: the model, its method, the training record and the evaluation.</summary>
@@ -103,7 +99,7 @@ public static class DenseRuns
     public const int PictureImages = 4;
 
     /// <summary>Trains and scores one run (no database).</summary>
-    public static DenseRunProduct Train(DenseRunRequest request, Device device, IProgress<TrainProgress>? progress = null)
+    public static DenseRunProduct Train(DenseRunRequest request, Device device, IProgress<TrainProgress>? progress = null, TrainCheckpoint? checkpoint = null)
     {
         var spec = request.Spec;
         var train = request.Spec.TrainSplit.Split('+')
@@ -118,8 +114,8 @@ public static class DenseRuns
             backbone.to(device);
             model.decode_head.to(device);
             var peft = PeftModel.Create(backbone, spec.Method, request.Settings);
-            var trainer = new DenseTrainer(model, peft, request.Train, device);
-            var trained = trainer.Fit(train, progress);
+            var trainer = new DenseTrainer(model, peft, request.Train, device, request.HeadLr);
+            var trained = trainer.Fit(train, progress, checkpoint);
             var evaluation = DenseTrainer.Evaluate(model, eval, Data.Normalization.FromName(request.Train.Normalization), device, request.Train.EvalBatchSize ?? 64);
             return new DenseRunProduct(model, peft, trained, evaluation, eval);
         }
@@ -130,18 +126,13 @@ public static class DenseRuns
         }
     }
 
-    /// <summary>The trained method's tensors and the whole head as an adapter folder (safetensors + run.json): the head
-    /// is part of what a dense run trains.</summary>
-    public static void SaveAdapter(DenseRunProduct product, RunSpec spec, string directory)
+    /// <summary>The trained model as a dense adapter folder (<see cref="DenseAdapter"/>: the method's files, the head,
+    /// the input size, normalisation and class names) and the run's identity (run.json).</summary>
+    public static void SaveAdapter(DenseRunProduct product, DenseRunRequest request, string directory)
     {
-        Directory.CreateDirectory(directory);
-        var tensors = product.Peft.TrainableParameters().ToDictionary(p => AdapterFiles.CanonicalName(p.Name), p => p.Parameter.detach().cpu());
-        foreach (var (name, p) in product.Model.decode_head.named_parameters()) tensors["decode_head." + name] = p.detach().cpu();
-        Checkpoints.SafeTensors.Save(Path.Combine(directory, "adapter_model.safetensors"), tensors, new Dictionary<string, string>
-        {
-            ["method"] = spec.Method, ["family"] = spec.Family, ["base"] = spec.Checkpoint, ["model"] = spec.ModelJson,
-        });
-        File.WriteAllText(Path.Combine(directory, "run.json"), spec.IdentityJson());
+        DenseAdapter.Save(product.Model, product.Peft, directory, request.Backbone.Checkpoint, request.Head, request.ImageSize,
+                          Data.Normalization.FromName(request.Train.Normalization), product.EvalSplit.ClassNames);
+        File.WriteAllText(Path.Combine(directory, "run.json"), request.Spec.IdentityJson());
     }
 
     /// <summary>The first test images' predictions: class maps (base64) or detections [x, y, w, h, class, score].</summary>

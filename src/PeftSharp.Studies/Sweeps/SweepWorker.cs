@@ -1,7 +1,6 @@
 using PeftSharp.Results;
 using PeftSharp.Training;
 using TorchSharp;
-using DataLoader = PeftSharp.Data.DataLoader;
 
 namespace PeftSharp.Sweeps;
 
@@ -29,13 +28,15 @@ public sealed record WorkerSummary(int Claimed, int Finished, int Failed, int Le
 /// the queue row, and repeats until nothing is left. A worker that dies leaves its row 'running' until the lease runs
 /// out; <see cref="WorkQueue.Refresh"/> (which every worker runs before each claim) then hands it to another.
 /// </summary>
-public sealed class SweepWorker
+public sealed partial class SweepWorker
 {
     readonly WorkQueue queue;
     readonly RunExecutor executor;
     readonly WorkerOptions options;
     readonly Action<string> log;
-    (string SweepId, RunStage Stage, DataLoader Train, DataLoader Eval)? loaders;
+    /// <summary>The plan of the last run: it keeps its stage's data for the next run of that stage, and frees it when
+    /// the worker moves to another sweep (one sweep's data in memory at a time).</summary>
+    ISweepPlan? lastPlan;
 
     public SweepWorker(WorkQueue queue, torch.Device device, WorkerOptions options, IRunObserver? observer = null, Action<string>? log = null)
     {
@@ -71,7 +72,7 @@ public sealed class SweepWorker
         }
         finally
         {
-            DisposeLoaders();
+            queue.ReleasePlanData();
         }
         return new WorkerSummary(claimed, finished, failed, lost);
     }
@@ -83,9 +84,19 @@ public sealed class SweepWorker
         using var heartbeat = new Timer(_ => Beat(item), null, HeartbeatPeriod, HeartbeatPeriod);
         try
         {
+            var video = WorkVideo(item, out var keyError);
+            if (keyError != null) return Failed(item, keyError);
+            if (video != null)
+            {
+                heartbeat.Dispose();
+                if (!queue.Complete(item, options.WorkerId, video)) return LeaseLost(item);
+                return video.Status == RunStatus.Finished ? QueueStatus.Finished : QueueStatus.Failed;
+            }
             var plan = queue.PlanOf(item.SweepId);
-            var (train, eval) = Loaders(plan, item);
-            var request = plan.Request(item.Stage, item.Point, item.Seed, train, eval);
+            if (lastPlan != null && !ReferenceEquals(lastPlan, plan)) lastPlan.Dispose();
+            lastPlan = plan;
+            // Consecutive runs of one stage share the plan's data (a classification stage's loaders).
+            var request = plan.Job(item.Stage, item.Point, item.Seed);
             if (request.Spec.Key != item.RunKey)
                 return Failed(item, $"the run rebuilt from sweep {item.SweepId} has key {request.Spec.Key[..12]}, the queue expected {item.RunKey[..12]} " +
                                     "(the task files, the checkpoint or PeftSharp changed since the plan); plan it again");
@@ -129,24 +140,5 @@ public sealed class SweepWorker
     {
         log($"run {item.RunKey[..12]}: the lease ran out before it was recorded; another worker has it");
         return QueueStatus.Running;
-    }
-
-    /// <summary>The loaders of the item's sweep and stage: consecutive runs of one stage share them (as in tune),
-    /// so their images are decoded once.</summary>
-    (DataLoader, DataLoader) Loaders(TunePlan plan, QueueItem item)
-    {
-        if (loaders is { } l && l.SweepId == item.SweepId && l.Stage == item.Stage) return (l.Train, l.Eval);
-        DisposeLoaders();
-        var (train, eval) = plan.Loaders(item.Stage);
-        loaders = (item.SweepId, item.Stage, train, eval);
-        return (train, eval);
-    }
-
-    void DisposeLoaders()
-    {
-        if (loaders is not { } l) return;
-        l.Train.Dispose();
-        l.Eval.Dispose();
-        loaders = null;
     }
 }

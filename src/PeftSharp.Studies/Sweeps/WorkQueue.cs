@@ -33,13 +33,13 @@ public sealed record PlanResult(string Plan, IReadOnlyList<string> SweepIds, int
 /// unique). On PostgreSQL, claimers skip each other's rows (FOR UPDATE SKIP LOCKED); on SQLite the write
 /// transaction lets one claimer in at a time.
 /// </summary>
-public sealed class WorkQueue
+public sealed partial class WorkQueue
 {
     /// <summary>A run that lost this many workers (each died mid-run) fails instead of being claimed again.</summary>
     public const int DefaultMaxAttempts = 3;
 
     readonly SqlResultsStore store;
-    readonly Dictionary<string, TunePlan> plans = new();
+    readonly Dictionary<string, ISweepPlan> plans = new();
 
     public WorkQueue(SqlResultsStore store, int maxAttempts = DefaultMaxAttempts)
     {
@@ -75,12 +75,12 @@ public sealed class WorkQueue
         foreach (var request in requests)
         {
             var spec = SweepSpecJson.Anchored(request);
-            var plan = TunePlan.Create(spec);
+            var plan = SweepPlans.Create(spec);
             plans[plan.SweepId] = plan;
             var stage = plan.SkipsSearch ? RunStage.Final : RunStage.Search;
             var runs = plan.SkipsSearch
                 ? spec.Seeds.Select(seed => (Point: 0, Seed: seed)).ToList()
-                : Enumerable.Range(0, plan.Points.Count).Select(p => (Point: p, Seed: plan.SearchSeed)).ToList();
+                : Enumerable.Range(0, plan.PointCount).Select(p => (Point: p, Seed: plan.SearchSeed)).ToList();
             int added = store.Write(tx =>
             {
                 store.Execute(QueueSql.InsertSweep, tx, ("@sweep_id", plan.SweepId), ("@plan", planName),
@@ -94,17 +94,23 @@ public sealed class WorkQueue
         return new PlanResult(planName, sweepIds, queued, already);
     }
 
-    int Enqueue(DbTransaction tx, TunePlan plan, string planName, RunStage stage, int point, int seed) =>
+    int Enqueue(DbTransaction tx, ISweepPlan plan, string planName, RunStage stage, int point, int seed) =>
         store.Execute(QueueSql.Enqueue, tx, ("@run_key", plan.RunSpec(stage, point, seed).Key), ("@sweep_id", plan.SweepId),
                       ("@plan", planName), ("@stage", RunNames.Of(stage)), ("@point", (long)point), ("@seed", (long)seed));
 
     /// <summary>The sweep's plan, rebuilt from its stored request (once per queue instance).</summary>
-    public TunePlan PlanOf(string sweepId)
+    public ISweepPlan PlanOf(string sweepId)
     {
         if (plans.TryGetValue(sweepId, out var plan)) return plan;
-        string json = store.Query(QueueSql.SweepSpec, r => r.GetString(0), ("@sweep_id", sweepId)).SingleOrDefault()
-                      ?? throw new PeftSharpException($"{store.Location}: no sweep '{sweepId}' in the queue");
-        return plans[sweepId] = TunePlan.Create(SweepSpecJson.Read(json));
+        string json = SpecJson(sweepId);
+        if (VideoSweepSpec.IsVideo(json)) throw new InvalidOperationException($"sweep '{sweepId}' is a video sweep (VideoPlanOf)");
+        return plans[sweepId] = SweepPlans.Create(SweepSpecJson.Read(json));
+    }
+
+    /// <summary>Frees the data the plans keep between their runs (a worker calls this when it stops).</summary>
+    public void ReleasePlanData()
+    {
+        foreach (var plan in plans.Values) plan.Dispose();
     }
 
     // ---- claiming ------------------------------------------------------------------------------------------------

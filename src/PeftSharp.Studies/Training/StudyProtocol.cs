@@ -11,6 +11,10 @@ using DataLoader = PeftSharp.Data.DataLoader;
 
 namespace PeftSharp.Training;
 
+/// <summary>A dense tune request's run settings (<see cref="TuneSpec.Dense"/>): the input size, the segmentation head
+/// (detection has FCOS), the head's learning rate (null: each run's lr), the test images scored (null: all).</summary>
+public sealed record DenseSweep(int ImageSize = 64, string SegHead = "uper", double? HeadLr = null, int? TestImages = null);
+
 /// <summary>A tune request: one task, one method (or composition), the grid, the training settings, the seeds.</summary>
 public sealed record TuneSpec
 {
@@ -33,6 +37,8 @@ public sealed record TuneSpec
     public int? ValImages { get; init; }
     /// <summary>How a class-per-folder tree without splits is split (null: <see cref="Data.SplitRule"/>'s defaults).</summary>
     public SplitRule? SplitRule { get; init; }
+    /// <summary>Set for a dense task (a segmentation or COCO folder): the runs are dense runs with these settings.</summary>
+    public DenseSweep? Dense { get; init; }
     /// <summary>Search by successive halving instead of training every grid point fully (null: the whole grid). Not part
     /// of the sweep id: the chosen configuration's final runs are the grid search's runs of that configuration.</summary>
     public HalvingSearch? Halving { get; init; }

@@ -11,7 +11,7 @@ namespace PeftSharp.Training;
 /// run's identity and request. <see cref="StudyProtocol"/> executes them in one process; PeftSharp.Sweeps queues the
 /// same runs (the same keys) for workers.
 /// </summary>
-public sealed class TunePlan
+public sealed class TunePlan : Sweeps.ISweepPlan
 {
     TunePlan(TuneSpec spec, ImageTask task)
     {
@@ -134,6 +134,31 @@ public sealed class TunePlan
         : run.TrainSplit == Splits.FinalTrainName ? Splits.FinalTrain.Count
         : run.TrainSplit.StartsWith(Task.TrainName + "[:", StringComparison.Ordinal) ? int.Parse(run.TrainSplit[(Task.TrainName.Length + 2)..^1], System.Globalization.CultureInfo.InvariantCulture)
         : throw new ArgumentException($"not a split of this plan: {run.TrainSplit}", nameof(run));
+
+    public int PointCount => Points.Count;
+
+    (RunStage Stage, DataLoader Train, DataLoader Eval)? loaders;
+
+    /// <summary>The run of a stage's point and seed; consecutive runs of one stage share its loaders (their images
+    /// decoded once), which <see cref="Dispose"/> frees.</summary>
+    public IRunJob Job(RunStage stage, int point, int seed)
+    {
+        if (loaders is not { } l || l.Stage != stage)
+        {
+            Dispose();
+            var (train, eval) = Loaders(stage);
+            loaders = l = (stage, train, eval);
+        }
+        return Request(stage, point, seed, l.Train, l.Eval);
+    }
+
+    public void Dispose()
+    {
+        if (loaders is not { } l) return;
+        l.Train.Dispose();
+        l.Eval.Dispose();
+        loaders = null;
+    }
 
     public string Label(RunStage stage, int point, int seed) => stage == RunStage.Search
         ? $"{Task.Name} {Spec.Method} search {point + 1}/{Points.Count}"

@@ -12,36 +12,6 @@ using static TorchSharp.torch;
 
 namespace PeftSharp.Video;
 
-/// <summary>Where the video ViT comes from: an image ViT checkpoint inflated to clips (the default: the shipped
-/// backbone), or a VideoMAE-named video checkpoint.</summary>
-public sealed record VideoBackbone(string Checkpoint, bool Inflate, int Frames, int Tubelet)
-{
-    public VideoVisionTransformer Load(int numClasses, double dropPath)
-    {
-        if (Inflate) return VideoCheckpoints.Inflate(Checkpoint, Frames, Tubelet, numClasses, dropPath);
-        var config = VideoCheckpoints.LoadVideoMae(Checkpoint, strict: false).Model;   // read the architecture
-        var c = config.Config;
-        config.Dispose();
-        if (c.NumFrames != Frames) throw new PeftSharpException($"{Checkpoint}: the video checkpoint takes {c.NumFrames} frames, the run samples {Frames}");
-        var loaded = VideoCheckpoints.LoadVideoMae(Checkpoint, c with { DropPathRate = dropPath }).Model;
-        if (c.NumClasses != numClasses) loaded.ResetClassifier(numClasses);
-        return loaded;
-    }
-
-    public string ModelJson => new JsonObject { ["video"] = Inflate ? "inflated" : "videomae", ["frames"] = Frames, ["tubelet"] = Tubelet }.ToJsonString();
-}
-
-/// <summary>Clip data settings of a video run (part of its identity).</summary>
-public sealed record VideoDataOptions(ClipSampler Sampler, ClipTransform Transform)
-{
-    public JsonObject ToJson() => new()
-    {
-        ["sampling"] = Sampler.Mode.ToString().ToLowerInvariant(), ["frames"] = Sampler.Frames, ["interval"] = Sampler.Interval,
-        ["size"] = Transform.Size, ["short_side"] = Transform.ResizedShortSide, ["test_clips"] = Transform.TestClips,
-        ["test_crops"] = Transform.TestCrops, ["flip"] = Transform.Flip,
-    };
-}
-
 /// <summary>
 /// One video run as <see cref="RunExecutor"/> executes it (family "video"): train the method on the task's train list,
 /// score on its test list (top-1 is the stored primary metric), and also record the val top-1 that selects the learning
@@ -86,7 +56,7 @@ public sealed class VideoRunJob : IRunJob
         var norm = Normalization.FromName(Train.Normalization);
         var transform = Data.Transform with { Normalization = norm };
         var trainSet = Task.Split("train", Data.Sampler, transform with { TestClips = 1, TestCrops = 1 });
-        var valSet = Task.Split("val", Data.Sampler, transform);
+        var valSet = Task.HasVal ? Task.Split("val", Data.Sampler, transform) : null;
         var testSet = Task.Split("test", Data.Sampler, transform);
         var model = Backbone.Load(Task.NumClasses, Train.DropPath);
         try
@@ -99,13 +69,13 @@ public sealed class VideoRunJob : IRunJob
             var test = VideoTrainer.Evaluate(model, new ClipLoader(testSet, evalBatch, train: false, Spec.Seed, workers: Workers), device);
             if (!double.IsFinite(test.Loss))
                 throw new PeftSharpException($"{OptimizerSteps.DivergedMessage}: the trained model's test loss is {test.Loss} at learning rate {Train.Lr:G3}; lower the learning rate (lr)");
-            var val = VideoTrainer.Evaluate(model, new ClipLoader(valSet, evalBatch, train: false, Spec.Seed, workers: Workers), device);
+            var val = valSet is null ? null : VideoTrainer.Evaluate(model, new ClipLoader(valSet, evalBatch, train: false, Spec.Seed, workers: Workers), device);
             var shuffled = VideoTrainer.Evaluate(model, new ClipLoader(
                 new ClipDataset(testSet.Entries, testSet.NumClasses, testSet.Sampler, testSet.Transform, testSet.Source) { ShuffleFrames = true },
                 evalBatch, train: false, Spec.Seed, workers: Workers), device);
             var metrics = new JsonObject
             {
-                ["metric"] = "top1", ["top5"] = test.Top5, ["val_top1"] = val.Top1, ["shuffled_top1"] = shuffled.Top1,
+                ["metric"] = "top1", ["top5"] = test.Top5, ["val_top1"] = val?.Top1, ["shuffled_top1"] = shuffled.Top1,
                 ["test_loss"] = test.Loss, ["data_ms_per_step"] = trained.DataMsPerStep, ["step_ms"] = trained.StepMs,
                 ["peak_rss_bytes"] = trained.PeakRssBytes, ["total_params"] = peft.CountTotal(),
                 ["trainable_with_head"] = peft.CountTrainable(includeHead: true), ["views"] = testSet.Transform.Views,
@@ -117,7 +87,8 @@ public sealed class VideoRunJob : IRunJob
                 Top1 = test.Top1, MetricsJson = metrics.ToJsonString(), TrainableParams = peft.CountTrainable(),
                 TrainSeconds = trained.Seconds, EvalSeconds = test.Seconds, ImagesPerSecond = trained.ClipsPerSecond,
             };
-            return new RunProduct(outcome, test.Predictions, peft, dir => SaveAdapter(peft, dir), model);
+            var data = Data with { Transform = transform };
+            return new RunProduct(outcome, test.Predictions, peft, dir => SaveAdapter(peft, data, evalBatch, dir), model);
         }
         catch
         {
@@ -126,24 +97,24 @@ public sealed class VideoRunJob : IRunJob
         }
     }
 
-    /// <summary>The trained tensors and the run's identity as an adapter folder (safetensors + run.json).</summary>
-    void SaveAdapter(PeftModel peft, string directory)
+    /// <summary>The trained tensors as adapter files (<see cref="VideoAdapter"/>: base, clip settings, class names) and
+    /// the run's identity (run.json).</summary>
+    void SaveAdapter(PeftModel peft, VideoDataOptions data, int evalBatch, string directory)
     {
-        System.IO.Directory.CreateDirectory(directory);
-        var tensors = peft.TrainableParameters().ToDictionary(p => AdapterFiles.CanonicalName(p.Name), p => (Tensor)p.Parameter.detach().cpu());
-        SafeTensors.Save(Path.Combine(directory, "adapter_model.safetensors"), tensors, new Dictionary<string, string>
-        {
-            ["method"] = Method, ["family"] = "video", ["base"] = Spec.Checkpoint, ["model"] = Spec.ModelJson,
-        });
+        VideoAdapter.Save(peft, directory, Backbone, data, Task.Classes, evalBatch);
         File.WriteAllText(Path.Combine(directory, "run.json"), Spec.IdentityJson());
     }
 
-    /// <summary>The task's identity: a hash of its task.json and list files (the clips are generated from them).</summary>
+    /// <summary>The task's identity: a hash of its task.json and list files (the built-in clips are generated from them) and
+    /// of a user's clip root.</summary>
     static string Fingerprint(VideoTask task)
     {
         var text = new StringBuilder();
-        foreach (var file in new[] { Path.Combine(task.Directory, "task.json"), task.TrainList, Path.Combine(task.Directory, "val.txt"), task.TestList })
-            text.Append(File.Exists(file) ? File.ReadAllText(file) : "").Append('\0');
+        foreach (var file in new[] { Path.Combine(task.Directory, "task.json"), task.TrainList, task.ValList, task.TestList })
+            text.Append(file is not null && File.Exists(file) ? File.ReadAllText(file) : "").Append('\0');
+        // A user's lists name clips relative to their root: the same lists under another root are other clips.
+        if (Path.GetFullPath(task.FramesRoot) != Path.GetFullPath(Path.Combine(task.Directory, "frames")))
+            text.Append("root:").Append(Path.GetFullPath(task.FramesRoot));
         return "sha256:" + Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(text.ToString())))[..16];
     }
 }

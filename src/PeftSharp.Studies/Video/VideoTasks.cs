@@ -4,21 +4,6 @@ using PeftSharp.Suite;
 
 namespace PeftSharp.Video;
 
-/// <summary>A built-in video task written to disk: rawframe folders with train.txt / test.txt list files.</summary>
-public sealed record VideoTask(string Name, string Directory, IReadOnlyList<string> Classes, int FramesPerClip, string Description)
-{
-    public int NumClasses => Classes.Count;
-    public string TrainList => Path.Combine(Directory, "train.txt");
-    public string TestList => Path.Combine(Directory, "test.txt");
-    public string ValList => Path.Combine(Directory, "val.txt");
-    public string FramesRoot => Path.Combine(Directory, "frames");
-
-    public ClipDataset Split(string split, ClipSampler sampler, ClipTransform transform) =>
-        ClipDataset.FromList(split switch { "train" => TrainList, "val" => ValList, "test" => TestList,
-                                            _ => throw new PeftSharpException($"{Directory}: no split '{split}' (train, val, test)") },
-                             FramesRoot, NumClasses, sampler, transform);
-}
-
 /// <summary>
 /// The two offline video tasks, rendered deterministically from the real images the suite ships (OpenCV's handwritten
 /// digits, Fashion-MNIST garments, crops of OpenCV's sample photographs as backgrounds), 16 frames of 32×32 per clip:

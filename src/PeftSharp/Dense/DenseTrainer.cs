@@ -21,7 +21,7 @@ public sealed record DenseEvaluation(double Primary, JsonObject Metrics, IReadOn
 
 /// <summary>
 /// Trains a <see cref="DenseModel"/>: the PEFT method's parameters in the backbone and the whole head, through the
-/// spine's <see cref="OptimizerSteps"/> (AdamW over those tensors only, the per-epoch cosine schedule with warm-up,
+/// spine's <see cref="OptimizerSteps"/> (AdamW over those tensors only, a per-step warm-up and cosine,
 /// clipping, the divergence guard, a native step scope); segmentation by pixel cross-entropy
 /// (255 ignored), detection by FCOS's losses. Frozen leading blocks run without autograd.
 /// </summary>
@@ -33,8 +33,13 @@ public sealed class DenseTrainer
     readonly Device device;
     readonly Normalization normalization;
 
-    public DenseTrainer(DenseModel model, PeftModel peft, TrainOptions options, Device device)
+    readonly double? headLr;
+
+    /// <param name="headLr">The head's learning rate (null: the options' lr, as the method's tensors).</param>
+    public DenseTrainer(DenseModel model, PeftModel peft, TrainOptions options, Device device, double? headLr = null)
     {
+        if (headLr is double h && !(h > 0 && double.IsFinite(h))) throw new PeftSharpException("head_lr", $"the head's learning rate must be a positive number (got {h})");
+        this.headLr = headLr;
         // A pre-pass (GPS, SCT, SPT, NOAH) reads an image classifier's training split and loss; dense runs have neither,
         // so such a method would train its data-free default selection: refused, not silently done.
         if (peft.NeedsPrePass)
@@ -56,43 +61,64 @@ public sealed class DenseTrainer
         return peft.TrainableParameters().Select(p => p.Parameter).Concat(model.decode_head.parameters()).ToList();
     }
 
-    public DenseTrainResult Fit(DenseSplit train, IProgress<TrainProgress>? progress = null, CancellationToken cancel = default)
+    /// <summary>Trains for the options' epochs. With a <paramref name="checkpoint"/>, the state after each epoch (the
+    /// method's tensors, the head, AdamW's moments, the RNG) is saved there and a run that finds one resumes after its
+    /// last epoch, to the same result as a run that was never interrupted.</summary>
+    public DenseTrainResult Fit(DenseSplit train, IProgress<TrainProgress>? progress = null, TrainCheckpoint? checkpoint = null, CancellationToken cancel = default)
     {
-        using var steps = OptimizerSteps.For(TrainableParameters(), options);
+        int perEpoch = (train.Count + options.BatchSize - 1) / options.BatchSize;
+        foreach (var parameter in model.decode_head.parameters()) parameter.requires_grad = true;
+        var method = peft.TrainableParameters().Select(p => p.Parameter).ToList();
+        var head = model.decode_head.parameters().ToList();
+        // The head trains at its own rate when one is given: its ReLU towers die at the rates the method's few tensors want.
+        using var steps = OptimizerSteps.Grouped(new (IReadOnlyList<Parameter>, double)[] { (method, 1.0), (head, (headLr ?? options.Lr) / options.Lr) },
+                                             options.Lr, options.WeightDecay, Schedule(options, perEpoch), options.GradClip);
         var losses = new List<double>();
+        var headState = HeadState();
+        if (checkpoint?.TryRestore(peft, steps.Optimizer, out int start, losses, out _, headState) != true) start = 0;
         var watch = Stopwatch.StartNew();
         long images = 0;
         NativeHeap.CollectStepGarbage();
-        long? baseline = NativeHeap.AllocatedBytes(), peak = baseline;
-        int perEpoch = (train.Count + options.BatchSize - 1) / options.BatchSize;
-        for (int epoch = 0; epoch < options.Epochs; epoch++)
+        long? baseline = NativeHeap.AllocatedBytes(device.type), peak = baseline;
+        for (int epoch = start; epoch < options.Epochs; epoch++)
         {
-            double lr = steps.Schedule(epoch);
             model.train();
             var order = Order(train.Count, epoch);
             double sum = 0;
             for (int step = 0; step < perEpoch; step++)
             {
                 cancel.ThrowIfCancellationRequested();
+                double lr = steps.Schedule(epoch * perEpoch + step);
                 var batch = order[(step * options.BatchSize)..Math.Min(order.Length, (step + 1) * options.BatchSize)];
                 // The heap is sampled once the forward pass holds every activation its backward needs.
                 double value = steps.Step(() =>
                 {
                     var loss = Loss(train, batch);
-                    peak = Max(peak, NativeHeap.AllocatedBytes());
+                    peak = Max(peak, NativeHeap.AllocatedBytes(device.type));
                     return loss;
                 }, $"epoch {epoch + 1}, step {step + 1}");
-                peak = Max(peak, NativeHeap.AllocatedBytes());
+                peak = Max(peak, NativeHeap.AllocatedBytes(device.type));
                 sum += value;
                 images += batch.Length;
                 progress?.Report(new TrainProgress(epoch + 1, options.Epochs, step + 1, perEpoch, value, lr, images / Math.Max(watch.Elapsed.TotalSeconds, 1e-9)));
             }
             losses.Add(sum / Math.Max(1, perEpoch));
+            checkpoint?.Save(peft, steps.Optimizer, epoch + 1, losses, outside: headState);
         }
         model.eval();
         double seconds = watch.Elapsed.TotalSeconds;
         return new DenseTrainResult(losses, seconds, images / Math.Max(seconds, 1e-9), peak is long p && baseline is long b0 ? p - b0 : null);
     }
+
+    /// <summary>The learning rate per step: a linear warm-up over the warm-up epochs' steps, then a cosine to the
+    /// minimum. Dense runs here are a few epochs long, where a per-epoch schedule moves in coarse jumps (and a warm-up
+    /// epoch would hold a whole epoch at the warm-up lr).</summary>
+    public static WarmupThenCosine Schedule(TrainOptions options, int stepsPerEpoch) =>
+        new(options.Lr, options.Epochs * stepsPerEpoch, Math.Min(options.WarmupEpochs, options.Epochs) * stepsPerEpoch, options.MinLr);
+
+    /// <summary>The head's tensors under their state-dict names (prefix "decode_head."), as a checkpoint keeps them.</summary>
+    Dictionary<string, Tensor> HeadState() =>
+        model.decode_head.state_dict().ToDictionary(kv => "decode_head." + kv.Key, kv => kv.Value);
 
     static long? Max(long? a, long? b) => a is long x && b is long y ? Math.Max(x, y) : a ?? b;
 
@@ -126,7 +152,7 @@ public sealed class DenseTrainer
         var detections = new List<List<Detection>>();
         for (int start = 0; start < split.Count; start += batchSize)
         {
-            using var scope = NativeHeap.StepScope();
+            using var scope = NativeHeap.StepScope(device.type);
             var batch = Enumerable.Range(start, Math.Min(batchSize, split.Count - start)).ToArray();
             var images = split.Images(batch, normalization).to(device);
             if (model.Kind == DenseKind.Segmentation)

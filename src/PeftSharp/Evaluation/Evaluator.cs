@@ -37,7 +37,7 @@ public static class Evaluator
             foreach (var batch in loader.Epoch(0))
             {
                 using (batch)
-                using (NativeHeap.StepScope())
+                using (NativeHeap.StepScope(device.type))
                 {
                     var output = model.forward(batch.Images.to(device)).to(float32).cpu();
                     logits.Add(output.MoveToOuterDisposeScope());

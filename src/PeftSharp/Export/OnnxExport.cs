@@ -21,29 +21,61 @@ public static class OnnxExport
 
     /// <summary>Exports <paramref name="model"/> to <paramref name="path"/>; <paramref name="metadata"/> lands in the
     /// model's metadata_props (preprocessing, class names).</summary>
-    public static void Save(VisionTransformer model, string path, IReadOnlyDictionary<string, string>? metadata = null)
+    public static void Save(VisionTransformer model, string path, IReadOnlyDictionary<string, string>? metadata = null) =>
+        Save(model, path, metadata, OutputName);
+
+    static void Save(VisionTransformer model, string path, IReadOnlyDictionary<string, string>? metadata, string outputName)
     {
         var c = model.Config;
+        if (c.DynamicImgSize)
+            throw new PeftSharpException($"{path}: a ViT with dynamic_img_size resamples its position table per input size, which the exporter does not express; export it at its img_size");
         // The model's own tensors (not copies): read, never disposed here.
         var state = StateDictLoader.StateDict(model);
-        var expected = ExpectedKeys(c);
-        var unknown = state.Keys.Where(k => !expected.Contains(k)).ToList();
-        if (unknown.Count > 0)
-            throw new PeftSharpException($"{path}: the model has tensors a plain ViT does not ({string.Join(", ", unknown.Take(4))}{(unknown.Count > 4 ? ", …" : "")}): merge its adapter first, or export a mergeable method");
+        using (var plain = new VisionTransformer(c)) RequirePlain(state, plain, path, "a plain ViT");
         var graph = new GraphBuilder(state);
         string logits = Build(graph, c);
-        byte[] bytes = graph.ToModel("peftsharp-vit", InputName, ["batch", c.InChans, c.ImgSize, c.ImgSize], logits,
-                                     ["batch", c.NumClasses > 0 ? c.NumClasses : c.EmbedDim], IrVersion, Opset, metadata);
+        byte[] bytes = graph.ToModel("peftsharp-vit", (InputName, Onnx.FloatType, ["batch", c.InChans, c.ImgSize, c.ImgSize]),
+                                     (outputName, ["batch", c.NumClasses > 0 ? c.NumClasses : c.EmbedDim]), logits, IrVersion, Opset, metadata);
+        Write(path, bytes);
+    }
+
+    /// <summary>CLIP's image tower: input "pixel_values" [batch, 3, S, S], output "image_embeds" [batch, embed]
+    /// (projected, not normalised: <see cref="ClipModel.EncodeImage"/>).</summary>
+    public static void SaveClipImageTower(ClipModel model, string path, IReadOnlyDictionary<string, string>? metadata = null) =>
+        Save(model.visual, path, metadata, ImageEmbedsName);
+
+    public const string TextInputName = "input_ids", TextOutputName = "text_embeds", ImageEmbedsName = "image_embeds";
+
+    /// <summary>CLIP's text tower: input "input_ids" int64 [batch, context] (<see cref="Text.ClipTokenizer"/>'s ids,
+    /// padded to the context length), output "text_embeds" [batch, embed] (projected, not normalised:
+    /// <see cref="ClipModel.EncodeText"/>). The causal mask is a constant; the pooled token is each row's largest id
+    /// (the end of text), as open_clip pools.</summary>
+    public static void SaveClipTextTower(ClipModel model, string path, IReadOnlyDictionary<string, string>? metadata = null)
+    {
+        var c = model.Config;
+        var state = StateDictLoader.StateDict(model.text);
+        using (var plain = new TextTransformer(c.Text, c.EmbedDim, c.QuickGelu)) RequirePlain(state, plain, path, "a plain CLIP text tower");
+        var graph = new GraphBuilder(state);
+        string embeds = BuildText(graph, c);
+        byte[] bytes = graph.ToModel("peftsharp-clip-text", (TextInputName, Onnx.Int64Type, ["batch", c.Text.ContextLength]),
+                                     (TextOutputName, ["batch", c.EmbedDim]), embeds, IrVersion, Opset, metadata);
+        Write(path, bytes);
+    }
+
+    /// <summary>Refuses a module with tensors its plain architecture lacks (an unmerged adapter's).</summary>
+    static void RequirePlain(IReadOnlyDictionary<string, Tensor> state, nn.Module plain, string path, string what)
+    {
+        var expected = StateDictLoader.StateDict(plain).Keys.ToHashSet();
+        var unknown = state.Keys.Where(k => !expected.Contains(k)).ToList();
+        if (unknown.Count > 0)
+            throw new PeftSharpException($"{path}: the model has tensors {what} does not ({string.Join(", ", unknown.Take(4))}{(unknown.Count > 4 ? ", …" : "")}): merge its adapter first, or export a mergeable method");
+    }
+
+    static void Write(string path, byte[] bytes)
+    {
         string tmp = path + ".tmp";
         File.WriteAllBytes(tmp, bytes);
         File.Move(tmp, path, overwrite: true);
-    }
-
-    /// <summary>The state-dict keys of a plain timm ViT of this configuration.</summary>
-    static HashSet<string> ExpectedKeys(VitConfig c)
-    {
-        using var plain = new VisionTransformer(c);
-        return StateDictLoader.StateDict(plain).Keys.ToHashSet();
     }
 
     static string Build(GraphBuilder g, VitConfig c)
@@ -56,7 +88,7 @@ public static class OnnxExport
         x = g.Op("Transpose", [x], ("perm", new long[] { 0, 2, 1 }));
         x = PositionEmbed(g, c, x);
         if (c.PreNorm) x = g.LayerNorm(x, "norm_pre", c.NormEps);
-        for (int i = 0; i < c.Depth; i++) x = Block(g, c, x, $"blocks.{i}");
+        for (int i = 0; i < c.Depth; i++) x = Block(g, x, $"blocks.{i}", c.NumHeads, c.EmbedDim, c.NormEps, c.ActLayer == "quick_gelu", null);
         if (c.FinalNorm && !c.UseFcNorm) x = g.LayerNorm(x, "norm", c.NormEps);
         x = c.GlobalPool == "avg"
             ? g.Op("ReduceMean", [g.Op("Slice", [x, g.Int64s("patch_start", [c.NumPrefixTokens]), g.Int64s("end", [long.MaxValue]), g.Int64s("axis1", [1])])],
@@ -82,24 +114,50 @@ public static class OnnxExport
             : g.Op("Add", [Joined(patches), g.Weight("pos_embed")]);
     }
 
-    static string Block(GraphBuilder g, VitConfig c, string x, string p)
+    /// <summary>CLIP's text transformer: token and position embeddings, causal blocks, ln_final, the end-of-text token
+    /// of each row (its largest id), the projection.</summary>
+    static string BuildText(GraphBuilder g, ClipConfig c)
     {
-        int heads = c.NumHeads, headDim = c.EmbedDim / c.NumHeads;
-        string h = g.LayerNorm(x, $"{p}.norm1", c.NormEps);
+        var t = c.Text;
+        string x = g.Op("Gather", [g.Weight("token_embedding.weight"), TextInputName], ("axis", 0L));
+        x = g.Op("Add", [x, g.Weight("positional_embedding")]);
+        // −inf above the diagonal: a position attends to itself and the ones before it.
+        var mask = new float[t.ContextLength * t.ContextLength];
+        for (int i = 0; i < t.ContextLength; i++)
+            for (int j = i + 1; j < t.ContextLength; j++) mask[i * t.ContextLength + j] = float.NegativeInfinity;
+        string causal = g.Floats("causal_mask", [t.ContextLength, t.ContextLength], mask);
+        for (int i = 0; i < t.Layers; i++) x = Block(g, x, $"blocks.{i}", t.Heads, t.Width, 1e-5, c.QuickGelu, causal);
+        x = g.LayerNorm(x, "ln_final", 1e-5);
+        // ArgMax of the ids as floats (exact below 2^24; ArgMax takes the first maximum, as torch's argmax), then that
+        // token of each row: GatherElements along the sequence with the index broadcast over the width.
+        string eot = g.Op("ArgMax", [g.Op("Cast", [TextInputName], ("to", (long)Onnx.FloatType))], ("axis", 1L), ("keepdims", 1L));
+        string batch = g.Op("Gather", [g.Op("Shape", [x]), g.Int64s("zero_1d", [0])], ("axis", 0L));
+        string index = g.Op("Expand", [g.Op("Unsqueeze", [eot, g.Int64s("axis2", [2])]), g.Op("Concat", [batch, g.Int64s("one_width", [1, t.Width])], ("axis", 0L))]);
+        string pooled = g.Op("Reshape", [g.Op("GatherElements", [x, index], ("axis", 1L)), g.Int64s("rows_width", [-1, t.Width])]);
+        return g.Op("MatMul", [pooled, g.Weight("text_projection")]);
+    }
+
+    /// <summary>A pre-norm transformer block as timm's (and open_clip's): attention with a fused qkv, optional
+    /// additive mask and layer scale, then the MLP with exact GELU or QuickGELU.</summary>
+    static string Block(GraphBuilder g, string x, string p, int heads, int width, double eps, bool quickGelu, string? mask)
+    {
+        int headDim = width / heads;
+        string h = g.LayerNorm(x, $"{p}.norm1", eps);
         string qkv = g.Linear(h, $"{p}.attn.qkv");
         // [B, N, 3D] -> [3, B, heads, N, head_dim], timm's layout of the fused projection.
         qkv = g.Op("Transpose", [g.Op("Reshape", [qkv, g.Int64s($"qkv_shape", [0, 0, 3, heads, headDim])])], ("perm", new long[] { 2, 0, 3, 1, 4 }));
         string Part(int i) => g.Op("Gather", [qkv, g.ScalarInt64($"index{i}", i)], ("axis", 0L));
         string q = Part(0), k = Part(1), v = Part(2);
         string scores = g.Op("Mul", [g.Op("MatMul", [q, g.Op("Transpose", [k], ("perm", new long[] { 0, 1, 3, 2 }))]), g.ScalarFloat("attn_scale", (float)(1 / Math.Sqrt(headDim)))]);
+        if (mask != null) scores = g.Op("Add", [scores, mask]);
         string attended = g.Op("MatMul", [g.Op("Softmax", [scores], ("axis", -1L)), v]);
-        attended = g.Op("Reshape", [g.Op("Transpose", [attended], ("perm", new long[] { 0, 2, 1, 3 })), g.Int64s("tokens_shape", [0, 0, c.EmbedDim])]);
+        attended = g.Op("Reshape", [g.Op("Transpose", [attended], ("perm", new long[] { 0, 2, 1, 3 })), g.Int64s("tokens_shape", [0, 0, width])]);
         string branch = g.Linear(attended, $"{p}.attn.proj");
         if (g.Has($"{p}.ls1.gamma")) branch = g.Op("Mul", [branch, g.Weight($"{p}.ls1.gamma")]);
         x = g.Op("Add", [x, branch]);
 
-        string m = g.Linear(g.LayerNorm(x, $"{p}.norm2", c.NormEps), $"{p}.mlp.fc1");
-        m = c.ActLayer == "quick_gelu"
+        string m = g.Linear(g.LayerNorm(x, $"{p}.norm2", eps), $"{p}.mlp.fc1");
+        m = quickGelu
             ? g.Op("Mul", [m, g.Op("Sigmoid", [g.Op("Mul", [m, g.ScalarFloat("quick_gelu", 1.702f)])])])
             : g.Op("Mul", [g.Op("Mul", [m, g.ScalarFloat("half", 0.5f)]), g.Op("Add", [g.Op("Erf", [g.Op("Mul", [m, g.ScalarFloat("inv_sqrt2", (float)(1 / Math.Sqrt(2)))])]), g.ScalarFloat("one", 1f)])]);
         branch = g.Linear(m, $"{p}.mlp.fc2");
@@ -149,6 +207,13 @@ public static class OnnxExport
             return name;
         }
 
+        public string Floats(string name, long[] dims, float[] values)
+        {
+            if (!initializers.ContainsKey(name))
+                initializers[name] = Onnx.Tensor(name, dims, Onnx.FloatType, MemoryMarshal.AsBytes(values.AsSpan()).ToArray());
+            return name;
+        }
+
         public string ScalarFloat(string name, float value)
         {
             if (!initializers.ContainsKey(name))
@@ -176,17 +241,17 @@ public static class OnnxExport
         /// <summary>ModelProto: ir_version (1), producer_name (2), producer_version (3), graph (7), opset_import (8:
         /// domain (1), version (2)), metadata_props (14: key (1), value (2)); GraphProto: node (1), name (2),
         /// initializer (5), input (11), output (12).</summary>
-        public byte[] ToModel(string name, string input, object[] inputShape, string output, object[] outputShape, int irVersion, int opset,
-                              IReadOnlyDictionary<string, string>? metadata)
+        public byte[] ToModel(string name, (string Name, int Type, object[] Shape) input, (string Name, object[] Shape) output, string last,
+                              int irVersion, int opset, IReadOnlyDictionary<string, string>? metadata)
         {
             var graph = new ProtoMessage();
             foreach (var node in nodes) graph.Message(1, node);
             // The graph's output carries its declared name: an Identity renames the last value.
-            graph.Message(1, Onnx.Node("Identity", "output", [output], [OutputName], []));
+            graph.Message(1, Onnx.Node("Identity", "output", [last], [output.Name], []));
             graph.String(2, name);
             foreach (var init in initializers.Values) graph.Message(5, init);
-            graph.Message(11, Onnx.ValueInfo(input, inputShape));
-            graph.Message(12, Onnx.ValueInfo(OutputName, outputShape));
+            graph.Message(11, Onnx.ValueInfo(input.Name, input.Shape, input.Type));
+            graph.Message(12, Onnx.ValueInfo(output.Name, output.Shape, Onnx.FloatType));
             var model = new ProtoMessage().Int(1, irVersion).String(2, "PeftSharp")
                 .String(3, typeof(OnnxExport).Assembly.GetName().Version?.ToString() ?? "0")
                 .Message(7, graph)

@@ -69,12 +69,12 @@ static class Onnx
 
     /// <summary>ValueInfoProto: name (1), type (2: TypeProto.tensor_type (1): elem_type (1), shape (2: dim (1):
     /// dim_value (1) or dim_param (2))).</summary>
-    public static ProtoMessage ValueInfo(string name, IEnumerable<object> shape)
+    public static ProtoMessage ValueInfo(string name, IEnumerable<object> shape, int elemType)
     {
         var tensorShape = new ProtoMessage();
         foreach (var d in shape)
             tensorShape.Message(1, d is string param ? new ProtoMessage().String(2, param) : new ProtoMessage().Int(1, Convert.ToInt64(d)));
-        var tensorType = new ProtoMessage().Int(1, FloatType).Message(2, tensorShape);
+        var tensorType = new ProtoMessage().Int(1, elemType).Message(2, tensorShape);
         return new ProtoMessage().String(1, name).Message(2, new ProtoMessage().Message(1, tensorType));
     }
 

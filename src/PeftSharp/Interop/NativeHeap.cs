@@ -1,3 +1,4 @@
+using TorchSharp;
 using System.Runtime.InteropServices;
 using static TorchSharp.torch;
 
@@ -36,8 +37,10 @@ public static class NativeHeap
 
     /// <summary>The dispose scope of one step of a loop over batches (a training step, an evaluation batch) that, as it
     /// ends, also frees what the step's dead .NET wrappers still hold of the native heap
-    /// (<see cref="CollectStepGarbage"/>). Use it as the step's outermost scope.</summary>
-    public static IDisposable StepScope() => new StepDisposeScope(NewDisposeScope());
+    /// (<see cref="CollectStepGarbage"/>). Use it as the step's outermost scope. On a device other than the CPU it is a
+    /// plain dispose scope (<see cref="CpuOnly.StepGarbageCollection"/>).</summary>
+    public static IDisposable StepScope(DeviceType device = DeviceType.CPU) =>
+        CpuOnly.StepGarbageCollection(device) ? new StepDisposeScope(NewDisposeScope()) : NewDisposeScope();
 
     /// <summary>Frees the native memory that unreachable .NET objects hold until they are finalized. TorchSharp wraps
     /// each scalar argument of an operation (an alpha, a scale, a learning rate: thousands in a training step, the
@@ -55,10 +58,11 @@ public static class NativeHeap
     }
 
     /// <summary>Bytes allocated from the C heap (in use in glibc's arenas and its mmapped blocks): what libtorch's CPU
-    /// tensors hold, without the freed blocks the heap keeps. Null where glibc's mallinfo2 (2.33+) is absent.</summary>
-    public static long? AllocatedBytes()
+    /// tensors hold, without the freed blocks the heap keeps. Null where glibc's mallinfo2 (2.33+) is absent, and for
+    /// tensors on another device than the CPU (<see cref="CpuOnly.NativeHeapAccounting"/>).</summary>
+    public static long? AllocatedBytes(DeviceType device = DeviceType.CPU)
     {
-        if (!OperatingSystem.IsLinux()) return null;
+        if (!OperatingSystem.IsLinux() || !CpuOnly.NativeHeapAccounting(device)) return null;
         try
         {
             var info = mallinfo2();

@@ -70,7 +70,7 @@ public sealed class Attention : nn.Module<Tensor, Tensor>
     /// than the copies they save (ViT-B at 50 tokens: 6.9 → 8.2 ms). Very small blocks lose a little with autograd
     /// (CLIP-tiny's text tower, 4 heads at 32 tokens and width 128: 1.03 → 1.18 ms).</summary>
     bool HeadByHead(Tensor qkvOut) =>
-        qkvOut.device_type == DeviceType.CPU && !keyValueTuners.Items.Any() && (!training || attnDropRate == 0)
+        Interop.CpuOnly.CpuAttentionKernels(qkvOut.device_type) && !keyValueTuners.Items.Any() && (!training || attnDropRate == 0)
         && (numHeads <= 4 || !qkvOut.requires_grad);
 
     /// <summary><see cref="ExplicitAttention"/> for each head on column views of the qkv output [B, N, 3C] (timm's
@@ -106,7 +106,7 @@ public sealed class Attention : nn.Module<Tensor, Tensor>
             if (mask is not null && k.shape[2] > before)
                 mask = cat(new[] { zeros(mask.shape[0], k.shape[2] - before, dtype: mask.dtype, device: mask.device), mask }, 1);
         }
-        var y = q.device_type == DeviceType.CPU ? ExplicitAttention(q, k, v, mask) : F.scaled_dot_product_attention(q, k, v, mask, training ? attnDropRate : 0.0, false);
+        var y = Interop.CpuOnly.CpuAttentionKernels(q.device_type) ? ExplicitAttention(q, k, v, mask) : F.scaled_dot_product_attention(q, k, v, mask, training ? attnDropRate : 0.0, false);
         return y.transpose(1, 2).reshape(b, n, c);
     }
 

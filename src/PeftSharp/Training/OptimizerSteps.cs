@@ -31,6 +31,8 @@ public sealed class OptimizerSteps : IDisposable
     readonly ILearningRateSchedule schedule;
     readonly double? gradClip;
     readonly string what;
+    /// <summary>Each parameter group's learning rate as a multiple of the schedule's (all 1 unless given).</summary>
+    readonly double[] lrScales;
 
     /// <param name="what">What trains, for the divergence error ("training", "CLIP pretraining").</param>
     public OptimizerSteps(IReadOnlyList<Parameter> parameters, double lr, double weightDecay, ILearningRateSchedule schedule,
@@ -42,6 +44,27 @@ public sealed class OptimizerSteps : IDisposable
         this.schedule = schedule;
         this.gradClip = gradClip;
         this.what = what;
+        lrScales = new[] { 1.0 };
+        Lr = lr;
+    }
+
+    /// <summary>Parameter groups whose learning rates are fixed multiples of the schedule's (a dense head that trains
+    /// at its own rate beside the method's tensors); weight decay, clipping and the guard as above.</summary>
+    public static OptimizerSteps Grouped(IReadOnlyList<(IReadOnlyList<Parameter> Parameters, double LrScale)> groups, double lr, double weightDecay,
+                                         ILearningRateSchedule schedule, double? gradClip = null, string what = "training") =>
+        new(groups, lr, weightDecay, schedule, gradClip, what);
+
+    OptimizerSteps(IReadOnlyList<(IReadOnlyList<Parameter> Parameters, double LrScale)> groups, double lr, double weightDecay,
+                   ILearningRateSchedule schedule, double? gradClip, string what)
+    {
+        groups = groups.Where(g => g.Parameters.Count > 0).ToList();
+        if (groups.Count == 0) throw new PeftSharpException("nothing to train: the method and head have no trainable parameters");
+        Parameters = groups.SelectMany(g => g.Parameters).ToList();
+        Optimizer = optim.AdamW(groups.Select(g => new AdamW.ParamGroup(g.Parameters, lr: lr * g.LrScale, weight_decay: weightDecay)), lr: lr, weight_decay: weightDecay);
+        this.schedule = schedule;
+        this.gradClip = gradClip;
+        this.what = what;
+        lrScales = groups.Select(g => g.LrScale).ToArray();
         Lr = lr;
     }
 
@@ -60,7 +83,8 @@ public sealed class OptimizerSteps : IDisposable
     public double Schedule(int tick)
     {
         Lr = schedule.LearningRate(tick);
-        foreach (var group in Optimizer.ParamGroups) group.LearningRate = Lr;
+        int i = 0;
+        foreach (var group in Optimizer.ParamGroups) group.LearningRate = Lr * lrScales[Math.Min(i++, lrScales.Length - 1)];
         return Lr;
     }
 
@@ -69,7 +93,7 @@ public sealed class OptimizerSteps : IDisposable
     /// <returns>The loss's value.</returns>
     public double Step(Func<Tensor> loss, string where)
     {
-        using var stepScope = NativeHeap.StepScope();
+        using var stepScope = NativeHeap.StepScope(Parameters.FirstOrDefault()?.device_type ?? DeviceType.CPU);
         Optimizer.zero_grad();
         var value = loss();
         double scalar = value.item<float>();

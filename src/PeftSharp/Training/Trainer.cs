@@ -200,7 +200,7 @@ public sealed class Trainer
         foreach (var batch in train.Epoch(0))
         {
             using (batch)
-            using (NativeHeap.StepScope())
+            using (NativeHeap.StepScope(device.type))
             {
                 var tokens = vit.ForwardFeatures(batch.Images.to(device), out var layout, 0, vit.Config.Depth, pooledOnly: true);
                 var pooled = vit.ForwardHead(tokens, layout, preLogits: true).cpu();
@@ -230,7 +230,8 @@ public sealed class Trainer
 
 /// <summary>
 /// The trainable state of a run after each epoch (tuned tensors, AdamW state, epoch, epoch losses, RNG state), saved
-/// atomically so an interrupted run resumes where it stopped.
+/// atomically so an interrupted run resumes where it stopped. Tensors that train outside the method (a dense head)
+/// are saved and restored beside the method's when the trainer names them.
 /// </summary>
 public sealed class TrainCheckpoint
 {
@@ -240,11 +241,18 @@ public sealed class TrainCheckpoint
     string Tensors => Path.Combine(Directory, "trainable.safetensors");
     string OptimizerState => Path.Combine(Directory, "optimizer.bin");
 
-    public void Save(PeftModel peft, Optimizer optimizer, int epochsDone, IReadOnlyList<double> losses, double prePassSeconds = 0)
+    /// <param name="outside">Trained tensors outside the method by name (a dense head's "decode_head.*"); null: none.</param>
+    public void Save(PeftModel peft, Optimizer optimizer, int epochsDone, IReadOnlyList<double> losses, double prePassSeconds = 0,
+                     IReadOnlyDictionary<string, Tensor>? outside = null)
     {
         System.IO.Directory.CreateDirectory(Directory);
         var tensors = peft.TrainableParameters().ToDictionary(p => AdapterFiles.CanonicalName(p.Name), p => (Tensor)p.Parameter.detach().cpu());
         foreach (var (name, buffer) in peft.SelectionState()) tensors[name] = buffer.detach().cpu();
+        foreach (var (name, tensor) in outside ?? new Dictionary<string, Tensor>())
+        {
+            if (tensors.ContainsKey(name)) throw new ArgumentException($"checkpoint tensor '{name}' is both the method's and outside it", nameof(outside));
+            tensors[name] = tensor.detach().cpu();
+        }
         tensors["__rng_state__"] = get_rng_state();
         string optimizerTmp = OptimizerState + ".tmp";
         optimizer.save_state_dict(optimizerTmp);
@@ -278,8 +286,10 @@ public sealed class TrainCheckpoint
     }
 
     /// <summary>Restores the last epoch's state; <paramref name="prePassSeconds"/> is the time the methods' pre-pass
-    /// took when it ran (its selection is restored with the tensors).</summary>
-    public bool TryRestore(PeftModel peft, Optimizer optimizer, out int epochsDone, List<double> losses, out double prePassSeconds)
+    /// took when it ran (its selection is restored with the tensors). <paramref name="outside"/> are the tensors
+    /// <see cref="Save"/> was given beside the method's, restored in place.</summary>
+    public bool TryRestore(PeftModel peft, Optimizer optimizer, out int epochsDone, List<double> losses, out double prePassSeconds,
+                           IReadOnlyDictionary<string, Tensor>? outside = null)
     {
         epochsDone = 0;
         prePassSeconds = 0;
@@ -292,6 +302,7 @@ public sealed class TrainCheckpoint
         var byName = peft.TrainableParameters().ToDictionary(p => AdapterFiles.CanonicalName(p.Name), p => (Tensor)p.Parameter);
         var selection = peft.SelectionState();
         foreach (var (name, buffer) in selection) byName[name] = buffer;
+        foreach (var (name, tensor) in outside ?? new Dictionary<string, Tensor>()) byName[name] = tensor;
         using (no_grad())
         {
             foreach (var (name, parameter) in byName)

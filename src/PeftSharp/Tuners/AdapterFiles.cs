@@ -92,6 +92,15 @@ public static class AdapterFiles
         LoadTensors(model, weightsPath, name => name);
     }
 
+    /// <summary>The method spec and hyperparameters a PeftSharp adapter folder records (to apply the same method to a
+    /// base before <see cref="LoadInto"/>).</summary>
+    public static (string Method, Dictionary<string, string> Settings) ReadMethod(string directory)
+    {
+        var (config, configPath, _) = ReadConfig(directory);
+        if (config["peft_type"] is not null) throw new PeftSharpException($"{configPath}: a Hugging Face peft adapter; load it with Load");
+        return MethodOf(config, configPath, "vit");
+    }
+
     /// <summary>What an adapter folder says about itself: its method, the base it was trained on, the preprocessing
     /// it expects and its classes (nulls where it does not say, as in older files and Hugging Face peft's).</summary>
     public sealed record AdapterInfo(string Directory, string Method, string? BaseCheckpoint, string? BaseSha256,
@@ -133,7 +142,15 @@ public static class AdapterFiles
         return model;
     }
 
-    static (JsonObject Config, string ConfigPath, string WeightsPath) ReadConfig(string directory)
+    /// <summary>The kind of model a folder's adapter was saved for: "vit", "clip" or "video" (older files and Hugging
+    /// Face peft's: "vit").</summary>
+    public static string ReadKind(string directory)
+    {
+        var (config, configPath, _) = ReadConfig(directory);
+        return config["base_model"] is JsonObject b ? JsonFields.OptionalString(b, "kind", $"{configPath} 'base_model'") ?? "vit" : "vit";
+    }
+
+    internal static (JsonObject Config, string ConfigPath, string WeightsPath) ReadConfig(string directory)
     {
         string configPath = Path.Combine(directory, ConfigFile), weightsPath = Path.Combine(directory, WeightsFile);
         if (!File.Exists(configPath)) throw new PeftSharpException($"{configPath}: adapter config not found");
@@ -143,7 +160,7 @@ public static class AdapterFiles
     }
 
     /// <summary>The saved method spec and its settings; an adapter saved for the other kind of model is an error.</summary>
-    static (string Method, Dictionary<string, string> Settings) MethodOf(JsonObject config, string configPath, string? kind)
+    internal static (string Method, Dictionary<string, string> Settings) MethodOf(JsonObject config, string configPath, string? kind)
     {
         if (JsonFields.OptionalString(config, "format", configPath) != "peftsharp-adapter")
             throw new PeftSharpException($"{configPath}: not a PeftSharp or Hugging Face peft adapter config (no 'format' or 'peft_type')");
@@ -256,7 +273,7 @@ public static class AdapterFiles
         if (selection.Count > 0) model.MarkSelected();
     }
 
-    static JsonObject HyperJson(PeftModel model)
+    internal static JsonObject HyperJson(PeftModel model)
     {
         var o = new JsonObject();
         foreach (var t in model.Tuners.GroupBy(t => t.Method.Id).Select(g => g.First()))
@@ -264,7 +281,7 @@ public static class AdapterFiles
         return o;
     }
 
-    static void WriteAtomically(string path, string text)
+    internal static void WriteAtomically(string path, string text)
     {
         string tmp = path + ".tmp";
         File.WriteAllText(tmp, text);

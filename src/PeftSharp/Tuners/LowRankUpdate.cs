@@ -33,7 +33,7 @@ public static class LowRankUpdate
     /// and bias are frozen (their gradients are not computed), on float32 CPU rows (where they were measured, and
     /// where the dropout masks are drawn) with no autocast in force.</summary>
     public static bool Fusable(nn.Module<Tensor, Tensor> baseLayer, Tensor rows) =>
-        rows.device_type == DeviceType.CPU
+        Interop.CpuOnly.FusedAutogradNodes(rows.device_type)
         && baseLayer is Linear { weight: { requires_grad: false, dtype: ScalarType.Float32 } } linear
         && linear.bias is not { requires_grad: true }
         && rows.dtype == ScalarType.Float32

@@ -33,7 +33,7 @@ public sealed class ParallelDropout : nn.Module<Tensor, Tensor>
     public override Tensor forward(Tensor x)
     {
         if (!Active) return x;
-        if (x.device_type != DeviceType.CPU || x.dtype is not (ScalarType.Float32 or ScalarType.BFloat16) || x.numel() > int.MaxValue / 4)
+        if (!Interop.CpuOnly.ParallelDropoutMasks(x.device_type) || x.dtype is not (ScalarType.Float32 or ScalarType.BFloat16) || x.numel() > int.MaxValue / 4)
             return F.dropout(x, p, true);
         using var mask = Mask(x.shape, p);
         return x.dtype == ScalarType.Float32 ? x * mask : x * mask.to(x.dtype);

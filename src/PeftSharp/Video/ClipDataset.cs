@@ -59,6 +59,13 @@ public sealed class ClipDataset
 
     public int Label(int index) => Entries[index].Label;
 
+    /// <summary>Checks every video file of the list is readable (rawframe folders are checked when listed), so a
+    /// broken file is an error before training starts rather than in the middle of an epoch.</summary>
+    public void CheckVideoFiles()
+    {
+        foreach (var e in Entries.Where(e => e.IsVideoFile)) FfmpegReader.Check(e.Path);
+    }
+
     /// <summary>One training view (random frames and crop) of clip <paramref name="index"/>, [C, T, S, S].</summary>
     public float[] ReadTrain(int index, Random rng)
     {

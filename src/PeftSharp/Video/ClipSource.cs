@@ -102,6 +102,10 @@ public sealed class FfmpegReader : IClipReader
     public int FrameCount => frames.Length;
     public RgbImage Frame(int index) => frames[index];
 
+    /// <summary>Checks that a video file is there, not empty and readable (ffmpeg finds a video stream in its first
+    /// frame) without decoding the rest.</summary>
+    public static void Check(string path) => Probe(path);
+
     /// <summary>The path of ffmpeg, or a one-line error naming the clip that needed it.</summary>
     public static string RequireFfmpeg(string clip)
     {

@@ -40,7 +40,7 @@ public static class ClipEvaluation
         {
             foreach (var indices in Batches(set.Count, batchSize))
             {
-                using var stepScope = NativeHeap.StepScope();
+                using var stepScope = NativeHeap.StepScope(device.type);
                 var pixels = set.Images(indices, normalization, device);
                 var tokens = CaptionSet.Tokenize(indices.Select(i => set.Captions[i]).ToArray(), model.Config.Text.ContextLength, out _).to(device);
                 images.Add(model.EncodeImage(pixels, normalize: true).cpu().MoveToOuterDisposeScope());
@@ -97,7 +97,7 @@ public static class ClipEvaluation
             using var classes = ClassEmbeddings(model, set.ClassPrompts!);
             foreach (var indices in Batches(set.Count, batchSize))
             {
-                using var stepScope = NativeHeap.StepScope();
+                using var stepScope = NativeHeap.StepScope(device.type);
                 var batch = ClipLosses.ClassLogits(model.EncodeImage(set.Images(indices, normalization, device)), classes, model.logit_scale).cpu();
                 int width = (int)batch.shape[1];
                 var flat = batch.data<float>().ToArray();

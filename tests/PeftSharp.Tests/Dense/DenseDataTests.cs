@@ -9,10 +9,8 @@ public class DenseDataTests
 {
     static readonly Lazy<string> Root = new(() =>
     {
-        string dir = TestFiles.TempDir("dense-data");
-        DenseSuite.Materialize(dir, DenseSuite.GarmentsSeg);
-        DenseSuite.Materialize(dir, DenseSuite.DigitsDet);
-        return dir;
+        DenseTestData.Full(DenseSuite.Detection);
+        return Path.GetDirectoryName(DenseTestData.Full(DenseSuite.Segmentation))!;
     });
 
     static string Copy(string task)

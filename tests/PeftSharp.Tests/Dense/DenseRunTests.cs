@@ -13,7 +13,7 @@ public class DenseRunTests
     public void A_dense_run_lands_in_the_results_store_with_its_family_and_is_reused()
     {
         string dir = TestFiles.TempDir("dense-run");
-        var task = DenseTask.Open(DenseSuite.Materialize(dir, DenseSuite.GarmentsSeg));
+        var task = DenseTask.Open(DenseTestData.Small(DenseSuite.Segmentation, 8));
         var train = new TrainOptions { Epochs = 1, WarmupEpochs = 0, BatchSize = 8, Lr = 1e-3, DropPath = 0 };
         var job = DenseRunRequest.Create(task, "lora", null, train, new BackboneSpec(null, null, TestFiles.VitCheckpoint), "train", "val", 64,
                                          segHead: "linear", trainImages: 8, evalImages: 8);

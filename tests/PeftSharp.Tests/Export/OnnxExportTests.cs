@@ -69,6 +69,15 @@ public class OnnxExportTests
     }
 
     [Fact]
+    public void A_model_resampling_its_positions_per_input_is_refused_in_one_line()
+    {
+        using var model = new VisionTransformer(Config("token") with { DynamicImgSize = true });
+        var refused = Assert.Throws<PeftSharpException>(() => OnnxExport.Save(model, "dynamic.onnx"));
+        Assert.Equal("dynamic.onnx: a ViT with dynamic_img_size resamples its position table per input size, which the exporter does not express; export it at its img_size", refused.Message);
+        Assert.False(File.Exists("dynamic.onnx"));
+    }
+
+    [Fact]
     public void A_merged_adapter_exports_and_an_unmerged_one_is_refused_in_one_line()
     {
         string dir = TestFiles.TempDir("onnx-peft");

@@ -26,9 +26,9 @@ public class NativeHeapTests
                     for (int i = 0; i < 1000; i++) x.mul_(0.5);
             return NativeHeap.AllocatedBytes()!.Value - before;
         }
-        LeftBy(NativeHeap.StepScope);   // the runtime's own tables grow once to hold a step's finalizable objects
+        LeftBy(() => NativeHeap.StepScope());   // the runtime's own tables grow once to hold a step's finalizable objects
         long plain = LeftBy(() => NewDisposeScope());
-        long collected = LeftBy(NativeHeap.StepScope);
+        long collected = LeftBy(() => NativeHeap.StepScope());
         // If TorchSharp stops leaving its scalars to the finalizer, the first check fails and the collection can go.
         Assert.True(plain > 20_000 * 32, $"a plain dispose scope left {plain} bytes for 20000 scalars");
         Assert.True(collected < plain / 10, $"the step scope left {collected} bytes, a plain scope {plain}");

@@ -85,37 +85,12 @@ static class DenseCli
         foreach (var split in trainSplit.Split('+').Append(evalSplit).Distinct()) task.Split(split, imageSize);
 
         var job = DenseRunRequest.Create(task, method, settings, train, backbone, trainSplit, evalSplit, imageSize, task.Kind == DenseKind.Segmentation ? head : "uper", headLr: headLr);
-        bool saved = false;
-        var record = ConsoleObserver.Run(quiet, observer =>
-        {
-            var executor = new RunExecutor(db, device, observer) { KeepWeights = keepWeights };
-            if (!resume) new TrainCheckpoint(Path.Combine(executor.CheckpointRoot, job.Spec.Key)).Delete();
-            return executor.Execute(job, $"{task.Name} {method}", (product, r) =>
-            {
-                if (saveAdapter != null)
-                {
-                    product.SaveAdapter(saveAdapter);
-                    saved = true;
-                }
-                return r;
-            });
-        });
-        if (record.Status != RunStatus.Finished)
-        {
-            Console.Error.WriteLine($"peftsharp train: run failed: {record.Error}");
-            return record.Error?.StartsWith(OptimizerSteps.DivergedMessage, StringComparison.Ordinal) == true ? 2 : 1;
-        }
+        var (record, saved) = TrainCommand.Execute(job, $"{task.Name} {method}", db, device, keepWeights, resume, saveAdapter, quiet);
+        if (TrainCommand.FailureExit(record) is int failed) return failed;
         var metrics = JsonNode.Parse(record.Outcome!.MetricsJson)!.AsObject();
         Console.WriteLine($"run {record.Id}: {method} on {task.Name}: {Headline(metrics, record.Top1 ?? 0)} on {evalSplit} " +
                           $"({record.Outcome.TrainableParams:N0} trainable parameters in the backbone + {metrics["head_params"]} in the head, {record.Outcome.TrainSeconds:F1} s)");
-        if (saveAdapter == null) return 0;
-        if (!saved && !RunArtifacts.ExportAdapter(db, record.Id, saveAdapter))
-        {
-            Console.Error.WriteLine($"peftsharp train: {saveAdapter}: run {record.Id} is already in {db.Location} without stored weights (kept with --keep-weights), so there is no adapter to save; rerun with another --db");
-            return 2;
-        }
-        Console.WriteLine($"adapter saved to {saveAdapter}{(saved ? "" : $" (from run {record.Id} in {db.Location})")}");
-        return 0;
+        return saveAdapter == null ? 0 : TrainCommand.SaveStoredAdapter(db, record, saveAdapter, saved);
     }
 
     public static int Eval(CommandLine line)

@@ -47,11 +47,21 @@ public sealed class TrainCommand : ICommand
 
         using var run = SingleRun.Create(task, method, settings, train, backbone, trainSplit, evalSplit);
         var spec = run.Request.Spec;
+        var (record, saved) = Execute(run.Request, $"{task.Name} {method}", db, device, keepWeights, resume, saveAdapter, quiet);
+        if (FailureExit(record) is int failed) return failed;
+        Console.WriteLine($"run {record.Id}: {method} on {task.Name}: top-1 {100 * record.Top1:F2}% on {spec.EvalSplit} ({record.Outcome!.TrainableParams:N0} trainable parameters, {record.Outcome.TrainSeconds:F1} s, {record.Outcome.ImagesPerSecond:F0} img/s)");
+        return saveAdapter == null ? 0 : SaveStoredAdapter(db, record, saveAdapter, saved);
+    }
+
+    /// <summary>One run of any task family for <c>train</c>: reused from the store or trained (resuming an interrupted
+    /// attempt unless <paramref name="resume"/> is false), its adapter saved to <paramref name="saveAdapter"/> when this
+    /// process trained it (<c>Saved</c>).</summary>
+    internal static (RunRecord Record, bool Saved) Execute(IRunJob job, string label, IResultsStore db, TorchSharp.torch.Device device, KeepWeights keepWeights,
+                                                           bool resume, string? saveAdapter, bool quiet)
+    {
         bool saved = false;
         var record = ConsoleObserver.Run(quiet, observer =>
-        {
-            var executor = new RunExecutor(db, device, observer) { KeepWeights = keepWeights, Resume = resume };
-            return executor.Execute(run.Request, $"{task.Name} {method}", (product, r) =>
+            new RunExecutor(db, device, observer) { KeepWeights = keepWeights, Resume = resume }.Execute(job, label, (product, r) =>
             {
                 if (saveAdapter != null)
                 {
@@ -59,17 +69,23 @@ public sealed class TrainCommand : ICommand
                     saved = true;
                 }
                 return r;
-            });
-        });
-        if (record.Status != RunStatus.Finished)
-        {
-            Console.Error.WriteLine($"peftsharp train: run failed: {record.Error}");
-            // A diverged run is the settings' fault (the lr), not the program's.
-            return record.Error?.StartsWith(Trainer.DivergedMessage, StringComparison.Ordinal) == true ? 2 : 1;
-        }
-        Console.WriteLine($"run {record.Id}: {method} on {task.Name}: top-1 {100 * record.Top1:F2}% on {spec.EvalSplit} ({record.Outcome!.TrainableParams:N0} trainable parameters, {record.Outcome.TrainSeconds:F1} s, {record.Outcome.ImagesPerSecond:F0} img/s)");
-        if (saveAdapter == null) return 0;
-        // A run already in the database was not trained now: its adapter comes from the store.
+            }));
+        return (record, saved);
+    }
+
+    /// <summary>Null for a finished run; otherwise its error on stderr and the exit code: 2 for a diverged run (the
+    /// settings' fault, the lr), 1 for anything else.</summary>
+    internal static int? FailureExit(RunRecord record)
+    {
+        if (record.Status == RunStatus.Finished) return null;
+        Console.Error.WriteLine($"peftsharp train: run failed: {record.Error}");
+        return record.Error?.StartsWith(OptimizerSteps.DivergedMessage, StringComparison.Ordinal) == true ? 2 : 1;
+    }
+
+    /// <summary>Where <c>--save-adapter</c> was given: a run trained now saved it already; a run already in the database
+    /// exports its stored adapter, or there is none to save (exit 2).</summary>
+    internal static int SaveStoredAdapter(IResultsStore db, RunRecord record, string saveAdapter, bool saved)
+    {
         if (!saved && !RunArtifacts.ExportAdapter(db, record.Id, saveAdapter))
         {
             Console.Error.WriteLine($"peftsharp train: {saveAdapter}: run {record.Id} is already in {db.Location} without stored weights (kept with --keep-weights), so there is no adapter to save; rerun with another --db");

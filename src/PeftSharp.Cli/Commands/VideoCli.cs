@@ -41,36 +41,11 @@ static class VideoCli
         foreach (var split in task.HasVal ? new[] { "train", "val", "test" } : new[] { "train", "test" }) task.Split(split, protocol.Data.Sampler, protocol.Data.Transform).CheckVideoFiles();
 
         var job = new VideoRunJob(task, method, settings, protocol.Train, protocol.Backbone, protocol.Data);
-        bool saved = false;
-        var record = ConsoleObserver.Run(quiet, observer =>
-        {
-            var executor = new RunExecutor(db, device, observer) { KeepWeights = keepWeights };
-            if (!resume) new TrainCheckpoint(Path.Combine(executor.CheckpointRoot, job.Spec.Key)).Delete();
-            return executor.Execute(job, $"{task.Name} {method}", (product, r) =>
-            {
-                if (saveAdapter != null)
-                {
-                    product.SaveAdapter(saveAdapter);
-                    saved = true;
-                }
-                return r;
-            });
-        });
-        if (record.Status != RunStatus.Finished)
-        {
-            Console.Error.WriteLine($"peftsharp train: run failed: {record.Error}");
-            return record.Error?.StartsWith(OptimizerSteps.DivergedMessage, StringComparison.Ordinal) == true ? 2 : 1;
-        }
+        var (record, saved) = TrainCommand.Execute(job, $"{task.Name} {method}", db, device, keepWeights, resume, saveAdapter, quiet);
+        if (TrainCommand.FailureExit(record) is int failed) return failed;
         var o = record.Outcome!;
         Console.WriteLine($"run {record.Id}: {method} on {task.Name}: top-1 {Percent(o.Top1)}% on test ({o.TrainableParams:N0} trainable parameters, {o.TrainSeconds:F1} s, {o.ImagesPerSecond:F1} clips/s)");
-        if (saveAdapter == null) return 0;
-        if (!saved && !RunArtifacts.ExportAdapter(db, record.Id, saveAdapter))
-        {
-            Console.Error.WriteLine($"peftsharp train: {saveAdapter}: run {record.Id} is already in {db.Location} without stored weights (kept with --keep-weights), so there is no adapter to save; rerun with another --db");
-            return 2;
-        }
-        Console.WriteLine($"adapter saved to {saveAdapter}{(saved ? "" : $" (from run {record.Id} in {db.Location})")}");
-        return 0;
+        return saveAdapter == null ? 0 : TrainCommand.SaveStoredAdapter(db, record, saveAdapter, saved);
     }
 
     /// <summary>The base, clip and training options of a video run (what a video sweep stores beside its task, method,

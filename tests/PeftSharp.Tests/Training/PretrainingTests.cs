@@ -62,7 +62,7 @@ public class PretrainingTests
                 var predicted = result.Model.forward(x).argmax(1).data<long>().ToArray();
                 return 100.0 * predicted.Zip(set.Labels).Count(p => p.First == p.Second) / set.Labels.Length;
             }
-            var mix = typeof(GlyphSource).Assembly.GetType("PeftSharp.Suite.SuiteRng")!.GetMethod("Mix")!;   // internal: the suite's seed hash
+            var mix = typeof(PeftSharp.Data.ImageTask).Assembly.GetType("PeftSharp.Data.SuiteRng")!.GetMethod("Mix")!;   // internal: the suite's seed hash
             var photoSeeds = Enumerable.Range(0, 32).Select(i => (ulong)mix.Invoke(null, [new ulong[] { 0x50484F54, (ulong)(uint)options.Seed, (ulong)i }])!).ToArray();
             var photoSet = PhotoSource.Open(options.Model.ImgSize, [pictures]).Render(photoSeeds, firstLabel: result.GlyphClasses);
             Assert.Equal(32, photoSet.Labels.Length);

@@ -69,12 +69,17 @@ public sealed class SweepCommand : ICommand
         line.RejectUnknown(maxPositional: 1);
 
         var queue = new WorkQueue(db);
-        var result = queue.Plan(name, requests);
-        Console.WriteLine($"plan {result.Plan}: {result.SweepIds.Count} sweep(s), {result.Queued} run(s) queued" +
+        PrintPlan(queue.Plan(name, requests), "sweep(s)", db);
+        return 0;
+    }
+
+    /// <summary>What a plan queued, its sweeps and how to start workers on it (any family's plan).</summary>
+    internal static void PrintPlan(PlanResult result, string sweeps, IResultsStore db)
+    {
+        Console.WriteLine($"plan {result.Plan}: {result.SweepIds.Count} {sweeps}, {result.Queued} run(s) queued" +
                           (result.AlreadyQueued > 0 ? $", {result.AlreadyQueued} already queued" : "") + $" in {db.Location}");
         foreach (var sweep in result.SweepIds) Console.WriteLine($"  {sweep}");
         Console.WriteLine($"start workers: peftsharp worker --db DB --sweep {result.Plan}");
-        return 0;
     }
 
     static int Status(CommandLine line)

@@ -108,11 +108,7 @@ static class VideoCli
         line.RejectUnknown(maxPositional: 1);
         var sweeps = (from task in tasks from method in methods
                       select protocol with { TaskDirectory = task, Method = method, Settings = settings, Lrs = lrs, Seeds = seeds }).ToList();
-        var result = new Sweeps.WorkQueue(db).Plan(name, sweeps);
-        Console.WriteLine($"plan {result.Plan}: {result.SweepIds.Count} video sweep(s), {result.Queued} run(s) queued" +
-                          (result.AlreadyQueued > 0 ? $", {result.AlreadyQueued} already queued" : "") + $" in {db.Location}");
-        foreach (var sweep in result.SweepIds) Console.WriteLine($"  {sweep}");
-        Console.WriteLine($"start workers: peftsharp worker --db DB --sweep {result.Plan}");
+        SweepCommand.PrintPlan(new Sweeps.WorkQueue(db).Plan(name, sweeps), "video sweep(s)", db);
         return 0;
     }
 

@@ -21,10 +21,11 @@ public sealed class BenchCommand : ICommand
           prefix, ST-Adapter and BAPAT on the built-in motion and appearance tasks (lr chosen on val), the
           V-PETL-style table (DIR/video.md), the frame-shuffle control and test clips with predictions
           (DIR/video-clips.png). Default DIR ./peftsharp-video-report.
-        peftsharp bench --family dense [--profile quick|default|full | --quick] [--methods a,b] [--tasks garments-seg,digits-det]
+        peftsharp bench --family dense [--profile quick|default|full | --quick] [--methods a,b] [--tasks glyphs-seg,glyphs-det]
                         [--epochs N] [--out DIR] [--checkpoint FILE]
-          The dense family (docs/dense.md): V-PETL's dense methods on the built-in segmentation (garments-seg,
-          mIoU) and detection (digits-det, COCO box AP) tasks, lr searched on val, the best retrained on train+val
+          The dense family (docs/dense.md): V-PETL's dense methods on the built-in segmentation (glyphs-seg by default,
+          garments-seg; mIoU) and detection (glyphs-det by default, digits-det; COCO box AP) tasks, lr searched on val
+          (profile full), the best retrained on train+val
           and scored on test; writes DIR/dense-report.html (with pictures), DIR/dense-summary.md and DIR/results.db.
           Default DIR ./peftsharp-dense-report.
           Materialises the suite (shipped data + rendered scenes) in DIR/suite, tunes each method on each task

@@ -16,7 +16,7 @@ static class DenseCli
     public const int DefaultImageSize = 64;
 
     public const string TrainUsage = """
-        peftsharp train --task garments-seg|digits-det [--suite-dir DIR] --method ID [backbone] [training options]
+        peftsharp train --task glyphs-seg|glyphs-det|garments-seg|digits-det [--suite-dir DIR] --method ID [backbone] [training options]
         peftsharp train --data DENSE_DIR --method ID [--image-size N (64)] [--head uper|linear] [--head-lr X (the lr)] [--train-split NAME (train)]
                         [--eval-split NAME (test)] [--save-adapter DIR] [--no-resume] [backbone] [training options]
           Dense prediction (docs/dense.md): DENSE_DIR is a segmentation folder (classes.txt, images/<split>/,

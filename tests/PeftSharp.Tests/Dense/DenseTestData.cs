@@ -19,7 +19,7 @@ public static class DenseTestData
         string from = Full(task), to = TestFiles.TempDir("dense-small");
         foreach (var split in new[] { "train", "val", "test" })
         {
-            if (task == DenseSuite.Segmentation)
+            if (DenseSuite.Task(task).Kind == DenseKind.Segmentation)
             {
                 foreach (var folder in new[] { SegmentationFolder.ImagesFolder, SegmentationFolder.LabelsFolder })
                 {
@@ -39,7 +39,7 @@ public static class DenseTestData
             coco["annotations"] = new JsonArray(coco["annotations"]!.AsArray().Where(a => ids.Contains(a!["image_id"]!.GetValue<long>())).Select(a => a!.DeepClone()).ToArray());
             File.WriteAllText(CocoDataset.AnnotationFile(to, split), coco.ToJsonString());
         }
-        if (task == DenseSuite.Segmentation) File.Copy(Path.Combine(from, SegmentationFolder.ClassesFile), Path.Combine(to, SegmentationFolder.ClassesFile));
+        if (DenseSuite.Task(task).Kind == DenseKind.Segmentation) File.Copy(Path.Combine(from, SegmentationFolder.ClassesFile), Path.Combine(to, SegmentationFolder.ClassesFile));
         return to;
     }
 }

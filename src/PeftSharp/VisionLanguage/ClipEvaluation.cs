@@ -121,7 +121,7 @@ public static class ClipEvaluation
         {
             using (inference_mode())
             using (Autocast.Enter(precision, model.logit_scale.device))
-            using (Inference.InferenceWeights.CastOnce(model, precision))
+            using (CastOnce.Inference(model, precision))
                 body();
         }
         finally { model.train(training); }

@@ -94,7 +94,12 @@ public static class SharedOptions
     public static Precision Precision(CommandLine line, Func<Models.VitConfig> config, int batchSize)
     {
         string? name = line.Get("precision");
-        if (!string.Equals(name?.Trim(), "auto", StringComparison.OrdinalIgnoreCase)) return Autocast.ParsePrecision(name);
+        if (!string.Equals(name?.Trim(), "auto", StringComparison.OrdinalIgnoreCase))
+        {
+            try { return Autocast.ParsePrecision(name); }
+            catch (PeftSharpException) { throw new PeftSharpException($"{line.Verb}: --precision must be fp32, bf16 or auto (got '{name}')"); }
+        }
+        // stderr: stdout may carry a JSON report.
         var choice = PrecisionProbe.Choose(config(), batchSize, Devices.Parse(line.Get("device")));
         Console.Error.WriteLine($"peftsharp {line.Verb}: {choice}");
         return choice.Precision;

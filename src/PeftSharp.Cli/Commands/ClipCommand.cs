@@ -17,15 +17,17 @@ public sealed class ClipCommand : ICommand
         peftsharp clip train (--task {string.Join("|", VlTasks.Names)} | --train DIR --test DIR) --method ID[+ID...]
                              [--set key=value ...] [--towers image|text|both] [--fraction 1] [--steps 120] [--batch-size 32]
                              [--lr 1e-3] [--wd 1e-4] [--seed 42] [--checkpoint FILE] [--save-adapter DIR]
-                             [--save-merged FILE.safetensors] [--json]
+                             [--save-merged FILE.safetensors] [--precision fp32|bf16|auto] [--json]
           Trains the method on the towers (default both) of the CLIP model (default: the shipped one) and scores it
           on the test pairs. --task picks a built-in task (retrieval, or classification through class prompts);
           --train/--test read caption folders (captions.tsv with columns 'image' and 'caption', image paths
           relative to the folder) and train contrastively. --fraction trains on that share of the training pairs.
           --save-adapter writes only the trained tensors; --save-merged folds mergeable methods into the weights
           and writes a plain open_clip-keyed checkpoint.
-        peftsharp clip eval (--task T | --test DIR) [--checkpoint FILE] [--adapter DIR] [--json]
+        peftsharp clip eval (--task T | --test DIR) [--checkpoint FILE] [--adapter DIR] [--precision fp32|bf16|auto] [--json]
           Scores the model (with an adapter applied, if given) without training: zero-shot when neither is tuned.
+        --precision bf16 runs the towers' products under bfloat16 autocast (training and scoring; the losses stay
+        float32); auto times both on this CPU for the image tower's shapes and says which it chose.
         Scores: recall@1/5/10 in both directions for retrieval, top-1 for classification. Captions longer than the
         model's context are cut where open_clip cuts them (the last kept token becomes end-of-text), and counted.
         """;
@@ -39,6 +41,7 @@ public sealed class ClipCommand : ICommand
         var loaded = ModelCheckpoints.LoadClip(checkpoint).Model;
         var normalization = Normalization.FromName(ModelCheckpoints.ReadNormalization(checkpoint) ?? "inception");
         var task = ReadTask(line, loaded.Config.Vision.ImgSize, train);
+        var precision = SharedOptions.Precision(line, () => loaded.Config.Vision, new ClipTrainOptions().BatchSize);
         var result = new JsonObject { ["task"] = task.Name, ["checkpoint"] = Path.GetFileName(checkpoint), ["test_pairs"] = task.Test.Count };
         Report(task.Test, loaded.Config.Text.ContextLength);
         PeftModel? peft = null;
@@ -52,6 +55,7 @@ public sealed class ClipCommand : ICommand
             {
                 Objective = task.Objective, Steps = line.Int("steps", d.Steps), BatchSize = line.Int("batch-size", d.BatchSize),
                 Lr = line.Double("lr", d.Lr), WeightDecay = line.Double("wd", d.WeightDecay), Seed = line.Int("seed", d.Seed), Normalization = normalization,
+                Precision = precision,
             };
             var data = task.TrainFraction(line.Double("fraction", 1.0));
             string? adapterDir = line.Get("save-adapter"), merged = line.Get("save-merged");
@@ -68,7 +72,7 @@ public sealed class ClipCommand : ICommand
             result["final_loss"] = Math.Round(trained.FinalLoss, 4);
             result["train_seconds"] = Math.Round(trained.Seconds, 1);
             if (adapterDir != null) AdapterFiles.Save(peft, adapterDir, checkpoint);
-            Score(loaded, task, normalization, result);
+            Score(loaded, task, normalization, precision, result);
             if (merged != null)
             {
                 var plain = (ClipModel)peft.MergeAndUnload();
@@ -81,7 +85,7 @@ public sealed class ClipCommand : ICommand
             line.RejectUnknown(maxPositional: 1);
             if (adapter != null) peft = AdapterFiles.Load(loaded, adapter);
             result["adapter"] = adapter;
-            Score(loaded, task, normalization, result);
+            Score(loaded, task, normalization, precision, result);
         }
         Console.WriteLine(json ? result.ToJsonString(new System.Text.Json.JsonSerializerOptions { WriteIndented = true })
                                : string.Join("\n", result.Select(kv => $"{kv.Key}: {kv.Value}")));
@@ -111,8 +115,9 @@ public sealed class ClipCommand : ICommand
     }
 
     /// <summary>The test score as the studies store it (recalls in percent for retrieval, top-1 for classification).</summary>
-    static void Score(ClipModel model, VlTask task, Normalization normalization, JsonObject result)
+    static void Score(ClipModel model, VlTask task, Normalization normalization, Precision precision, JsonObject result)
     {
-        foreach (var (k, v) in ClipScore.Of(model, task, normalization).Metrics) result[k] = Math.Round(v, 2);
+        result["precision"] = Interop.Autocast.Name(precision);
+        foreach (var (k, v) in ClipScore.Of(model, task, normalization, precision).Metrics) result[k] = Math.Round(v, 2);
     }
 }

@@ -73,7 +73,7 @@ public sealed class PerfCommand : ICommand
         if (options.GradCheckpointing) childArgs.Add("--grad-checkpointing");
         if (options.PairedWithFull) childArgs.Add("--paired");
         // auto is decided once here (the model's shape at --batch); the children measure the precision it chose.
-        options = options with { Precision = Precision(line, model, options.Batch, options.Device) };
+        options = options with { Precision = SharedOptions.Precision(line, () => model, options.Batch) };
         childArgs.AddRange(new[] { "--precision", Autocast.Name(options.Precision) });
         foreach (var key in options.Settings.Keys)
             if (!methods.Any(m => options.SettingsFor(m).ContainsKey(key)))
@@ -174,16 +174,6 @@ public sealed class PerfCommand : ICommand
         Console.WriteLine($"  one merged model per task     {report.PerTaskImagesPerSecond,9:F1} img/s  {report.PerTaskParameters,14:N0} parameters");
         Console.WriteLine($"  mixed / per task {report.Ratio:F3} (timed alternately in this process)");
         return 0;
-    }
-
-    /// <summary>--precision; auto's choice is said on stderr (stdout may carry the JSON report).</summary>
-    static Precision Precision(CommandLine line, VitConfig model, int batch, TorchSharp.torch.Device device)
-    {
-        string? name = line.Get("precision");
-        if (!string.Equals(name?.Trim(), "auto", StringComparison.OrdinalIgnoreCase)) return Autocast.ParsePrecision(name);
-        var choice = Training.PrecisionProbe.Choose(model, batch, device);
-        Console.Error.WriteLine($"peftsharp perf: {choice}");
-        return choice.Precision;
     }
 
     static IEnumerable<string> SetArguments(IReadOnlyDictionary<string, string> settings) =>

@@ -93,7 +93,7 @@ public sealed class PredictCommand : ICommand
 
         var files = ImageFiles.Collect(line.Positional);
         using IImageClassifier classifier = clip ? ZeroShot(source, classes!, templates, device) : Trained(source, device);
-        var precision = classifier is Classifier trained ? SharedOptions.Precision(line, () => trained.Model.Config, batchSize) : Autocast.ParsePrecision(line.Get("precision"));
+        var precision = SharedOptions.Precision(line, () => classifier is ZeroShotClassifier zeroShot ? zeroShot.Config.Vision : ((Classifier)classifier).Model.Config, batchSize);
         var predictions = Predictor.Predict(classifier, files, top, batchSize, precision);
         Console.Write(format switch
         {

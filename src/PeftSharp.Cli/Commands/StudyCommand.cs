@@ -40,7 +40,7 @@ public sealed class StudyCommand : ICommand
             DataDir = line.Get("data"),
         };
         // auto is decided once (the backbone's shape at the profile's batch) and recorded in every run's key.
-        options = options with { Precision = SharedOptions.Precision(line, () => ModelCheckpoints.ReadVitConfig(options.Checkpoint), Benchmarks.BenchProfile.Get(profile).BatchSize) };
+        options = options with { Precision = SharedOptions.Precision(line, () => ModelCheckpoints.ReadImageTowerConfig(options.Checkpoint), Benchmarks.BenchProfile.Get(profile).BatchSize) };
         var overrides = new StudyOverrides(List(line.Get("tasks")), List(line.Get("methods")), line.Get("epochs") is null ? null : line.Int("epochs", 0),
                                            List(line.Get("sizes"))?.Select(n => Size(n)).ToList());
         var device = Devices.Parse(line.Get("device"));

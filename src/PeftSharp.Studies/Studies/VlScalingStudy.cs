@@ -18,9 +18,10 @@ public sealed record VlScalingProfile(
     IReadOnlyDictionary<string, IReadOnlyList<IReadOnlyDictionary<string, string>>> Methods,
     IReadOnlyList<string> Towers, int Steps, int BatchSize, IReadOnlyDictionary<string, double> Lrs)
 {
-    public ClipTrainOptions Training(string method, Normalization normalization) => new()
+    public ClipTrainOptions Training(string method, Normalization normalization, Precision precision = Precision.Float32) => new()
     {
         Steps = Steps, BatchSize = BatchSize, Lr = Lrs.TryGetValue(method, out double lr) ? lr : Lrs["*"], Normalization = normalization,
+        Precision = precision,
     };
 
     public string Description() => string.Create(CultureInfo.InvariantCulture,
@@ -90,13 +91,13 @@ public sealed class VlScalingStudy : IStudy
             tasks.Add(task);
             context.Log($"{task.Name}: {task.Description}");
             var zeroShot = runs.Execute(new ClipRunRequest(task, 1.0, ClipRunRequest.ZeroShot, new Dictionary<string, string>(), profile.Towers,
-                                                           profile.Training("*", normalization)), context.Log);
+                                                           profile.Training("*", normalization, context.Options.Precision)), context.Log);
             foreach (double fraction in profile.Fractions)
             {
                 cells.Add(Cell(zeroShot, "", fraction));
                 foreach (var (method, capacities) in profile.Methods.Append(KeyValuePair.Create("full", NoKnob)))
                     foreach (var settings in capacities)
-                        cells.Add(Cell(runs.Execute(new ClipRunRequest(task, fraction, method, settings, profile.Towers, profile.Training(method, normalization)), context.Log),
+                        cells.Add(Cell(runs.Execute(new ClipRunRequest(task, fraction, method, settings, profile.Towers, profile.Training(method, normalization, context.Options.Precision)), context.Log),
                                        string.Join(",", settings.Select(s => $"{s.Key}={s.Value}")), fraction));
             }
         }

@@ -23,13 +23,15 @@ internal static class QueueSql
         ON CONFLICT (run_key) DO NOTHING
         """;
 
-    /// <summary>The oldest pending run of the plan (any plan when null) becomes this worker's, with a fresh lease.</summary>
+    /// <summary>The oldest pending run of the plan (any plan when null) becomes this worker's, with a fresh lease.
+    /// Final runs go first: a sweep whose search is over finishes before new searches start, so a long plan stopped
+    /// part-way leaves complete cells, not a search of every cell.</summary>
     public const string Claim = """
         UPDATE sweep_queue SET status = 'running', worker = @worker, lease_until_ms = {now} + @lease_ms, attempts = attempts + 1, error = NULL
         WHERE status = 'pending' AND id = (
             SELECT id FROM sweep_queue
             WHERE status = 'pending' AND (CAST(@plan AS TEXT) IS NULL OR plan = @plan)
-            ORDER BY id LIMIT 1 {skip_locked})
+            ORDER BY CASE WHEN stage = 'final' THEN 0 ELSE 1 END, id LIMIT 1 {skip_locked})
         RETURNING id, run_key, sweep_id, plan, stage, point, seed, attempts
         """;
 

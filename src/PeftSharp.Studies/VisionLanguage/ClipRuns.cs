@@ -31,14 +31,14 @@ public sealed record ClipRunResult(ClipRunRequest Request, RunRecord Record)
 /// top-1 for classification (with every test example's class logits).</summary>
 public sealed record ClipScore(double Score, IReadOnlyDictionary<string, double> Metrics, IReadOnlyList<Prediction> Predictions)
 {
-    public static ClipScore Of(ClipModel model, VlTask task, Normalization normalization)
+    public static ClipScore Of(ClipModel model, VlTask task, Normalization normalization, Precision precision = Precision.Float32)
     {
         if (task.Objective == ClipObjective.Contrastive)
         {
-            var recall = ClipEvaluation.Retrieval(model, task.Test, normalization);
+            var recall = ClipEvaluation.Retrieval(model, task.Test, normalization, precision);
             return new ClipScore(recall.Mean, recall.ToDictionary(), []);
         }
-        var classified = ClipEvaluation.Classify(model, task.Test, normalization);
+        var classified = ClipEvaluation.Classify(model, task.Test, normalization, precision: precision);
         var predictions = classified.Logits.Select((row, i) => new Prediction(i, task.Test.Labels![i], classified.Predicted[i], row)).ToList();
         return new ClipScore(classified.Top1, new Dictionary<string, double> { ["top1"] = classified.Top1 }, predictions);
     }
@@ -62,10 +62,14 @@ public sealed class ClipJob : IRunJob
         bool trains = TrainSet != null;
         Spec = RunSpecs.Of(RunStage.Single, Family, "vl/" + request.Task.Name, trains ? $"train[:{TrainSet!.Count}]" : "none", "test",
             request.Method, trains ? request.Settings : null, trains ? Options.Lr : 0, trains ? Options.WeightDecay : 0, Options.Seed, 0,
-            Options.BatchSize, trains ? Options.ToJson().ToJsonString() : "{}",
+            Options.BatchSize, trains ? Options.ToJson().ToJsonString() : ZeroShotJson(Options.Precision),
             new JsonObject { ["model"] = "clip", ["towers"] = string.Join("+", request.Towers), ["objective"] = request.Task.Objective.ToString().ToLowerInvariant() }.ToJsonString(),
             checkpointIdentity ?? PeftSharp.Checkpoints.CheckpointIdentity.Of(checkpoint));
     }
+
+    /// <summary>A zero-shot run trains nothing; only an evaluation in bf16 makes it another run.</summary>
+    static string ZeroShotJson(Precision precision) =>
+        precision == Precision.Float32 ? "{}" : new JsonObject { ["precision"] = Interop.Autocast.Name(precision) }.ToJsonString();
 
     public ClipRunRequest Request { get; }
     public string Checkpoint { get; }
@@ -100,7 +104,7 @@ public sealed class ClipJob : IRunJob
                 metrics["first_loss"] = Math.Round(trained.Losses[0], 5);
             }
             var watch = System.Diagnostics.Stopwatch.StartNew();
-            var score = ClipScore.Of(clip, Request.Task, Options.Normalization);
+            var score = ClipScore.Of(clip, Request.Task, Options.Normalization, Options.Precision);
             // Classification's top-1 is the outcome's; the recalls of retrieval go in the metrics.
             if (Request.Task.Objective == ClipObjective.Contrastive)
                 foreach (var (k, v) in score.Metrics) metrics[k] = Math.Round(v, 3);

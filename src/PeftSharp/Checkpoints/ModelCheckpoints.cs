@@ -73,6 +73,18 @@ public static class ModelCheckpoints
         return ResolveVitConfig(file, KeyMaps.VitToTimm(raw, convention), convention).Item1;
     }
 
+    /// <summary>The image model's architecture: a ViT checkpoint's, or a CLIP checkpoint's image tower (its 'config'
+    /// metadata), without loading weights; what a precision probe times.</summary>
+    public static VitConfig ReadImageTowerConfig(string path)
+    {
+        if (!File.Exists(path)) throw new PeftSharpException($"{path}: checkpoint file not found");
+        using (var file = SafeTensorsFile.Open(path))
+            if (KeyMaps.Detect(new SafeTensorsSource(file).Keys) == KeyConvention.OpenClip)
+                return file.Metadata.TryGetValue("config", out var json) ? ClipConfig.FromJson(json, $"{path} metadata 'config'").Vision
+                    : throw new PeftSharpException($"{path}: no 'config' metadata in this CLIP checkpoint");
+        return ReadVitConfig(path);
+    }
+
     /// <summary>Loads a whole open_clip CLIP model (open_clip / OpenAI key names).</summary>
     public static LoadedModel<ClipModel> LoadClip(string path, ClipConfig? config = null, bool strict = true)
     {

@@ -1,3 +1,4 @@
+using PeftSharp.Inference;
 using PeftSharp.Interop;
 using PeftSharp.Data;
 using TorchSharp;
@@ -33,6 +34,7 @@ public static class Evaluator
         {
             using var _ = inference_mode();
             using var products = Autocast.Enter(precision, device);
+            using var weights = CastOnce.Inference(model, precision);
             int done = 0;
             foreach (var batch in loader.Epoch(0))
             {

@@ -93,6 +93,8 @@ public static class Predictor
         var results = new ImagePrediction[files.Count];
         using var loader = classifier.Preprocessing.Loader(files, batchSize);
         using var _ = inference_mode();
+        // The classifier's own layers cast once; a zero-shot CLIP classifier casts per batch under autocast as before.
+        using var weights = CastOnce.Inference((classifier as Classifier)?.Model, precision);
         foreach (var batch in loader.Epoch(0))
         {
             using (batch)

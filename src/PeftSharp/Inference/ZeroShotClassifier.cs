@@ -39,6 +39,8 @@ public sealed class ZeroShotClassifier : IImageClassifier, IDisposable
     }
 
     public IReadOnlyList<string> ClassNames { get; }
+    /// <summary>The CLIP model's architecture (its image tower is what a precision probe times).</summary>
+    public ClipConfig Config => model.Config;
     public Preprocessing Preprocessing { get; }
     public int NumClasses => ClassNames.Count;
     public string ClassName(int label) => ClassNames[label];

@@ -98,6 +98,8 @@ public sealed class Trainer
 
         bool cache = options.CacheFrozenFeatures && OnlyHeadTrains && train.Options.Augmentation is null;
         using var features = cache ? FrozenFeatures(train) : null;
+        // After the pre-pass (which may change what is frozen): the frozen layers are cast to bf16 once, not per step.
+        using var frozenLayers = CastOnce.FrozenLayers(vit, options.Precision);
         var watch = Stopwatch.StartNew();
         long images = 0;
         for (int epoch = startEpoch; epoch < options.Epochs; epoch++)

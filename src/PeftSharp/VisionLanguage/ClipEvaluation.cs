@@ -31,20 +31,21 @@ public sealed record ClassificationScores(double Top1, float[][] Logits, int[] P
 public static class ClipEvaluation
 {
     /// <summary>Normalised image and text features of every pair, [N, embed] each, on the CPU.</summary>
-    public static (Tensor Images, Tensor Texts) Embed(ClipModel model, CaptionSet set, Normalization normalization, int batchSize = 256)
+    public static (Tensor Images, Tensor Texts) Embed(ClipModel model, CaptionSet set, Normalization normalization, int batchSize = 256,
+                                                      Precision precision = Precision.Float32)
     {
         var device = model.logit_scale.device;
         var images = new List<Tensor>();
         var texts = new List<Tensor>();
-        InEvalMode(model, () =>
+        InEvalMode(model, precision, () =>
         {
             foreach (var indices in Batches(set.Count, batchSize))
             {
                 using var stepScope = NativeHeap.StepScope(device.type);
                 var pixels = set.Images(indices, normalization, device);
                 var tokens = CaptionSet.Tokenize(indices.Select(i => set.Captions[i]).ToArray(), model.Config.Text.ContextLength, out _).to(device);
-                images.Add(model.EncodeImage(pixels, normalize: true).cpu().MoveToOuterDisposeScope());
-                texts.Add(model.EncodeText(tokens, normalize: true).cpu().MoveToOuterDisposeScope());
+                images.Add(model.EncodeImage(pixels, normalize: true).to(float32).cpu().MoveToOuterDisposeScope());
+                texts.Add(model.EncodeText(tokens, normalize: true).to(float32).cpu().MoveToOuterDisposeScope());
             }
         });
         var result = (cat(images, 0), cat(texts, 0));
@@ -54,9 +55,9 @@ public static class ClipEvaluation
 
     /// <summary>Retrieval over the whole set: every image queries all captions and every caption all images; a hit
     /// is any item of the query's group within the top k.</summary>
-    public static RetrievalScores Retrieval(ClipModel model, CaptionSet set, Normalization normalization)
+    public static RetrievalScores Retrieval(ClipModel model, CaptionSet set, Normalization normalization, Precision precision = Precision.Float32)
     {
-        var (images, texts) = Embed(model, set, normalization);
+        var (images, texts) = Embed(model, set, normalization, precision: precision);
         using (images) using (texts) return Retrieval(images, texts, set.Groups);
     }
 
@@ -87,18 +88,19 @@ public static class ClipEvaluation
     }
 
     /// <summary>Classifies every image of a classification set by its most similar class prompt.</summary>
-    public static ClassificationScores Classify(ClipModel model, CaptionSet set, Normalization normalization, int batchSize = 256)
+    public static ClassificationScores Classify(ClipModel model, CaptionSet set, Normalization normalization, int batchSize = 256,
+                                                Precision precision = Precision.Float32)
     {
         if (!set.IsClassification) throw new PeftSharpException($"{set.Name}: not a classification set (no labels and class prompts)");
         var device = model.logit_scale.device;
         var logits = new float[set.Count][];
-        InEvalMode(model, () =>
+        InEvalMode(model, precision, () =>
         {
             using var classes = ClassEmbeddings(model, set.ClassPrompts!);
             foreach (var indices in Batches(set.Count, batchSize))
             {
                 using var stepScope = NativeHeap.StepScope(device.type);
-                var batch = ClipLosses.ClassLogits(model.EncodeImage(set.Images(indices, normalization, device)), classes, model.logit_scale).cpu();
+                var batch = ClipLosses.ClassLogits(model.EncodeImage(set.Images(indices, normalization, device)), classes, model.logit_scale).to(float32).cpu();
                 int width = (int)batch.shape[1];
                 var flat = batch.data<float>().ToArray();
                 for (int i = 0; i < indices.Length; i++) logits[indices[i]] = flat.AsSpan(i * width, width).ToArray();
@@ -109,14 +111,18 @@ public static class ClipEvaluation
         return new ClassificationScores(top1, logits, predicted);
     }
 
-    /// <summary>Runs <paramref name="body"/> with the model in eval mode under inference mode, then restores its mode.</summary>
-    static void InEvalMode(ClipModel model, Action body)
+    /// <summary>Runs <paramref name="body"/> with the model in eval mode under inference mode, its products in
+    /// <paramref name="precision"/>, then restores its mode.</summary>
+    static void InEvalMode(ClipModel model, Precision precision, Action body)
     {
         bool training = model.training;
         model.eval();
         try
         {
-            using (inference_mode()) body();
+            using (inference_mode())
+            using (Autocast.Enter(precision, model.logit_scale.device))
+            using (CastOnce.Inference(model, precision))
+                body();
         }
         finally { model.train(training); }
     }

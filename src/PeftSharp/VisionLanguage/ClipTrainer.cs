@@ -27,6 +27,8 @@ public sealed record ClipTrainOptions
     public double GradClip { get; init; } = 1.0;
     public int Seed { get; init; } = 42;
     public Normalization Normalization { get; init; } = Normalization.Inception;
+    /// <summary>The towers' products run in this precision (bf16: libtorch autocast); the losses stay float32.</summary>
+    public Precision Precision { get; init; } = Precision.Float32;
 
     public ClipTrainOptions Validate()
     {
@@ -38,11 +40,17 @@ public sealed record ClipTrainOptions
     }
 
     /// <summary>The settings that determine a run's result (for its run key).</summary>
-    public JsonObject ToJson() => new()
+    public JsonObject ToJson()
     {
-        ["objective"] = Objective.ToString().ToLowerInvariant(), ["steps"] = Steps, ["warmup_steps"] = WarmupSteps,
-        ["grad_clip"] = GradClip, ["normalization"] = Normalization.Name, ["schedule"] = "cosine-per-step",
-    };
+        var json = new JsonObject
+        {
+            ["objective"] = Objective.ToString().ToLowerInvariant(), ["steps"] = Steps, ["warmup_steps"] = WarmupSteps,
+            ["grad_clip"] = GradClip, ["normalization"] = Normalization.Name, ["schedule"] = "cosine-per-step",
+        };
+        // Only a non-default precision enters the run key, so the float32 runs stored before it existed still match.
+        if (Precision != Precision.Float32) json["precision"] = Autocast.Name(Precision);
+        return json;
+    }
 }
 
 public sealed record ClipTrainResult(double FinalLoss, IReadOnlyList<double> Losses, double Seconds, double PairsPerSecond);
@@ -92,14 +100,19 @@ public sealed class ClipTrainer
             var indices = batches.Next();
             double value = steps.Step(() =>
             {
-                var images = clip.EncodeImage(train.Images(indices, options.Normalization, device));
-                if (options.Objective == ClipObjective.Contrastive)
+                Tensor images, texts;
+                using (Autocast.Enter(options.Precision, device))
                 {
-                    var tokens = captionTokens!.index(tensor(indices.Select(i => (long)i).ToArray())).to(device);
-                    return ClipLosses.Contrastive(images, clip.EncodeText(tokens), clip.logit_scale, indices.Select(i => train.Groups[i]).ToArray());
+                    images = clip.EncodeImage(train.Images(indices, options.Normalization, device));
+                    texts = clip.EncodeText(options.Objective == ClipObjective.Contrastive
+                        ? captionTokens!.index(tensor(indices.Select(i => (long)i).ToArray())).to(device)
+                        : classTokens!);
                 }
+                (images, texts) = (images.to(float32), texts.to(float32));
+                if (options.Objective == ClipObjective.Contrastive)
+                    return ClipLosses.Contrastive(images, texts, clip.logit_scale, indices.Select(i => train.Groups[i]).ToArray());
                 var labels = tensor(indices.Select(i => (long)train.Labels![i]).ToArray(), device: device);
-                return F.cross_entropy(ClipLosses.ClassLogits(images, clip.EncodeText(classTokens!), clip.logit_scale), labels);
+                return F.cross_entropy(ClipLosses.ClassLogits(images, texts, clip.logit_scale), labels);
             }, $"step {step + 1}");
             losses.Add(value);
             progress?.Report((step + 1, options.Steps, value));

@@ -62,6 +62,21 @@ public sealed class WorkQueueTests : IDisposable
     }
 
     [Fact]
+    public void Final_runs_are_claimed_before_search_runs_queued_earlier()
+    {
+        using var db = ResultsDb.Open(DbPath);
+        var queue = new WorkQueue(db);
+        // A one-point grid queues its final run at once, behind the two-point grid's search runs.
+        queue.Plan("p", [Spec("bitfit", [1e-3, 1e-2]), Spec("linear", [1e-2])]);
+        Assert.Equal(new[] { RunStage.Search, RunStage.Search, RunStage.Final }, queue.Rows().Select(r => r.Item.Stage));
+
+        var first = queue.Claim("w", TimeSpan.FromMinutes(1))!;
+        var second = queue.Claim("w", TimeSpan.FromMinutes(1))!;
+        Assert.Equal((RunStage.Final, "linear"), (first.Stage, first.SweepId.Split('/')[1]));
+        Assert.Equal((RunStage.Search, 0), (second.Stage, second.Point));
+    }
+
+    [Fact]
     public void The_selection_step_queues_the_final_runs_once_when_the_search_is_over()
     {
         var spec = Spec("bitfit", [1e-3, 1e-2], seeds: [1, 2]);

@@ -1,3 +1,4 @@
+using PeftSharp.Interop;
 using PeftSharp.Checkpoints;
 using PeftSharp.Data;
 using PeftSharp.Models;
@@ -11,7 +12,7 @@ namespace PeftSharp.Tests.VisionLanguage;
 public class ClipTrainingTests
 {
     /// <summary>A CLIP small enough to train in a test, over the real BPE vocabulary (captions tokenize for real).</summary>
-    static ClipModel SmallClip(int seed = 1)
+    internal static ClipModel SmallClip(int seed = 1)
     {
         manual_seed(seed);
         return new ClipModel(new ClipConfig
@@ -190,11 +191,12 @@ public class ClipTrainingTests
 
 public class ClipJobTests
 {
-    static ClipJob Job(string method, Dictionary<string, string> settings)
+    static ClipJob Job(string method, Dictionary<string, string> settings, Precision precision = Precision.Float32)
     {
         var pairs = VlTasks.Scenes("train", 8, 99, unique: true);
         var task = new VlTask("tiny", "tiny", false, ClipObjective.Contrastive, pairs, pairs);
-        return new ClipJob(new ClipRunRequest(task, 1.0, method, settings, ["visual"], new ClipTrainOptions()), TestFiles.ClipCheckpoint, "clip sha256:00");
+        return new ClipJob(new ClipRunRequest(task, 1.0, method, settings, ["visual"], new ClipTrainOptions { Precision = precision }),
+                           TestFiles.ClipCheckpoint, "clip sha256:00");
     }
 
     [Fact]
@@ -209,5 +211,31 @@ public class ClipJobTests
         Assert.Equal(ClipJob.Family, implicitRank.Spec.Family);
         var zeroShot = Job(ClipRunRequest.ZeroShot, []);
         Assert.Equal(("none", "{}", 0.0), (zeroShot.Spec.TrainSplit, zeroShot.Spec.HyperJson, zeroShot.Spec.Lr));
+    }
+
+    [Fact]
+    public void Bf16_clip_training_learns_scores_like_float32_and_is_another_run()
+    {
+        using var clip = ClipTrainingTests.SmallClip();
+        var pairs = VlTasks.Scenes("train", 24, 99, unique: true);
+        var before = ClipEvaluation.Retrieval(clip, pairs, Normalization.Inception);
+        var peft = ClipRuns.Apply(clip, "full", new Dictionary<string, string>(), ["visual", "text"]);
+        var result = new ClipTrainer(peft, new ClipTrainOptions { Steps = 60, BatchSize = 24, Lr = 2e-3, WarmupSteps = 5, Precision = Precision.BFloat16 }).Fit(pairs);
+        Assert.All(peft.TrainableParameters(), p => Assert.Equal(ScalarType.Float32, p.Parameter.dtype));
+        var (images32, texts32) = ClipEvaluation.Embed(clip, pairs, Normalization.Inception);
+        var (images16, texts16) = ClipEvaluation.Embed(clip, pairs, Normalization.Inception, precision: Precision.BFloat16);
+        Assert.Equal(ScalarType.Float32, images16.dtype);
+        Assert.False(images16.eq(images32).all().item<bool>(), "bf16 embeddings equal float32 ones: the precision was not applied");
+        TensorAssert.Close(images32, images16, atol: 0.05, rtol: 0, what: "image features");
+        TensorAssert.Close(texts32, texts16, atol: 0.05, rtol: 0, what: "text features");
+        var after = ClipEvaluation.Retrieval(clip, pairs, Normalization.Inception, Precision.BFloat16);
+        Assert.True(result.FinalLoss < result.Losses[0] - 1, $"loss {result.Losses[0]:F3} → {result.FinalLoss:F3}");
+        Assert.True(after.Mean > before.Mean + 20, $"mean recall {before.Mean:F1} → {after.Mean:F1}");
+
+        // The precision enters the key only when it is not float32 (stored float32 runs keep theirs), zero-shot too.
+        Assert.DoesNotContain("precision", Job("lora", []).Spec.TrainingJson);
+        Assert.Contains("\"precision\":\"bf16\"", Job("lora", [], Precision.BFloat16).Spec.TrainingJson);
+        Assert.NotEqual(Job("lora", []).Spec.Key, Job("lora", [], Precision.BFloat16).Spec.Key);
+        Assert.NotEqual(Job(ClipRunRequest.ZeroShot, []).Spec.Key, Job(ClipRunRequest.ZeroShot, [], Precision.BFloat16).Spec.Key);
     }
 }

@@ -6,7 +6,7 @@ namespace PeftSharp.Dense;
 
 /// <summary>
 /// Glyph objects for the built-in dense tasks: ten capital letters the default backbone was pretrained on
-/// (<see cref="GlyphSource"/>'s first classes), rendered as gray ink cells from the six faces of Debian's
+/// (among <see cref="GlyphSource"/>'s first classes in code-point order), rendered as gray ink cells from the six faces of Debian's
 /// fonts-dejavu-core (Sans, Serif and Sans Mono, regular and bold), each with its own rotation (±15°), shear (±0.2)
 /// and aspect (±10 %), the glyph's ink scaled to fill the cell. Train and val cells and test cells come from separate
 /// random streams. The cells are the shipped subsets' kind of object (value = ink coverage), so the tasks composite

@@ -8,7 +8,7 @@ namespace PeftSharp.Dense;
 /// Glyph objects for the built-in dense tasks: ten capital letters the default backbone was pretrained on
 /// (among <see cref="GlyphSource"/>'s first classes in code-point order), rendered as gray ink cells from the six faces of Debian's
 /// fonts-dejavu-core (Sans, Serif and Sans Mono, regular and bold), each with its own rotation (±15°), shear (±0.2)
-/// and aspect (±10 %), the glyph's ink scaled to fill the cell. Train and val cells and test cells come from separate
+/// and aspect (±10 %), the glyph's ink scaled so its larger side is 26 of the cell's 32 pixels. Train and val cells and test cells come from separate
 /// random streams. The cells are the shipped subsets' kind of object (value = ink coverage), so the tasks composite
 /// them exactly as garments and digits.
 /// </summary>

@@ -13,6 +13,11 @@ else
   # Outside CI the PostgreSQL tests then skip, saying why; under CI=true they fail.
   echo "test.sh: could not start PostgreSQL; its tests will not pass under CI" >&2
 fi
+# The dense letter tasks draw capitals from Debian's fonts-dejavu-core (on most systems already; installed if missing).
+if [ ! -d /usr/share/fonts/truetype/dejavu ]; then
+  { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends fonts-dejavu-core; } >&2 \
+    || echo "test.sh: could not install fonts-dejavu-core; the dense letter-task tests will fail" >&2
+fi
 log=$(mktemp)
 dotnet test -c Release tests/PeftSharp.Tests/PeftSharp.Tests.csproj --logger "console;verbosity=normal" "$@" 2>&1 | tee "$log"
 status=${PIPESTATUS[0]}

@@ -51,6 +51,11 @@ static class DenseCli
             if (suiteDir != null) throw new PeftSharpException($"{line.Verb}: --suite-dir is where --task materialises a built-in task; it has no meaning with --data");
             return (DenseTask.Open(data ?? throw new PeftSharpException($"{line.Verb}: missing required option --data (or --task)")), null);
         }
+        // The suite's classification tasks are folders to --data, not --task names: say how to get one.
+        if (PeftSharp.Suite.MiniVtab.Tasks.Any(t => t.Name == name))
+            throw new PeftSharpException("task", $"'{name}' is one of the built-in image-classification tasks, which train from a folder: " +
+                                                 $"peftsharp suite materialize --out DIR --tasks {name}, then {line.Verb} --data DIR/{name} " +
+                                                 $"(--task names the dense tasks: {string.Join(", ", DenseSuite.Tasks.Select(t => t.Name))})");
         var info = DenseSuite.Task(name);
         return (DenseTask.Open(DenseSuite.Materialize(suiteDir ?? DefaultSuiteDir, info)), info);
     }

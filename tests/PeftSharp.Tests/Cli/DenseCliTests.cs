@@ -50,6 +50,14 @@ public class DenseCliTests
     }
 
     [Fact]
+    public void A_classification_task_given_to_task_says_how_to_train_it()
+    {
+        var r = CliRunner.Run(["train", "--task", "digits", "--method", "lora"]);
+        Assert.Equal(2, r.ExitCode);
+        CliRunner.AssertOneLineError(r, "suite materialize --out DIR --tasks digits, then train --data DIR/digits");
+    }
+
+    [Fact]
     public void A_mask_with_a_class_beyond_the_classes_stops_train_in_one_line()
     {
         string data = DenseTestData.Small(DenseSuite.Segmentation, 2), dir = TestFiles.TempDir("dense-cli-mask");

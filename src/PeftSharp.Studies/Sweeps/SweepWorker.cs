@@ -20,11 +20,7 @@ public sealed record WorkerOptions
 }
 
 /// <summary>What a worker did.</summary>
-public sealed record WorkerSummary(int Claimed, int Finished, int Failed, int LeasesLost)
-{
-    /// <summary>Runs given back to the queue after a native libtorch error (<see cref="SweepWorker.TriesAgain"/>).</summary>
-    public int Retried { get; init; }
-}
+public sealed record WorkerSummary(int Claimed, int Finished, int Failed, int LeasesLost);
 
 /// <summary>
 /// A worker: claims one pending run at a time, trains it through <see cref="RunExecutor"/> (so the result and its
@@ -52,7 +48,7 @@ public sealed partial class SweepWorker
 
     public WorkerSummary Run(CancellationToken cancel = default)
     {
-        int claimed = 0, finished = 0, failed = 0, lost = 0, retried = 0;
+        int claimed = 0, finished = 0, failed = 0, lost = 0;
         try
         {
             while (options.MaxRuns is not { } max || claimed < max)
@@ -70,7 +66,6 @@ public sealed partial class SweepWorker
                 var outcome = Work(item);
                 if (outcome == QueueStatus.Finished) finished++;
                 else if (outcome == QueueStatus.Failed) failed++;
-                else if (outcome == QueueStatus.Pending) retried++;
                 else lost++;
             }
             queue.Refresh();   // the last search run may have completed a sweep: queue its final runs for whoever comes next
@@ -79,7 +74,7 @@ public sealed partial class SweepWorker
         {
             queue.ReleasePlanData();
         }
-        return new WorkerSummary(claimed, finished, failed, lost) { Retried = retried };
+        return new WorkerSummary(claimed, finished, failed, lost);
     }
 
     /// <summary>Runs one claimed item; Running stands for "the lease was lost, another worker has it now".</summary>
@@ -115,24 +110,9 @@ public sealed partial class SweepWorker
             heartbeat.Dispose();
             // A result the store refused because another worker took the key over is that worker's to finish.
             if (e is InvalidOperationException && !StillMine(item)) return LeaseLost(item);
-            string error = e is PeftSharpException ? e.Message : $"{e.GetType().Name}: {e.Message}";
-            if (TriesAgain(e, item.Attempts, queue.MaxAttempts))
-            {
-                log($"run {item.RunKey[..12]} hit a native error on attempt {item.Attempts}; back to the queue: {error.Split('\n')[0]}");
-                return queue.Release(item, options.WorkerId, error) ? QueueStatus.Pending : LeaseLost(item);
-            }
-            return Failed(item, error);
+            return Failed(item, e is PeftSharpException ? e.Message : $"{e.GetType().Name}: {e.Message}");
         }
     }
-
-    /// <summary>Whether a run that threw <paramref name="e"/> goes back to the queue: libtorch's own errors
-    /// (ExternalException through TorchSharp), up to the queue's attempts. Such an error in a run that trains fine
-    /// elsewhere has come from TorchSharp 0.107 itself: a Scalar argument is freed by its finalizer, on a collection
-    /// another thread starts, while the native call still reads it ("Unknown scalar type", a failed toDouble check;
-    /// about 1 run in 80 of a long worker session, docs/cluster.md). A failed search run would otherwise leave its grid
-    /// point out of the selection. Bad input (PeftSharpException) and everything else fails at once.</summary>
-    public static bool TriesAgain(Exception e, int attempts, int maxAttempts) =>
-        e is System.Runtime.InteropServices.ExternalException && attempts < maxAttempts;
 
     TimeSpan HeartbeatPeriod => options.Lease / 3;
 

@@ -106,6 +106,17 @@ public sealed class RunExecutor
 
     static int executors;
 
+    /// <summary>How many times one Execute trains a run that keeps failing with a native libtorch error
+    /// (<see cref="IsNativeError"/>); each retry resumes from the run's last epoch checkpoint.</summary>
+    public int NativeErrorAttempts { get; init; } = 3;
+
+    /// <summary>libtorch's own errors, as TorchSharp raises them. In a run that trains fine otherwise they have come from
+    /// TorchSharp 0.107 itself: a <c>Scalar</c> argument (made implicitly from a number, as in <c>x.mul_(0.5)</c> and
+    /// inside its optimizers) has a finalizer, and a collection another thread starts (a heartbeat, a loader) can free
+    /// it while the native call it was handed still reads it: "Unknown scalar type", or a failed
+    /// <c>Scalar::toDouble</c> check. In the standard profile 2 of the first 130 runs failed so.</summary>
+    public static bool IsNativeError(Exception e) => e is System.Runtime.InteropServices.ExternalException;
+
     /// <summary>Where per-run epoch checkpoints live (one folder per run key, deleted when the run finishes).</summary>
     public string CheckpointRoot => checkpointRoot;
 
@@ -119,6 +130,7 @@ public sealed class RunExecutor
         var spec = job.Spec;
         var context = new RunContext { DatasetPath = job.DatasetPath, CodeVersion = CodeVersion };
         long? waitingFor = null;
+        int nativeErrors = 0;
         while (true)
         {
             if (db.TryGetFinished(spec.Key) is RunRecord done)
@@ -131,8 +143,16 @@ public sealed class RunExecutor
             var start = db.TryBeginRun(spec, context, Owner, Lease);
             if (start.Begun)
             {
-                if (Train(job, label, start.Id, after) is { } record) return record;
-                continue;   // our lease ran out and another process took the run over: wait for it like anyone else
+                try
+                {
+                    if (Train(job, label, start.Id, after) is { } record) return record;
+                }
+                catch (Exception e) when (IsNativeError(e) && ++nativeErrors < NativeErrorAttempts)
+                {
+                    // Stored as failed; the next TryBeginRun replaces it and the epoch checkpoint resumes it.
+                    observer?.RunFailed(spec, label, $"{e.GetType().Name}: {e.Message.Split('\n')[0]} (a native error; training it again, attempt {nativeErrors + 1} of {NativeErrorAttempts})");
+                }
+                continue;   // retried, or our lease ran out and another process took the run over: wait for it like anyone else
             }
             if (start.Status != RunStatus.Running) continue;   // it finished just now
             if (waitingFor != start.Id) observer?.RunWaiting(spec, label, start.Owner);

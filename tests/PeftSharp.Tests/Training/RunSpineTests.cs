@@ -111,6 +111,39 @@ public sealed class RunSpineTests : IDisposable
         Assert.Empty(db.Runs(new RunFilter(Family: RunSpec.Classification)));
     }
 
+    /// <summary>Throws libtorch's kind of error on its first <c>failures</c> runs (as TorchSharp 0.107's freed-Scalar
+    /// race does), then trains.</summary>
+    sealed class FlakyNativeJob(RunSpec spec, int failures) : IRunJob
+    {
+        public int Runs;
+        public RunSpec Spec { get; } = spec;
+        public string DatasetPath => "/nowhere";
+
+        public RunProduct Run(Device device, IProgress<TrainProgress>? progress, TrainCheckpoint? checkpoint)
+        {
+            if (++Runs <= failures) throw new System.Runtime.InteropServices.ExternalException("Unknown scalar type");
+            var vit = TunerTestKit.Backbone();
+            var peft = PeftModel.Create(vit, "linear", new Dictionary<string, string>());
+            return new RunProduct(new RunOutcome { Top1 = 0.5, MetricsJson = "{}", TrainableParams = 0 }, [], peft, null, vit);
+        }
+    }
+
+    [Fact]
+    public void A_native_error_trains_the_run_again_up_to_the_attempts_then_fails_it()
+    {
+        using var db = ResultsDb.Open(Path.Combine(dir, "r.db"));
+        var executor = new RunExecutor(db, CPU) { NativeErrorAttempts = 3 };
+        var twice = new FlakyNativeJob(Spec(1, method: "linear"), failures: 2);
+        var record = executor.Execute(twice, "flaky");
+        Assert.Equal((RunStatus.Finished, 3), (record.Status, twice.Runs));
+        Assert.Equal(RunStatus.Finished, db.Runs().Single(r => r.Spec.Key == twice.Spec.Key).Status);
+
+        var always = new FlakyNativeJob(Spec(2, method: "linear"), failures: 99);
+        Assert.Throws<System.Runtime.InteropServices.ExternalException>(() => executor.Execute(always, "broken"));
+        Assert.Equal(3, always.Runs);
+        Assert.Equal(RunStatus.Failed, db.Runs().Single(r => r.Spec.Key == always.Spec.Key).Status);
+    }
+
     /// <summary>Sees whether the executor handed it a checkpoint with something to resume from.</summary>
     sealed class CheckpointProbe(RunSpec spec) : IRunJob
     {

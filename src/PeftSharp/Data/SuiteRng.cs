@@ -34,6 +34,12 @@ internal sealed class SuiteRng
         return state;
     }
 
+    /// <summary>A System.Random seed from (seed, epoch, stream) that is the same in every process: HashCode.Combine,
+    /// the obvious alternative, is randomised per process (it made dense runs, NOAH's search and the video loader draw
+    /// differently in every process).</summary>
+    public static int GeneratorSeed(int seed, int epoch, int stream) =>
+        (int)(Mix((ulong)(uint)seed, (ulong)(uint)epoch, (ulong)(uint)stream) & int.MaxValue);
+
     /// <summary>A stable 64-bit hash of a name (FNV-1a over UTF-8), so task seeds do not depend on task order.</summary>
     public static ulong Hash(string name)
     {

@@ -126,7 +126,7 @@ public sealed class DenseTrainer
     int[] Order(int count, int epoch)
     {
         var order = Enumerable.Range(0, count).ToArray();
-        new Random((int)(SuiteRng.Mix((ulong)(uint)options.Seed, (ulong)(uint)epoch, 0x44454E53) & int.MaxValue)).Shuffle(order);   // the same in every process (HashCode is not)
+        new Random(SuiteRng.GeneratorSeed(options.Seed, epoch, 0x44454E53)).Shuffle(order);
         return order;
     }
 

@@ -1,4 +1,3 @@
-using PeftSharp.Inference;
 using PeftSharp.Interop;
 using PeftSharp.Data;
 using TorchSharp;

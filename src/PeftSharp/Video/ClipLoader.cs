@@ -63,14 +63,9 @@ public sealed class ClipLoader
     public int[] EpochOrder(int epoch)
     {
         var order = Enumerable.Range(0, Dataset.Count).ToArray();
-        if (Train) new Random(SeedOf(Seed, epoch, -1)).Shuffle(order);
+        if (Train) new Random(SuiteRng.GeneratorSeed(Seed, epoch, -1)).Shuffle(order);
         return order;
     }
-
-    /// <summary>A generator seed from (seed, epoch, clip) that is the same in every process (HashCode.Combine is
-    /// randomised per process, which made a run's clip order and frames differ from process to process).</summary>
-    static int SeedOf(int seed, int epoch, int clip) =>
-        (int)(SuiteRng.Mix((ulong)(uint)seed, (ulong)(uint)epoch, (ulong)(uint)clip) & int.MaxValue);
 
     public IEnumerable<ClipBatch> Epoch(int epoch)
     {
@@ -90,7 +85,7 @@ public sealed class ClipLoader
                     Parallel.For(0, indices.Length, new ParallelOptions { MaxDegreeOfParallelism = Workers }, i =>
                     {
                         // Per-clip randomness from (seed, epoch, index): the same clip views whatever the thread timing.
-                        var rng = new Random(SeedOf(Seed, epoch, indices[i]));
+                        var rng = new Random(SuiteRng.GeneratorSeed(Seed, epoch, indices[i]));
                         parts[i] = Train ? Dataset.ReadTrain(indices[i], rng) : Dataset.ReadTest(indices[i]);
                     });
                     var data = new float[parts.Sum(p => p.Length)];

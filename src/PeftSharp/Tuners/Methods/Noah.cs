@@ -553,7 +553,7 @@ public sealed class NoahApplied : AppliedTuner, IPrePass
         for (int epoch = 0; epoch < epochs; epoch++)
         {
             foreach (var group in optimizer.ParamGroups) group.LearningRate = schedule.LearningRate(epoch);
-            var rng = new Random((int)(SuiteRng.Mix((ulong)(uint)data.Seed, (ulong)(uint)epoch, 0x4E4F4148) & int.MaxValue));   // the same in every process (HashCode is not)
+            var rng = new Random(SuiteRng.GeneratorSeed(data.Seed, epoch, 0x4E4F4148));
             var order = images.OrderBy(_ => rng.Next()).ToList();
             foreach (var batchData in data.Train.Unaugmented(order, batch, dropLast: true))
                 using (batchData)

@@ -1,4 +1,3 @@
-using PeftSharp.Inference;
 using PeftSharp.Interop;
 using System.Diagnostics;
 using System.Text.Json.Nodes;

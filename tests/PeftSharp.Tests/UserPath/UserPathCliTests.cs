@@ -58,6 +58,35 @@ public class UserPathCliTests
         finally { Directory.Delete(root, recursive: true); }
     }
 
+    /// <summary>In bf16 training's test evaluation and eval of the saved adapter cast the layers the same way
+    /// (<see cref="CastOnce"/>), so every test logit is the same number.</summary>
+    [Fact]
+    public void In_bf16_eval_of_the_saved_adapter_gives_training_s_test_logits_exactly()
+    {
+        string root = TestFiles.TempDir("user-path-bf16");
+        try
+        {
+            string data = ClassFolders.Create(Path.Combine(root, "my-photos"));
+            string adapter = Path.Combine(root, "my-adapter"), db = Path.Combine(root, "results.db");
+            var train = CliRunner.Run("train", "--data", data, "--method", "lora", "--epochs", "2", "--precision", "bf16",
+                                      "--save-adapter", adapter, "--db", db, "--quiet");
+            Assert.True(train.ExitCode == 0, train.Stderr);
+            var eval = CliRunner.Run("eval", "--data", data, "--adapter", adapter, "--precision", "bf16", "--db", db);
+            Assert.True(eval.ExitCode == 0, eval.Stderr);
+
+            using var store = ResultsStores.Open(db);
+            var runs = store.Runs();
+            var trained = runs.Single(r => r.Spec.TrainSplit != "none");
+            var evaluation = runs.Single(r => r.Spec.TrainSplit == "none");
+            Assert.Equal(trained.Top1, evaluation.Top1);
+            var expected = store.Predictions(trained.Id);
+            var got = store.Predictions(evaluation.Id);
+            Assert.Equal(expected.Count, got.Count);
+            for (int i = 0; i < expected.Count; i++) Assert.Equal(expected[i].Logits, got[i].Logits);
+        }
+        finally { Directory.Delete(root, recursive: true); }
+    }
+
     [Fact]
     public void Predict_and_merge_name_the_classes_eval_counted_and_the_merged_file_needs_nothing_else()
     {

@@ -37,7 +37,7 @@ public sealed class WorkerCommand : ICommand
         void Log(string text) => Console.WriteLine($"[{DateTime.Now:HH:mm:ss}] worker {options.WorkerId}: {text}");
         Log($"on {db.Location}{(plan is null ? "" : $", plan {plan}")}");
         var summary = ConsoleObserver.Run(quiet, observer => new SweepWorker(queue, device, options, observer, Log).Run());
-        Log($"done: {summary.Claimed} claimed, {summary.Finished} finished, {summary.Failed} failed, {summary.LeasesLost} leases lost");
+        Log($"done: {summary.Claimed} claimed, {summary.Finished} finished, {summary.Failed} failed, {summary.Retried} given back after a native error, {summary.LeasesLost} leases lost");
         return summary.Failed == 0 ? 0 : 1;
     }
 }

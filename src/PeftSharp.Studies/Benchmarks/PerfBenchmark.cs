@@ -63,10 +63,10 @@ public sealed record StepProfile(double ZeroGradMs, double ForwardMs, double Bac
 }
 
 /// <summary>One method's measurements. The vs-bare ratios come from the bare backbone timed in the same process,
-/// step by step alternating with the tuned model, so warm-up and machine drift cancel out.</summary>
-/// <param name="PeakRssBytes">The process's peak resident set during training.</param>
-/// <param name="TrainingPeakBytes">That peak less the resident set just before the first training step (runtime, libtorch,
-/// model and batch): the memory training itself takes (activations, gradients, optimizer state).</param>
+/// step by step alternating with the tuned model, so warm-up and machine drift cancel out. <c>PeakRssBytes</c> is the
+/// process's peak resident set during training; <c>TrainingPeakBytes</c> that peak less the resident set just before
+/// the first training step (runtime, libtorch, model and batch): the memory training itself takes (activations,
+/// gradients, optimizer state).</summary>
 public sealed record MethodPerf(string Method, long TrainableParams, double TrainImagesPerSecond, double InferImagesPerSecond,
                                 double? InferMergedImagesPerSecond, long PeakRssBytes, long TrainingPeakBytes, long TrainingStateBytes,
                                 bool FirstBlockSkipped, int FirstTrainableBlock, double UnmergedVsBare, double? MergedVsBare)

@@ -44,6 +44,12 @@ internal static class QueueSql
         WHERE id = @id AND worker = @worker AND status = 'running'
         """;
 
+    /// <summary>The worker gives its run back to the queue, to be claimed again (a failure worth another attempt).</summary>
+    public const string Release = """
+        UPDATE sweep_queue SET status = 'pending', worker = NULL, lease_until_ms = NULL, error = @error
+        WHERE id = @id AND worker = @worker AND status = 'running'
+        """;
+
     /// <summary>A worker that died between storing its result and marking its queue row leaves the result: adopt it.</summary>
     public const string AdoptFinishedRuns = """
         UPDATE sweep_queue SET status = 'finished', lease_until_ms = NULL,

@@ -20,7 +20,11 @@ public sealed record WorkerOptions
 }
 
 /// <summary>What a worker did.</summary>
-public sealed record WorkerSummary(int Claimed, int Finished, int Failed, int LeasesLost);
+public sealed record WorkerSummary(int Claimed, int Finished, int Failed, int LeasesLost)
+{
+    /// <summary>Runs given back to the queue after a native libtorch error (<see cref="SweepWorker.TriesAgain"/>).</summary>
+    public int Retried { get; init; }
+}
 
 /// <summary>
 /// A worker: claims one pending run at a time, trains it through <see cref="RunExecutor"/> (so the result and its
@@ -48,7 +52,7 @@ public sealed partial class SweepWorker
 
     public WorkerSummary Run(CancellationToken cancel = default)
     {
-        int claimed = 0, finished = 0, failed = 0, lost = 0;
+        int claimed = 0, finished = 0, failed = 0, lost = 0, retried = 0;
         try
         {
             while (options.MaxRuns is not { } max || claimed < max)
@@ -66,6 +70,7 @@ public sealed partial class SweepWorker
                 var outcome = Work(item);
                 if (outcome == QueueStatus.Finished) finished++;
                 else if (outcome == QueueStatus.Failed) failed++;
+                else if (outcome == QueueStatus.Pending) retried++;
                 else lost++;
             }
             queue.Refresh();   // the last search run may have completed a sweep: queue its final runs for whoever comes next
@@ -74,7 +79,7 @@ public sealed partial class SweepWorker
         {
             queue.ReleasePlanData();
         }
-        return new WorkerSummary(claimed, finished, failed, lost);
+        return new WorkerSummary(claimed, finished, failed, lost) { Retried = retried };
     }
 
     /// <summary>Runs one claimed item; Running stands for "the lease was lost, another worker has it now".</summary>
@@ -110,9 +115,22 @@ public sealed partial class SweepWorker
             heartbeat.Dispose();
             // A result the store refused because another worker took the key over is that worker's to finish.
             if (e is InvalidOperationException && !StillMine(item)) return LeaseLost(item);
-            return Failed(item, e is PeftSharpException ? e.Message : $"{e.GetType().Name}: {e.Message}");
+            string error = e is PeftSharpException ? e.Message : $"{e.GetType().Name}: {e.Message}";
+            if (TriesAgain(e, item.Attempts, queue.MaxAttempts))
+            {
+                log($"run {item.RunKey[..12]} hit a native error on attempt {item.Attempts}; back to the queue: {error.Split('\n')[0]}");
+                return queue.Release(item, options.WorkerId, error) ? QueueStatus.Pending : LeaseLost(item);
+            }
+            return Failed(item, error);
         }
     }
+
+    /// <summary>Whether a run that threw <paramref name="e"/> goes back to the queue: libtorch's own errors
+    /// (<see cref="RunExecutor.IsNativeError"/>), up to the queue's attempts. The executor already trains such a run
+    /// again; this covers what happens before it, such as loading a stage's data (a linear probe's search run of the
+    /// standard profile failed so, in a <c>div</c> before its run began). A failed search run would leave its grid
+    /// point out of the selection. Bad input (PeftSharpException) and everything else fails at once.</summary>
+    public static bool TriesAgain(Exception e, int attempts, int maxAttempts) => RunExecutor.IsNativeError(e) && attempts < maxAttempts;
 
     TimeSpan HeartbeatPeriod => options.Lease / 3;
 

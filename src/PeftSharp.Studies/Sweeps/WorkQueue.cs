@@ -130,6 +130,11 @@ public sealed partial class WorkQueue
 
     public bool Fail(QueueItem item, string worker, string error) => Finish(item, worker, QueueStatus.Failed, null, error);
 
+    /// <summary>Puts the worker's run back to pending with <paramref name="error"/> noted; false when it was no longer
+    /// this worker's. The next claim counts another attempt.</summary>
+    public bool Release(QueueItem item, string worker, string error) =>
+        store.Write(tx => store.Execute(QueueSql.Release, tx, ("@id", item.Id), ("@worker", worker), ("@error", error)) == 1);
+
     bool Finish(QueueItem item, string worker, QueueStatus status, long? runId, string? error) =>
         store.Write(tx => store.Execute(QueueSql.Complete, tx, ("@id", item.Id), ("@worker", worker), ("@status", StatusName(status)),
                                         ("@run_id", runId), ("@error", error)) == 1);

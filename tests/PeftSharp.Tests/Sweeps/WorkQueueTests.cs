@@ -77,6 +77,28 @@ public sealed class WorkQueueTests : IDisposable
     }
 
     [Fact]
+    public void A_run_given_back_after_a_native_error_is_claimed_again_as_its_next_attempt()
+    {
+        using var db = ResultsDb.Open(DbPath);
+        var queue = new WorkQueue(db, maxAttempts: 2);
+        queue.Plan("p", [Spec("linear", [1e-2])]);
+        var first = queue.Claim("w", TimeSpan.FromMinutes(1))!;
+        Assert.False(queue.Release(first, "other", "not mine"));
+        Assert.True(queue.Release(first, "w", "ExternalException: Unknown scalar type"));
+        var row = Assert.Single(queue.Rows());
+        Assert.Equal((QueueStatus.Pending, "ExternalException: Unknown scalar type"), (row.Status, row.Error));
+        var again = queue.Claim("w2", TimeSpan.FromMinutes(1))!;
+        Assert.Equal((first.Id, 2), (again.Id, again.Attempts));
+
+        // libtorch's errors go back while attempts remain; bad input and other exceptions fail at once.
+        var native = new System.Runtime.InteropServices.ExternalException("Unknown scalar type");
+        Assert.True(SweepWorker.TriesAgain(native, attempts: 1, maxAttempts: 2));
+        Assert.False(SweepWorker.TriesAgain(native, attempts: 2, maxAttempts: 2));
+        Assert.False(SweepWorker.TriesAgain(new PeftSharpException("data: bad"), attempts: 1, maxAttempts: 3));
+        Assert.False(SweepWorker.TriesAgain(new InvalidOperationException("x"), attempts: 1, maxAttempts: 3));
+    }
+
+    [Fact]
     public void The_selection_step_queues_the_final_runs_once_when_the_search_is_over()
     {
         var spec = Spec("bitfit", [1e-3, 1e-2], seeds: [1, 2]);

@@ -119,7 +119,7 @@ public static class Pretraining
             model.train();
             double value = steps.Step(() =>
             {
-                var x = Transforms.NormalizeInPlace(source.ToTensor(pixels).to(float32).div_(255f), o.Normalization);
+                var x = Transforms.NormalizeInPlace(KeptScalar.Div_(source.ToTensor(pixels).to(float32), 255f), o.Normalization);
                 return F.cross_entropy(model.forward(x), tensor(labels), label_smoothing: o.LabelSmoothing);
             }, $"step {step + 1}");
             running = double.IsNaN(running) ? value : 0.98 * running + 0.02 * value;
@@ -156,7 +156,7 @@ public static class Pretraining
         var (pixels, labels) = heldOut;
         using var _ = inference_mode();
         using var scope = NewDisposeScope();
-        var x = Transforms.NormalizeInPlace(source.ToTensor(pixels).to(float32).div_(255f), o.Normalization);
+        var x = Transforms.NormalizeInPlace(KeptScalar.Div_(source.ToTensor(pixels).to(float32), 255f), o.Normalization);
         long correct = 0;
         for (int start = 0; start < labels.Length; start += 256)
         {

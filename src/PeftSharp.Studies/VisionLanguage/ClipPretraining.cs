@@ -123,7 +123,7 @@ public static class ClipPretraining
                 return ClipLosses.Contrastive(model.EncodeImage(batch.Images(indices, o.Normalization)), model.EncodeText(tokens), model.logit_scale, batch.Groups);
             }, $"step {step + 1}");
             // open_clip clamps the learnable temperature at 100.
-            using (no_grad()) model.logit_scale.clamp_(0, Math.Log(100));
+            using (no_grad()) KeptScalar.Clamp_(model.logit_scale, 0, Math.Log(100));   // beside the batch renderer
             running = double.IsNaN(running) ? value : 0.98 * running + 0.02 * value;
             if ((step + 1) % 100 == 0 || step + 1 == o.Steps)
                 log?.Report(string.Create(CultureInfo.InvariantCulture,

@@ -1,4 +1,5 @@
 using System.Collections.Concurrent;
+using PeftSharp.Interop;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -165,7 +166,7 @@ public sealed class DataLoader : IDisposable
         using var scope = NewDisposeScope();
         var pixels = image.ToFloatTensor();
         var resized = Transforms.Resize(pixels, Options.ImageSize, Options.AntialiasResize);
-        var bytes = resized.mul_(255f).round_().to_type(ScalarType.Byte);
+        var bytes = KeptScalar.Mul_(resized, 255f).round_().to_type(ScalarType.Byte);
         _cache[index].copy_(bytes);
     }
 
@@ -245,7 +246,8 @@ public sealed class DataLoader : IDisposable
         int[] indices = order[start..Math.Min(start + batchSize, order.Length)];
         using var scope = NewDisposeScope();
         using var rows = tensor(indices.Select(i => (long)i).ToArray(), ScalarType.Int64);
-        var images = _cache.index_select(0, rows).to_type(ScalarType.Float32).div_(255f);
+        // On a pool thread, beside the training step: its numbers go through KeptScalar.
+        var images = KeptScalar.Div_(_cache.index_select(0, rows).to_type(ScalarType.Float32), 255f);
         if (Options.Augmentation != null && augmentationRng != null) images = Options.Augmentation.Apply(images, augmentationRng);
         Transforms.NormalizeInPlace(images, Options.Normalization);
         var labels = tensor(indices.Select(i => _labels[i]).ToArray(), ScalarType.Int64);

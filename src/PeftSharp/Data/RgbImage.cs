@@ -1,3 +1,4 @@
+using PeftSharp.Interop;
 using static TorchSharp.torch;
 
 namespace PeftSharp.Data;
@@ -44,6 +45,6 @@ public sealed class RgbImage
     {
         using var bytes = ToByteTensor();
         using var asFloat = bytes.to_type(ScalarType.Float32);
-        return asFloat.div(255f);
+        return KeptScalar.Div(asFloat, 255f);   // runs on pool threads (a loader's cache)
     }
 }

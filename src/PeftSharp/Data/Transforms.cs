@@ -1,3 +1,4 @@
+using PeftSharp.Interop;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -107,7 +108,7 @@ public static class Transforms
             ? batch.clone()
             : nn.functional.interpolate(batch, [height, width], mode: InterpolationMode.Bicubic,
                 align_corners: false, antialias: antialias);
-        resized = resized.clamp_(0f, 1f);
+        resized = KeptScalar.Clamp_(resized, 0, 1);   // runs on pool threads (a loader's cache)
         return (single ? resized.squeeze(0) : resized).MoveToOuterDisposeScope();
     }
 

@@ -38,13 +38,16 @@ public sealed class BenchCommand : ICommand
             default  6 tasks (2 per group), the study's 16 methods, 2 lrs x 2 values of each capacity knob,
                      2 epochs on the first 160 of train800 / 40 of val200; within 15 minutes on 2 cores
             standard all 10 tasks, the study's 16 methods, whole train800/val200, lr 1e-3 and 1e-2 x each capacity
-                     knob, 20 epochs (2 warm-up), batch 64, the choice retrained with 2 seeds; hours (docs/bench.md)
+                     knob searched by successive halving, 20 epochs (2 warm-up), batch 64, the choice retrained with
+                     2 seeds; hours (docs/bench.md)
             full     all 10 tasks and every image method, 100 epochs, lr x wd x the study's grids, whole splits
           --queue puts every run of the profile in DIR/results.db's sweep queue (plan bench-PROFILE) instead of
           training: start 'peftsharp worker --db DIR/results.db' processes (here or on other machines sharing the
           folder), then run the same bench command without --queue for the report (it finds the runs finished).
+          The queue trains whole grids: queue the standard profile with --search grid.
           --search halving searches each cell by successive halving (see 'peftsharp tune --help') instead of
-          training every grid point fully; the report's header says so.
+          training every grid point fully (the standard profile's default; --search grid trains the whole grid);
+          the report's header says so.
           --precision auto times a float32 and a bfloat16 product of the backbone's shape on this CPU once (cached
           per machine), keeps the faster for every run and says which; each run's key records the precision used.
           --seeds N retrains each chosen configuration with N seeds (42, 43, ...); the report gives 95 % intervals

@@ -135,14 +135,16 @@ public sealed record BenchProfile
     /// <summary>Between the default and the study: the study's sixteen methods on all ten tasks with the whole
     /// train800/val200, the study's lrs × each method's capacity knob (one weight decay: the study's second one
     /// doubles the grid), 20 epochs with 2 of warm-up at the study's batch 64, the chosen configuration retrained with
-    /// two seeds. Full fine-tuning keeps the lower lrs it needs. Hours on 2 cores (docs/bench.md has the estimate);
-    /// run it through the sweep queue or rerun the same command: finished runs are reused.</summary>
+    /// two seeds. Full fine-tuning keeps the lower lrs it needs. The grid is searched by successive halving: on the
+    /// three tasks whose whole grid was also trained at this length it chose the grid's configuration, or one within
+    /// 0.5 test points, in most cells for under a quarter of the search's images (docs/bench.md). Rerun the same
+    /// command to resume: finished runs are reused.</summary>
     public static BenchProfile Standard => new()
     {
         Name = "standard", Tasks = MiniVtab.Tasks.Select(t => t.Name).ToList(), Methods = TunerRegistry.StudyMethods,
         Epochs = 20, WarmupEpochs = 2, BatchSize = 64, Lrs = new[] { 1e-3, 1e-2 }, WeightDecays = new[] { 1e-4 },
         MethodLrs = new Dictionary<string, IReadOnlyList<double>> { ["full"] = new[] { 3e-4, 1e-3 } },
-        MethodGrids = CapacityKnobs, Seeds = 2,
+        MethodGrids = CapacityKnobs, Seeds = 2, Halving = new HalvingSearch(),
     };
 
     public static IReadOnlyList<string> Names => new[] { "quick", "default", "standard", "full" };
@@ -243,6 +245,10 @@ public sealed class SuiteBenchmark
     /// plan "bench-PROFILE"; <see cref="Run"/> afterwards finds them finished and writes the report.</summary>
     public Sweeps.PlanResult Queue(IProgress<string>? log)
     {
+        // Checked before the suite is materialised: the queue would refuse every cell.
+        if (profile.Halving is { } halving)
+            throw new PeftSharpException("search", $"the {profile.Name} profile searches by {halving}, and the sweep queue trains whole grids: " +
+                                                   "queue its grid search instead, or run it in one process");
         var cells = Plan(log);
         using var db = ResultsDb.Open(Path.Combine(outDir, "results.db"));
         return new Sweeps.WorkQueue(db).Plan($"bench-{profile.Name}", cells.Select(c => c.Spec));

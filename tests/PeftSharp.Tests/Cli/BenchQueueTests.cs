@@ -9,8 +9,11 @@ public class BenchQueueTests
     public void Standard_profile_queued_for_a_worker_then_reported_without_training_again()
     {
         string dir = TestFiles.TempDir("bench-queue"), report = Path.Combine(dir, "report"), db = Path.Combine(report, "results.db");
-        string[] profile = { "--profile", "standard", "--tasks", "dsprites-loc", "--methods", "linear", "--epochs", "1", "--out", report,
-                             "--checkpoint", TestFiles.VitCheckpoint, "--quiet" };
+        string[] profile = { "--profile", "standard", "--search", "grid", "--tasks", "dsprites-loc", "--methods", "linear", "--epochs", "1",
+                             "--out", report, "--checkpoint", TestFiles.VitCheckpoint, "--quiet" };
+        // The profile searches by halving, which the queue cannot: it says so, and queues the grid when asked.
+        CliRunner.AssertOneLineError(CliRunner.Run(["bench", "--queue", .. profile.Where(a => a is not "--search" and not "grid")]),
+                                     "the standard profile searches by successive halving");
         var queued = CliRunner.Run(["bench", "--queue", .. profile]);
         Assert.True(queued.ExitCode == 0, queued.Stderr);
         // Two cells (linear on the pretrained and the random-init backbone), each lr 1e-3 and 1e-2: four search runs.
@@ -37,7 +40,7 @@ public class BenchQueueTests
         string dir = TestFiles.TempDir("bench-queue-halving");
         var bench = CliRunner.Run("bench", "--quick", "--queue", "--search", "halving", "--tasks", "dsprites-loc", "--methods", "linear",
                                   "--out", Path.Combine(dir, "report"), "--checkpoint", TestFiles.VitCheckpoint);
-        CliRunner.AssertOneLineError(bench, "successive halving runs in one process");
+        CliRunner.AssertOneLineError(bench, "the sweep queue trains whole grids");
         var badSearch = CliRunner.Run("bench", "--quick", "--search", "random", "--out", Path.Combine(dir, "report"));
         CliRunner.AssertOneLineError(badSearch, "--search must be grid or halving");
     }

@@ -7,6 +7,10 @@
                                      (training images = epochs x images of the search runs, and with the finals).
   compare-benches.py precision A B   two benches of one profile in two precisions (fp32 in A, bf16 in B): per cell
                                      the test top-1 of each, mean and largest |difference|, changed choices.
+  compare-benches.py ranking A.md B.md
+                                     two bench summaries (summary.md, or a README with the bench table): the methods'
+                                     order by mean of group means in each, and Spearman's rho between them (tied
+                                     values share their mean rank), over the methods both rank.
 
 Cells are (task, method, backbone); the selection rule is BestConfiguration's (val top-1 desc, lr, wd, hyper asc).
 """
@@ -109,10 +113,56 @@ def precision(db_a, db_b):
             print(f"| {m} | {sum(ds) / len(ds):+.2f} | {max(abs(d) for d in ds):.2f} |")
 
 
+def group_means(path):
+    # The bench table's rows: "| tier | method | natural | specialized | structured | **mean** (CI) | ...".
+    means = {}
+    for line in open(path, encoding="utf-8"):
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) > 5 and cells[0].isdigit():
+            m = re.match(r"\*\*([0-9.]+)\*\*", cells[5])
+            if m:
+                means.setdefault(cells[1], float(m.group(1)))
+    return means
+
+
+def ranks(values):
+    order = sorted(range(len(values)), key=lambda i: -values[i])
+    result = [0.0] * len(values)
+    i = 0
+    while i < len(order):
+        j = i
+        while j + 1 < len(order) and values[order[j + 1]] == values[order[i]]:
+            j += 1
+        for k in range(i, j + 1):
+            result[order[k]] = (i + j) / 2 + 1
+        i = j + 1
+    return result
+
+
+def spearman(x, y):
+    rx, ry = ranks(x), ranks(y)
+    mx, my = sum(rx) / len(rx), sum(ry) / len(ry)
+    cov = sum((a - mx) * (b - my) for a, b in zip(rx, ry))
+    return cov / (sum((a - mx) ** 2 for a in rx) * sum((b - my) ** 2 for b in ry)) ** 0.5
+
+
+def ranking(path_a, path_b):
+    a, b = group_means(path_a), group_means(path_b)
+    methods = sorted(set(a) & set(b), key=lambda m: -a[m])
+    print("| method | A | rank A | B | rank B |")
+    print("|---|---|---|---|---|")
+    ra, rb = ranks([a[m] for m in methods]), ranks([b[m] for m in methods])
+    for m, x, y in zip(methods, ra, rb):
+        print(f"| {m} | {a[m]:.2f} | {x:g} | {b[m]:.2f} | {y:g} |")
+    print(f"{len(methods)} methods: Spearman rho = {spearman([a[m] for m in methods], [b[m] for m in methods]):.2f}")
+
+
 if __name__ == "__main__":
     if len(sys.argv) == 3 and sys.argv[1] == "halving":
         halving(sys.argv[2])
     elif len(sys.argv) == 4 and sys.argv[1] == "precision":
         precision(sys.argv[2], sys.argv[3])
+    elif len(sys.argv) == 4 and sys.argv[1] == "ranking":
+        ranking(sys.argv[2], sys.argv[3])
     else:
         sys.exit(__doc__)

@@ -8,7 +8,8 @@ set -euo pipefail
 port=${PEFTSHARP_PG_PORT:-54329}
 data=${PEFTSHARP_PG_DATA:-/tmp/peftsharp-pg/data}
 sock=$(dirname "$data")
-user=peftsharp password=peftsharp-test database=peftsharp_test
+# A password no path or log line contains by chance: tests assert it shows up nowhere.
+user=peftsharp password=pg-secret-5d1b7e database=peftsharp_test
 url="postgres://${user}:${password}@127.0.0.1:${port}/${database}"
 
 log() { echo "start-postgres: $*" >&2; }
@@ -48,6 +49,8 @@ fi
 psql_admin() { as_owner "$bin/psql" -h "$sock" -p "$port" -U postgres -d postgres -v ON_ERROR_STOP=1 -qtA "$@"; }
 if [ "$(psql_admin -c "SELECT 1 FROM pg_roles WHERE rolname = '$user'")" != 1 ]; then
   psql_admin -c "CREATE ROLE $user LOGIN CREATEDB PASSWORD '$password'"
+else
+  psql_admin -c "ALTER ROLE $user PASSWORD '$password'"   # a cluster made by an older script had another one
 fi
 if [ "$(psql_admin -c "SELECT 1 FROM pg_database WHERE datname = '$database'")" != 1 ]; then
   psql_admin -c "CREATE DATABASE $database OWNER $user"

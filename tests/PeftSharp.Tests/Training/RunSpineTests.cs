@@ -111,6 +111,14 @@ public sealed class RunSpineTests : IDisposable
         Assert.Empty(db.Runs(new RunFilter(Family: RunSpec.Classification)));
     }
 
+    /// <summary>What a stand-in job hands the executor: a linear probe on the test backbone, top-1 0.5.</summary>
+    static RunProduct LinearProbeProduct()
+    {
+        var vit = TunerTestKit.Backbone();
+        var peft = PeftModel.Create(vit, "linear", new Dictionary<string, string>());
+        return new RunProduct(new RunOutcome { Top1 = 0.5, MetricsJson = "{}", TrainableParams = 0 }, [], peft, null, vit);
+    }
+
     /// <summary>Throws libtorch's kind of error on its first <c>failures</c> runs (as TorchSharp 0.107's freed-Scalar
     /// race does), then trains.</summary>
     sealed class FlakyNativeJob(RunSpec spec, int failures) : IRunJob
@@ -122,9 +130,7 @@ public sealed class RunSpineTests : IDisposable
         public RunProduct Run(Device device, IProgress<TrainProgress>? progress, TrainCheckpoint? checkpoint)
         {
             if (++Runs <= failures) throw new System.Runtime.InteropServices.ExternalException("Unknown scalar type");
-            var vit = TunerTestKit.Backbone();
-            var peft = PeftModel.Create(vit, "linear", new Dictionary<string, string>());
-            return new RunProduct(new RunOutcome { Top1 = 0.5, MetricsJson = "{}", TrainableParams = 0 }, [], peft, null, vit);
+            return LinearProbeProduct();
         }
     }
 
@@ -154,9 +160,7 @@ public sealed class RunSpineTests : IDisposable
         public RunProduct Run(Device device, IProgress<TrainProgress>? progress, TrainCheckpoint? checkpoint)
         {
             SawCheckpoint = Directory.Exists(checkpoint!.Directory) && Directory.EnumerateFileSystemEntries(checkpoint.Directory).Any();
-            var vit = TunerTestKit.Backbone();
-            var peft = PeftModel.Create(vit, "linear", new Dictionary<string, string>());
-            return new RunProduct(new RunOutcome { Top1 = 0.5, MetricsJson = "{}", TrainableParams = 0 }, [], peft, null, vit);
+            return LinearProbeProduct();
         }
     }
 

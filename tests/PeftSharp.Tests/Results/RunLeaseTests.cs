@@ -186,6 +186,11 @@ public sealed class RunLeaseTests : IDisposable
         // A lease far shorter than training: without the heartbeat the run would be open to takeover mid-way.
         var executor = new RunExecutor(db, CPU) { Lease = TimeSpan.FromMilliseconds(1200), Owner = "trainer" };
         var training = Task.Run(() => executor.Execute(request, "trains"));
+        // The thief starts once the trainer holds the run: before that, beginning it is no takeover (on a loaded
+        // machine the pool thread can start later than the thief's first try).
+        using (var probe = ResultsDb.Open(DbPath))
+            Assert.True(SpinWait.SpinUntil(() => training.IsCompleted || probe.Runs().Any(r => r.Status == RunStatus.Running), TimeSpan.FromSeconds(30)),
+                        "the trainer never began the run");
         int refused = 0;
         while (!training.IsCompleted)
         {
